@@ -1,0 +1,71 @@
+"""The immutable, typed result of one poll of one device.
+
+A ``Snapshot`` is what every layer above ``plant/`` sees of an inverter: values keyed by
+their GivTCP path (``Power/Power/SOC``, ``Energy/Today/PV_Energy_Today_kWh``,
+``<serial>/Invertor_Time``, ``Battery_Details/Battery_Stack_1/<pack>/Battery_SOC``), so
+the MQTT and HTTP layers can stay GivTCP-compatible without knowing any register.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from types import MappingProxyType
+from typing import Any
+
+# A published value. ``time`` is a slot boundary (rendered HH:MM:SS), ``datetime`` is
+# timezone-aware (rendered ISO-8601 with offset).
+Scalar = int | float | str | bool | datetime | time | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """Identity of a polled device: what discovery and ``bridge/info`` describe."""
+
+    serial: str
+    model: str  # human model name, e.g. "Hybrid Gen3"
+    family: str  # givbridge model family key, e.g. "hybrid-gen3"
+    firmware: str | None = None
+    battery_serials: tuple[str, ...] = ()
+    meter_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """All values of one device at one poll, keyed by GivTCP path relative to ``<root>/<serial>/``."""
+
+    info: DeviceInfo
+    taken_at: datetime
+    values: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Freeze the mapping so no consumer can mutate a shared snapshot.
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+
+    @property
+    def serial(self) -> str:
+        return self.info.serial
+
+    def get(self, path: str, default: Scalar = None) -> Scalar:
+        return self.values.get(path, default)
+
+    def __getitem__(self, path: str) -> Scalar:
+        return self.values[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def as_tree(self) -> dict[str, Any]:
+        """Nest the flat paths into GivTCP's JSON shape (``{"Power": {"Power": {"SOC": 54}}}``)."""
+        tree: dict[str, Any] = {}
+        for path, value in self.values.items():
+            *parents, leaf = path.split("/")
+            node = tree
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return tree
