@@ -1,0 +1,351 @@
+"""givbridge configuration: one pydantic-settings model, several sources.
+
+Priority, highest first: command-line flags > environment (``GIVBRIDGE_*``, nested with
+``__``, e.g. ``GIVBRIDGE_MQTT__HOST``) > the YAML/JSON file given with ``--config`` > the
+Home Assistant add-on's ``/data/options.json`` when it exists > defaults. Every source has
+the same shape as the YAML file (see ``deploy/config.example.yaml``).
+
+A config that does not validate raises :class:`ConfigError` whose message names each bad
+field and what it accepts; the CLI prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import socket
+from contextvars import ContextVar
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+
+ADDON_OPTIONS = Path("/data/options.json")
+
+_SERIAL = re.compile(r"^[A-Z]{2}\d{4}[A-Z]\d{3}$|^[A-Z]{3}\d{7}$")
+_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_TOPIC_ROOT = re.compile(r"^[^#+\s/][^#+\s]*$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``str()`` is a message for a person."""
+
+
+class _Section(BaseModel):
+    # A misspelt key is a mistake worth reporting, not something to ignore silently.
+    model_config = ConfigDict(extra="forbid")
+
+
+class TlsSettings(_Section):
+    enabled: bool = False
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="client certificate, for brokers that require one")
+    key_file: Path | None = None
+    insecure: bool = Field(False, description="skip the broker hostname check (testing only)")
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> TlsSettings:
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if self.enabled and path is not None and not path.is_file():
+                raise ValueError(f"{name} {path} does not exist")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: give both or neither")
+        return self
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str = Field(default_factory=lambda: f"givbridge-{socket.gethostname()}"[:64])
+    root: str = Field("GivEnergy", description="root topic, GivTCP's MQTT_Topic")
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    retain: bool = True
+    qos: Literal[0, 1] = 0
+    keepalive: int = Field(60, ge=5, le=3600)
+    full_refresh_interval: float = Field(300.0, ge=10, description="seconds between full state republishes")
+    publish_raw: bool = Field(False, description="also publish GivTCP's raw/ register dump")
+    slot_entities: Literal["select", "time"] = "select"
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+
+    @field_validator("root", "discovery_prefix")
+    @classmethod
+    def _valid_topic_root(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not _TOPIC_ROOT.match(value):
+            raise ValueError("must be a non-empty MQTT topic without wildcards (+, #) or spaces")
+        return value
+
+
+class InverterSettings(_Section):
+    host: str = Field(description="IP address or host name of the inverter's dongle")
+    port: int = Field(8899, ge=1, le=65535)
+    serial: str | None = Field(None, description="expected serial; a different device at this address is refused")
+    prefix: str | None = Field(None, description="entity-id prefix, GivTCP's device prefix (givtcp, givtcp2, ...)")
+    name: str | None = Field(None, description="friendly name shown in Home Assistant")
+    enabled: bool = True
+
+    @field_validator("serial")
+    @classmethod
+    def _valid_serial(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().upper()
+        if not _SERIAL.match(value):
+            raise ValueError("must look like a GivEnergy serial, e.g. SA2114G047")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if not _PREFIX.match(value):
+            raise ValueError("must be lower-case letters, digits and underscores, starting with a letter")
+        return value
+
+
+class PollingSettings(_Section):
+    poll_interval: float = Field(15.0, ge=2, le=3600, description="seconds between measurement reads")
+    settings_interval: float = Field(300.0, ge=10, le=86400, description="seconds between settings reads")
+    timeout: float = Field(2.0, gt=0, le=30, description="seconds to wait for one response")
+    retries: int = Field(1, ge=0, le=5)
+    offline_after: int = Field(3, ge=1, le=100, description="failed polls before a device is offline")
+    backoff_min: float = Field(2.0, gt=0, le=600, description="first reconnect delay in seconds")
+    backoff_max: float = Field(60.0, gt=0, le=3600, description="longest reconnect delay in seconds")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PollingSettings:
+        if self.backoff_max < self.backoff_min:
+            raise ValueError("backoff_max must not be below backoff_min")
+        if self.settings_interval < self.poll_interval:
+            raise ValueError("settings_interval must not be below poll_interval")
+        return self
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class HttpSettings(_Section):
+    enabled: bool = False
+    host: str = Field("127.0.0.1", description="address to listen on; 0.0.0.0 exposes it to the LAN")
+    port: int = Field(8099, ge=1, le=65535)
+    per_inverter_ports: bool = Field(False, description="also serve inverter N on port 6344+N, like GivTCP")
+    first_inverter_port: int = Field(6345, ge=1, le=65535)
+    token: SecretStr | None = Field(None, description="bearer token required for writes and /settings")
+    trusted_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list, description="clients allowed to write without the token"
+    )
+    max_body_bytes: int = Field(4096, ge=256, le=1_048_576)
+
+
+class EvcSettings(_Section):
+    host: str
+    port: int = Field(502, ge=1, le=65535)
+    serial: str | None = None
+    poll_interval: float = Field(10.0, ge=2, le=3600)
+
+
+def _default_data_dir() -> Path:
+    if ADDON_OPTIONS.parent.is_dir() and os.access(ADDON_OPTIONS.parent, os.W_OK):
+        return ADDON_OPTIONS.parent
+    state = os.environ.get("STATE_DIRECTORY")  # systemd StateDirectory=
+    if state:
+        return Path(state.split(":")[0])
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "givbridge"
+
+
+class Settings(BaseSettings):
+    """Everything givbridge can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GIVBRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    inverters: list[InverterSettings] = Field(default_factory=list)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    polling: PollingSettings = Field(default_factory=PollingSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    evc: EvcSettings | None = None
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    read_only: bool = Field(False, description="refuse every write to the inverters")
+    timezone: str | None = Field(None, description="IANA zone of the inverter clocks; default: this host's")
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> Settings:
+        seen_hosts: set[tuple[str, int]] = set()
+        seen_prefixes: set[str] = set()
+        seen_serials: set[str] = set()
+        for index, inverter in enumerate(self.inverters):
+            where = f"inverters[{index}]"
+            if (inverter.host, inverter.port) in seen_hosts:
+                raise ValueError(f"{where}: {inverter.host}:{inverter.port} is listed twice")
+            seen_hosts.add((inverter.host, inverter.port))
+            if inverter.prefix and inverter.prefix in seen_prefixes:
+                raise ValueError(f"{where}: prefix {inverter.prefix!r} is used twice")
+            if inverter.prefix:
+                seen_prefixes.add(inverter.prefix)
+            if inverter.serial and inverter.serial in seen_serials:
+                raise ValueError(f"{where}: serial {inverter.serial} is listed twice")
+            if inverter.serial:
+                seen_serials.add(inverter.serial)
+        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA time zone such as Europe/London") from exc
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier wins: command-line flags (init), environment, then the files.
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+    def prefix_for(self, index: int) -> str:
+        """GivTCP's entity-id prefix for the inverter at ``index``: givtcp, givtcp2, ..."""
+        configured = self.inverters[index].prefix
+        if configured:
+            return configured
+        return "givtcp" if index == 0 else f"givtcp{index + 1}"
+
+    def summary(self) -> dict[str, Any]:
+        """The configuration without secrets, for ``bridge/info`` and the logs."""
+        return _redact(self.model_dump(mode="json"))
+
+
+_SECRET_KEYS = {"password", "token"}
+
+
+def _redact(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: ("***" if k in _SECRET_KEYS and v else _redact(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_redact(v) for v in node]
+    return node
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings, not a {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# The merged content of the config files for the load_settings() call in progress.
+_FILES: ContextVar[dict[str, Any]] = ContextVar("givbridge_config_files", default={})
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The add-on options file overlaid with the --config file, as one source."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _FILES.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILES.get())
+
+
+def _explain(exc: ValidationError, sources: str) -> str:
+    lines = [f"invalid configuration ({sources}):"]
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting; check the spelling against deploy/config.example.yaml"
+        elif error["type"] == "missing":
+            message = "required but not given"
+        lines.append(f"  {location}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    addon_options: Path = ADDON_OPTIONS,
+) -> Settings:
+    """Build the settings from every source, in priority order."""
+    if config_file is None and os.environ.get("GIVBRIDGE_CONFIG"):
+        config_file = Path(os.environ["GIVBRIDGE_CONFIG"])
+    files: dict[str, Any] = {}
+    used = []
+    if addon_options.is_file():
+        files = _deep_merge(files, _read_file(addon_options))
+        used.append(str(addon_options))
+    if config_file is not None:
+        files = _deep_merge(files, _read_file(config_file))
+        used.append(str(config_file))
+    if any(key.startswith("GIVBRIDGE_") and key != "GIVBRIDGE_CONFIG" for key in os.environ):
+        used.append("environment")
+    if overrides:
+        used.append("command line")
+    token = _FILES.set(files)
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, ", ".join(used) or "defaults")) from None
+    except SettingsError as exc:  # e.g. an environment variable holding broken JSON
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    finally:
+        _FILES.reset(token)
