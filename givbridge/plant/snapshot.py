@@ -38,10 +38,15 @@ class Snapshot:
     info: DeviceInfo
     taken_at: datetime
     values: Mapping[str, Scalar] = field(default_factory=dict)
+    # GivTCP's ``raw`` section: the library's decoded register fields, keyed
+    # ``invertor/<field>`` and ``batteries/<battery-serial>/<field>``. Served by the REST
+    # shim's readData (Predbat reads raw.invertor.*) and published only on request.
+    raw: Mapping[str, Scalar] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Freeze the mapping so no consumer can mutate a shared snapshot.
+        # Freeze the mappings so no consumer can mutate a shared snapshot.
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "raw", MappingProxyType(dict(self.raw)))
 
     @property
     def serial(self) -> str:
@@ -59,13 +64,21 @@ class Snapshot:
     def __iter__(self) -> Iterator[str]:
         return iter(self.values)
 
-    def as_tree(self) -> dict[str, Any]:
+    def as_tree(self, *, include_raw: bool = False) -> dict[str, Any]:
         """Nest the flat paths into GivTCP's JSON shape (``{"Power": {"Power": {"SOC": 54}}}``)."""
-        tree: dict[str, Any] = {}
-        for path, value in self.values.items():
-            *parents, leaf = path.split("/")
-            node = tree
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
+        tree = nest(self.values)
+        if include_raw:
+            tree["raw"] = nest(self.raw)
         return tree
+
+
+def nest(flat: Mapping[str, Scalar]) -> dict[str, Any]:
+    """Turn ``{"a/b/c": 1}`` into ``{"a": {"b": {"c": 1}}}``."""
+    tree: dict[str, Any] = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split("/")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
