@@ -1,0 +1,215 @@
+"""Values GivTCP derives rather than reads, as pure functions.
+
+Sign conventions follow the inverter registers and GivTCP: grid power is positive when
+exporting, battery power is positive when discharging. Every function takes plain numbers
+and returns plain numbers, so each rule is unit-tested on its own and the snapshot builder
+only wires registers to arguments.
+
+Nothing here smooths, clamps against a previous sample or holds a counter steady: those are
+data-hygiene decisions that need history, and they belong to the layer above.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from givbridge.plant import vocab
+from givbridge.plant.families import Family
+
+# GivTCP pins the rated battery power of these families to 6 kW instead of trusting the
+# device-type table; keep that so the rate controls' range matches what users already see.
+_BATTERY_MAX_POWER_OVERRIDE = {"hybrid-gen4": 6000, "aio": 6000}
+
+# HR111/HR112 hold the battery current limit in hundredths of C; the inverter accepts 0..50.
+RATE_REGISTER_MAX = 50
+
+
+# --- grid and battery ------------------------------------------------------------------------
+
+
+def split_grid_power(grid_power: int) -> tuple[int, int]:
+    """(import, export) watts, both >= 0, from the signed grid-meter power (+ export)."""
+    return max(-grid_power, 0), max(grid_power, 0)
+
+
+def split_battery_power(battery_power: int) -> tuple[int, int]:
+    """(charge, discharge) watts, both >= 0, from the signed battery power (+ discharge)."""
+    return max(-battery_power, 0), max(battery_power, 0)
+
+
+def self_consumption_power(load: int, grid_import: int) -> int:
+    """House load not supplied by the grid (GivTCP's Self_Consumption_Power)."""
+    return max(load - grid_import, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PowerFlows:
+    """Where each watt goes, every figure >= 0.
+
+    Solar feeds the house first, then the battery, then the grid; the battery feeds the
+    house before the grid; the grid feeds the house before the battery. When the six
+    measurements balance (``pv + discharge + import == load + charge + export``, one
+    direction per port) the flows account for every watt exactly:
+
+    - pv        = solar_to_house + solar_to_battery + solar_to_grid
+    - load      = solar_to_house + battery_to_house + grid_to_house
+    - charge    = solar_to_battery + grid_to_battery
+    - discharge = battery_to_house + battery_to_grid
+    - export    = solar_to_grid + battery_to_grid
+    - import    = grid_to_house + grid_to_battery
+
+    Real readings do not balance (conversion losses, the CT and the inverter sampling at
+    different instants), so each sum can fall short of its port by up to ``|residual|``,
+    where ``residual = (pv + discharge + import) - (load + charge + export)``: positive means
+    more came in than was measured going out (losses), negative the reverse. No flow is
+    ever invented to cover the gap.
+    """
+
+    solar_to_house: int
+    solar_to_battery: int
+    solar_to_grid: int
+    battery_to_house: int
+    battery_to_grid: int
+    grid_to_house: int
+    grid_to_battery: int
+    residual: int
+
+
+def power_flows(*, pv: int, load: int, battery_power: int, grid_power: int) -> PowerFlows:
+    """The seven GivTCP power flows from PV, load, battery (+ discharge) and grid (+ export) power."""
+    pv, load = max(pv, 0), max(load, 0)
+    charge, discharge = split_battery_power(battery_power)
+    grid_import, grid_export = split_grid_power(grid_power)
+
+    solar_to_house = min(pv, load)
+    solar_to_battery = min(pv - solar_to_house, charge)
+    solar_to_grid = min(pv - solar_to_house - solar_to_battery, grid_export)
+    house_left = load - solar_to_house
+    battery_to_house = min(discharge, house_left)
+    grid_to_house = min(grid_import, house_left - battery_to_house)
+    battery_to_grid = min(discharge - battery_to_house, grid_export - solar_to_grid)
+    grid_to_battery = min(grid_import - grid_to_house, charge - solar_to_battery)
+    return PowerFlows(
+        solar_to_house=solar_to_house,
+        solar_to_battery=solar_to_battery,
+        solar_to_grid=solar_to_grid,
+        battery_to_house=battery_to_house,
+        battery_to_grid=battery_to_grid,
+        grid_to_house=grid_to_house,
+        grid_to_battery=grid_to_battery,
+        residual=(pv + discharge + grid_import) - (load + charge + grid_export),
+    )
+
+
+# --- battery state -----------------------------------------------------------------------------
+
+
+def soc_kwh(soc: int, capacity_kwh: float) -> float:
+    """Stored energy for a state of charge in percent, to GivTCP's two decimals."""
+    return round(soc * capacity_kwh / 100, 2)
+
+
+def charge_time_remaining(*, soc: int, target_soc: int, capacity_kwh: float, charge_power: int) -> int:
+    """Whole minutes to reach ``target_soc`` at the present charge power; 0 when not charging."""
+    return _minutes_to_move(soc_gap=target_soc - soc, capacity_kwh=capacity_kwh, power=charge_power)
+
+
+def discharge_time_remaining(*, soc: int, reserve_soc: int, capacity_kwh: float, discharge_power: int) -> int:
+    """Whole minutes to fall to the reserve at the present discharge power; 0 when not discharging."""
+    return _minutes_to_move(soc_gap=soc - reserve_soc, capacity_kwh=capacity_kwh, power=discharge_power)
+
+
+def _minutes_to_move(*, soc_gap: int, capacity_kwh: float, power: int) -> int:
+    if power <= 0 or soc_gap <= 0:
+        return 0
+    return int(capacity_kwh * soc_gap / 100 / (power / 1000) * 60)
+
+
+def completion_time(now: datetime, minutes: int) -> datetime:
+    """When a charge or discharge taking ``minutes`` from ``now`` ends, to the second."""
+    return (now + timedelta(minutes=minutes)).replace(microsecond=0)
+
+
+def battery_mode(*, eco: bool | None, timed_discharge: bool | None, reserve_soc: int | None) -> str:
+    """GivTCP's battery Mode from HR27 (eco), HR59 (timed discharge) and HR110 (reserve).
+
+    Eco with a 100 % reserve is "Eco (Paused)": the battery holds its charge. Anything that
+    was not read is "Unknown" rather than a guess.
+    """
+    if eco is None or timed_discharge is None:
+        return vocab.MODE_UNKNOWN
+    if eco and not timed_discharge:
+        if reserve_soc is None:
+            return vocab.MODE_UNKNOWN
+        return vocab.MODE_ECO_PAUSED if reserve_soc == 100 else vocab.MODE_ECO
+    if eco:
+        return vocab.MODE_TIMED_DEMAND
+    return vocab.MODE_TIMED_EXPORT if timed_discharge else vocab.MODE_EXPORT_PAUSED
+
+
+# --- battery ratings and the charge/discharge rate registers ------------------------------------
+
+
+def battery_max_power(family: Family, rated_power: int | None) -> int | None:
+    """Rated battery charge/discharge power in watts: the library's figure, GivTCP's 6 kW overrides."""
+    return _BATTERY_MAX_POWER_OVERRIDE.get(family.key, rated_power)
+
+
+def battery_capacity_kwh(nominal_kwh: float | None) -> float | None:
+    """Nominal capacity as published (two decimals); every kWh figure derived from it uses this value.
+
+    0 means no battery is configured (HR55 reads 0 Ah) and is returned as None.
+    """
+    return round(nominal_kwh, 2) if nominal_kwh else None
+
+
+@dataclass(frozen=True, slots=True)
+class RateSetting:
+    """A value for HR111/HR112 and the battery power it actually allows."""
+
+    register: int
+    watts: int
+
+
+def rate_register_to_watts(register: int, *, capacity_kwh: float, max_power: int | None) -> int:
+    """Battery power allowed by a rate register (C/100 of capacity), capped at the rated power."""
+    watts = math.floor(register / 100 * capacity_kwh * 1000)
+    return min(watts, max_power) if max_power is not None else watts
+
+
+def watts_to_rate_register(watts: int, *, capacity_kwh: float, max_power: int | None) -> RateSetting:
+    """The rate register closest to ``watts`` and the power it really yields.
+
+    The register's step is 1 % of capacity (about 95 W on a 9.5 kWh pack), so most watt
+    values cannot be hit exactly: the caller publishes ``RateSetting.watts`` and read-back
+    compares against it. A request at or above the rated power asks for the register maximum.
+    """
+    if max_power is not None and watts >= max_power:
+        register = RATE_REGISTER_MAX
+    else:
+        register = min(max(round(watts * 100 / (capacity_kwh * 1000)), 0), RATE_REGISTER_MAX)
+    return RateSetting(register, rate_register_to_watts(register, capacity_kwh=capacity_kwh, max_power=max_power))
+
+
+# --- energy ----------------------------------------------------------------------------------
+
+
+def load_energy(
+    *, inverter_output: float, ac_charge: float, grid_import: float, grid_export: float, extra_pv: float = 0.0
+) -> float:
+    """House consumption in kWh, GivTCP's energy balance.
+
+    ``inverter_output - ac_charge`` is what the inverter delivered net of what it took back
+    from the AC side; adding net import gives what the house used. ``extra_pv`` is PV that
+    the inverter-output counter does not include: on AC-coupled and All-in-One units that
+    counter only sees the battery side, so GivTCP adds the PV counter there; on DC hybrids it
+    already includes PV and ``extra_pv`` stays 0.
+    """
+    return max(round(inverter_output - ac_charge - (grid_export - grid_import) + extra_pv, 2), 0.0)
+
+
+def self_consumption_energy(*, pv: float, grid_export: float) -> float:
+    """PV energy used on site (PV minus export), in kWh, never negative."""
+    return max(round(pv - grid_export, 2), 0.0)

@@ -1,0 +1,345 @@
+"""Snapshot builder for single-phase inverters with LV packs: Gen1-Gen4 hybrids, Gen3+, Polar, AC, AIO.
+
+It reproduces GivTCP v3.5's ``processInverterInfo`` group by group: ``Power/Power``,
+``Power/Flows``, ``Energy/Today``, ``Energy/Total``, ``<serial>``, ``Timeslots`` and
+``Control``, then the shared battery, meter and raw sections. Register meanings come from
+givenergy-modbus (field names in the comments); the arithmetic lives in :mod:`derive`.
+
+Where GivTCP substitutes a previous sample for a suspicious reading (SOC 0, year-2000
+clock, empty slot) this builder does not: it publishes what was read, or nothing, and
+leaves history-based repair to the data-hygiene layer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, tzinfo
+
+from givbridge.plant import derive, vocab
+from givbridge.plant._library import ModelView, PlantView
+from givbridge.plant.families import Family
+from givbridge.plant.sections import DeviceValues, ValueSink, lv_battery_section, meter_section, raw_section
+from givbridge.plant.snapshot import DeviceInfo
+from givbridge.plant.writes import has_pause_registers
+
+FAMILIES = frozenset(
+    {"hybrid-gen1", "hybrid-gen2", "hybrid-gen3", "hybrid-gen3-plus", "hybrid-gen4", "polar", "ac", "aio"}
+)
+
+# Families reporting combined PV + AC generation at IR247/248.
+_COMBINED_GENERATION = frozenset({"hybrid-gen3", "hybrid-gen3-plus", "hybrid-gen4"})
+_PAUSE_MODE_REGISTER = 318
+_PAUSE_SLOT_REGISTERS = (319, 320)
+_MIDNIGHT = time(0, 0)
+_FACTORY_CLOCK_YEAR = 2000  # HR35 reads 0 (year 2000) until the clock has been set
+
+
+def build_single_phase(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
+    inv = view.inverter
+    capacity = derive.battery_capacity_kwh(inv.number("battery_capacity_kwh"))
+    max_battery_power = derive.battery_max_power(family, inv.integer("battery_max_power"))
+    device = DeviceValues(
+        info=DeviceInfo(
+            serial=view.serial,
+            model=family.display,
+            family=family.key,
+            firmware=inv.text("firmware_version"),
+            battery_serials=tuple(s for b in view.batteries if (s := b.text("serial_number"))),
+            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
+        )
+    )
+    sink = ValueSink(device.values)
+    _power(view, family, sink.under("Power"), capacity=capacity, taken_at=taken_at, tz=tz)
+    _energy(view, sink.under("Energy"))
+    _inverter_details(
+        view, family, sink.under(view.serial), capacity=capacity, max_battery_power=max_battery_power, tz=tz
+    )
+    _timeslots(view, family, sink.under("Timeslots"))
+    _control(view, family, sink.under("Control"), capacity=capacity, max_battery_power=max_battery_power)
+    lv_battery_section(view, sink)
+    meter_section(view, sink)
+    device.raw = raw_section(view)
+    return device
+
+
+def _power(
+    view: PlantView, family: Family, sink: ValueSink, *, capacity: float | None, taken_at: datetime, tz: tzinfo
+) -> None:
+    inv = view.inverter
+    power = sink.under("Power")
+    pv_1, pv_2 = inv.integer("p_pv1"), inv.integer("p_pv2")
+    pv = pv_1 + pv_2 if pv_1 is not None and pv_2 is not None else None
+    power.put("PV_Power_String_1", pv_1)
+    power.put("PV_Power_String_2", pv_2)
+    power.put("PV_Power", pv)
+    # Left None by the library on AC and AIO, where these registers echo the AC side.
+    power.put("PV_Voltage_String_1", inv.number("v_pv1"))
+    power.put("PV_Voltage_String_2", inv.number("v_pv2"))
+    power.put("PV_Current_String_1", inv.number("i_pv1"))
+    power.put("PV_Current_String_2", inv.number("i_pv2"))
+    power.put("Grid_Voltage", inv.number("v_ac1"))
+    power.put("Grid_Current", inv.number("i_grid_port"))  # IR58, at the inverter terminal
+    power.put("Grid_Frequency", inv.number("f_ac1"))
+    power.put("Inverter_Output_Frequency", inv.number("f_ac1_output"))
+
+    grid = inv.integer("p_grid_out")  # IR30, the grid CT: + export
+    grid_import = grid_export = None
+    if grid is not None:
+        grid_import, grid_export = derive.split_grid_power(grid)
+    power.put("Grid_Power", grid)
+    power.put("Import_Power", grid_import)
+    power.put("Export_Power", grid_export)
+    power.put("EPS_Power", inv.integer("p_backup"))
+
+    inverter_power = inv.integer("p_grid_out_ph1")  # IR24, inverter AC terminal: - when charging from AC
+    power.put("Invertor_Power", inverter_power)
+    power.put("AC_Charge_Power", max(-inverter_power, 0) if inverter_power is not None else None)
+
+    load = inv.integer("p_load_demand")
+    power.put("Load_Power", load)
+    if load is not None and grid_import is not None:
+        power.put("Self_Consumption_Power", derive.self_consumption_power(load, grid_import))
+    if family.key in _COMBINED_GENERATION:
+        power.put("Combined_Generation_Power", inv.integer("p_combined_generation"))
+
+    # With no battery attached there is no battery flow, rather than an unknown one.
+    battery = inv.integer("p_battery") if view.has_battery else 0
+    if view.has_battery:
+        _battery_power(inv, power, battery=battery, capacity=capacity, now=taken_at.astimezone(tz))
+
+    if pv is not None and load is not None and grid is not None and battery is not None:
+        flows = derive.power_flows(pv=pv, load=load, battery_power=battery, grid_power=grid)
+        out = sink.under("Flows")
+        out.put("Solar_to_House", flows.solar_to_house)
+        out.put("Solar_to_Battery", flows.solar_to_battery)
+        out.put("Solar_to_Grid", flows.solar_to_grid)
+        out.put("Battery_to_House", flows.battery_to_house)
+        out.put("Battery_to_Grid", flows.battery_to_grid)
+        out.put("Grid_to_House", flows.grid_to_house)
+        out.put("Grid_to_Battery", flows.grid_to_battery)
+
+
+def _battery_power(
+    inv: ModelView, power: ValueSink, *, battery: int | None, capacity: float | None, now: datetime
+) -> None:
+    soc = inv.integer("battery_soc")  # IR59
+    power.put("SOC", soc)
+    if soc is not None and capacity is not None:
+        power.put("SOC_kWh", derive.soc_kwh(soc, capacity))
+    power.put("Battery_Power", battery)
+    power.put("Battery_Voltage", inv.number("v_battery"))
+    power.put("Battery_Current", inv.number("i_battery"))
+    if battery is None:
+        return
+    charge, discharge = derive.split_battery_power(battery)
+    power.put("Charge_Power", charge)
+    power.put("Discharge_Power", discharge)
+    target, reserve = inv.integer("charge_target_soc"), inv.integer("battery_soc_reserve")
+    if soc is None or capacity is None:
+        return
+    if target is not None:
+        minutes = derive.charge_time_remaining(soc=soc, target_soc=target, capacity_kwh=capacity, charge_power=charge)
+        power.put("Charge_Time_Remaining", minutes)
+        power.put("Charge_Completion_Time", derive.completion_time(now, minutes))
+    if reserve is not None:
+        minutes = derive.discharge_time_remaining(
+            soc=soc, reserve_soc=reserve, capacity_kwh=capacity, discharge_power=discharge
+        )
+        power.put("Discharge_Time_Remaining", minutes)
+        power.put("Discharge_Completion_Time", derive.completion_time(now, minutes))
+
+
+def _energy(view: PlantView, sink: ValueSink) -> None:
+    inv = view.inverter
+    # IR44 and IR45/46: PV generation on DC hybrids, the battery-side AC output on AC/AIO.
+    # GivTCP publishes the register as "Invertor" energy either way and balances load with it.
+    out_field = "e_inverter_out" if view.ir44_is_inverter_output else "e_pv_generation"
+    pv_1, pv_2 = inv.number("e_pv1_day"), inv.number("e_pv2_day")
+    periods = {
+        "Today": {
+            "PV": round(pv_1 + pv_2, 1) if pv_1 is not None and pv_2 is not None else None,
+            "Import": inv.number("e_grid_in_day"),
+            "Export": inv.number("e_grid_out_day"),
+            "AC_Charge": inv.number("e_ac_charge_today"),  # IR35
+            "Invertor": inv.number(f"{out_field}_today"),
+        },
+        "Total": {
+            "PV": inv.number("e_pv_total"),  # IR11/12
+            "Import": inv.number("e_grid_in_total"),
+            "Export": inv.number("e_grid_out_total"),
+            "AC_Charge": inv.number("e_inverter_in_total"),  # IR27/28
+            "Invertor": inv.number(f"{out_field}_total"),
+        },
+    }
+    for period, figures in periods.items():
+        out = sink.under(period)
+        for name, value in figures.items():
+            out.put(f"{name}_Energy_{period}_kWh", value)
+        pv, grid_in, grid_out = figures["PV"], figures["Import"], figures["Export"]
+        inverter_out, ac_charge = figures["Invertor"], figures["AC_Charge"]
+        if (
+            pv is not None
+            and grid_in is not None
+            and grid_out is not None
+            and inverter_out is not None
+            and ac_charge is not None
+        ):
+            load = derive.load_energy(
+                inverter_output=inverter_out,
+                ac_charge=ac_charge,
+                grid_import=grid_in,
+                grid_export=grid_out,
+                extra_pv=pv if view.ir44_is_inverter_output else 0.0,
+            )
+            out.put(f"Load_Energy_{period}_kWh", load)
+        if pv is not None and grid_out is not None:
+            out.put(
+                f"Self_Consumption_Energy_{period}_kWh", derive.self_consumption_energy(pv=pv, grid_export=grid_out)
+            )
+
+    if not view.has_battery:
+        return
+    today, total = sink.under("Today"), sink.under("Total")
+    charge_today, discharge_today = _battery_energy_today(inv)
+    today.put("Battery_Charge_Energy_Today_kWh", charge_today)
+    today.put("Battery_Discharge_Energy_Today_kWh", discharge_today)
+    if charge_today is not None and discharge_today is not None:
+        today.put("Battery_Throughput_Today_kWh", round(charge_today + discharge_today, 1))
+    total.put("Battery_Throughput_Total_kWh", inv.number("e_battery_throughput"))  # IR6/7
+    if view.batteries:
+        charge_total, discharge_total = _battery_energy_total(view)
+        total.put("Battery_Charge_Energy_Total_kWh", charge_total)
+        total.put("Battery_Discharge_Energy_Total_kWh", discharge_total)
+
+
+def _battery_energy_today(inv: ModelView) -> tuple[float | None, float | None]:
+    """Battery charge and discharge today: the library's per-model source, else IR36/37.
+
+    givenergy-modbus routes these only for models where a capture confirmed the register
+    (Gen1, Gen2, AC, AIO). For the others it answers None; GivTCP reads IR36/37 on every
+    model, so that is the fallback rather than dropping the Energy-dashboard battery sensors.
+    """
+    charge, discharge = inv.number("e_battery_charge_today"), inv.number("e_battery_discharge_today")
+    if charge is None or discharge is None:
+        charge, discharge = inv.number("e_battery_charge_today_alt1"), inv.number("e_battery_discharge_today_alt1")
+    return charge, discharge
+
+
+def _battery_energy_total(view: PlantView) -> tuple[float | None, float | None]:
+    """Lifetime battery charge and discharge, as GivTCP reads them.
+
+    The first pack's BMS counters (IR106/105) are stack-wide; packs on older BMS firmware
+    leave them at 0, and then the inverter's own counters (IR181/180) are used. When both
+    pairs read 0 the model supports neither, and a lifetime counter of 0 is not published.
+    """
+    inv = view.inverter
+    pack = view.batteries[0]
+    for source, charge_field, discharge_field in (
+        (pack, "e_battery_charge_total", "e_battery_discharge_total"),
+        (inv, "e_battery_charge_total_alt1", "e_battery_discharge_total_alt1"),
+    ):
+        charge, discharge = source.number(charge_field), source.number(discharge_field)
+        if charge or discharge:
+            return charge, discharge
+    return None, None
+
+
+def _inverter_details(
+    view: PlantView,
+    family: Family,
+    sink: ValueSink,
+    *,
+    capacity: float | None,
+    max_battery_power: int | None,
+    tz: tzinfo,
+) -> None:
+    inv = view.inverter
+    sink.put("Invertor_Serial_Number", view.serial)
+    sink.put("Invertor_Type", family.givtcp_type)
+    sink.put("Invertor_Firmware", inv.text("firmware_version"))
+    sink.put("Modbus_Version", inv.text("modbus_version"))
+    sink.put("Meter_Type", vocab.givtcp_enum_word(inv.enum_name("meter_type")))
+    sink.put("Battery_Type", vocab.givtcp_enum_word(inv.enum_name("battery_type")))
+    sink.put("Battery_Capacity_kWh", capacity)
+    sink.put("Invertor_Max_Inv_Rate", inv.integer("inverter_max_power"))
+    sink.put("Invertor_Max_Bat_Rate", max_battery_power)
+    sink.put("Invertor_Temperature", inv.number("t_inverter_heatsink"))
+    sink.put("Export_Limit", inv.integer("grid_port_max_power_output"))  # HR26
+    sink.put("Battery_Calibration_Status", vocab.givtcp_enum_word(inv.enum_name("battery_calibration_stage")))
+    clock = inv.timestamp("system_time")
+    if clock is not None and clock.year > _FACTORY_CLOCK_YEAR:
+        # The inverter keeps local wall time with no zone; GivTCP attaches the site's zone.
+        sink.put("Invertor_Time", clock.replace(tzinfo=tz))
+
+
+def _timeslots(view: PlantView, family: Family, sink: ValueSink) -> None:
+    inv = view.inverter
+    for kind, sources in (("Charge", view.charge_slots), ("Discharge", view.discharge_slots)):
+        for number, source in enumerate(sources, start=1):
+            if not view.has_holding(source.start_register, source.end_register):
+                continue  # not read yet: publish nothing rather than a made-up 00:00
+            slot = inv.slot(source.field)
+            sink.put(f"{kind}_start_time_slot_{number}", _slot_time(slot.start if slot else None))
+            sink.put(f"{kind}_end_time_slot_{number}", _slot_time(slot.end if slot else None))
+    if has_pause_registers(family) and view.has_holding(*_PAUSE_SLOT_REGISTERS):
+        slot = inv.slot("battery_pause_slot_1")
+        sink.put("Battery_pause_start_time_slot", _slot_time(slot.start if slot else None))
+        sink.put("Battery_pause_end_time_slot", _slot_time(slot.end if slot else None))
+
+
+def _slot_time(value: time | None) -> time:
+    # A slot register that holds no valid HHMM (0, or the 60 sentinel some firmware uses)
+    # means "unset"; GivTCP shows unset slots as midnight and its selects expect a time.
+    return value if value is not None else _MIDNIGHT
+
+
+def _control(
+    view: PlantView, family: Family, sink: ValueSink, *, capacity: float | None, max_battery_power: int | None
+) -> None:
+    inv = view.inverter
+    eco = _eco_flag(inv)  # HR27
+    timed_discharge = inv.flag("enable_discharge")  # HR59
+    reserve = inv.integer("battery_soc_reserve")  # HR110
+    sink.put("Mode", derive.battery_mode(eco=eco, timed_discharge=timed_discharge, reserve_soc=reserve))
+    sink.put("Eco_Mode", vocab.enable_word(eco))
+    sink.put("Enable_Charge_Schedule", vocab.enable_word(inv.flag("enable_charge")))  # HR96
+    sink.put("Enable_Discharge_Schedule", vocab.enable_word(timed_discharge))
+    sink.put("Enable_Charge_Target", vocab.enable_word(inv.flag("enable_charge_target")))  # HR20
+    sink.put("Target_SOC", inv.integer("charge_target_soc"))  # HR116
+    if view.extended_slots:
+        for number in range(1, len(view.charge_slots) + 1):
+            sink.put(f"Charge_Target_SOC_{number}", inv.integer(f"charge_target_soc_{number}"))
+        for number in range(1, len(view.discharge_slots) + 1):
+            sink.put(f"Discharge_Target_SOC_{number}", inv.integer(f"discharge_target_soc_{number}"))
+    sink.put("Battery_Power_Reserve", reserve)
+    sink.put("Battery_Power_Cutoff", inv.integer("battery_discharge_min_power_reserve"))  # HR114
+    if capacity is not None:
+        for leaf, field in (
+            ("Battery_Charge_Rate", "battery_charge_limit"),
+            ("Battery_Discharge_Rate", "battery_discharge_limit"),
+        ):
+            register = inv.integer(field)  # HR111 / HR112
+            if register is not None:
+                sink.put(
+                    leaf, derive.rate_register_to_watts(register, capacity_kwh=capacity, max_power=max_battery_power)
+                )
+    if view.has_ac_config_block:  # HR313/314, the AC-side limits in percent
+        sink.put("Battery_Charge_Rate_AC", inv.integer("battery_charge_limit_ac"))
+        sink.put("Battery_Discharge_Rate_AC", inv.integer("battery_discharge_limit_ac"))
+    sink.put("Active_Power_Rate", inv.integer("active_power_rate"))  # HR50
+    if has_pause_registers(family) and view.has_holding(_PAUSE_MODE_REGISTER):
+        pause = inv.integer("battery_pause_mode")
+        if pause is not None and 0 <= pause < len(vocab.PAUSE_MODES):
+            sink.put("Battery_pause_mode", vocab.PAUSE_MODES[pause])
+    stage = inv.integer("battery_calibration_stage")  # HR29
+    if stage is not None:
+        sink.put("Battery_Calibration", vocab.CALIBRATION_BY_STAGE.get(stage, vocab.CALIBRATION_RUNNING))
+    sink.put("Real_Time_Control", vocab.enable_word(inv.flag("enable_rtc")))  # HR166
+    # Buttons in GivTCP: their state is a constant so the topic exists for discovery.
+    sink.put("Sync_Time", vocab.DISABLE)
+    sink.put("Reboot_Invertor", vocab.DISABLE)
+
+
+def _eco_flag(inv: ModelView) -> bool | None:
+    """HR27 as a flag: 1 is eco (self-consumption), 0 is export."""
+    code = inv.integer("battery_power_mode")
+    return None if code is None else code == 1
