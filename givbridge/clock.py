@@ -10,9 +10,12 @@ up) passes in seconds without a single real sleep being stretched or shortened b
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Clock(Protocol):
@@ -78,5 +81,28 @@ class ScaledClock:
     async def sleep(self, seconds: float) -> None:
         deadline = self.monotonic() + max(0.0, seconds)
         # Re-check after each real sleep: advance() may have brought the deadline closer.
-        while (remaining := deadline - self.monotonic()) > 0:
+        while (remaining := deadline - self.monotonic()) > 0:  # noqa: ASYNC110 (this is the clock itself)
             await asyncio.sleep(min(remaining / self.speed, 0.25))
+
+
+def local_zone(name: str | None = None) -> ZoneInfo:
+    """The IANA zone the inverter clocks run in.
+
+    GivEnergy inverters keep local time with no zone of their own. An explicit setting wins;
+    then ``TZ`` and the host's ``/etc/localtime``; otherwise Europe/London, where almost all
+    of them are installed (a container without TZ would otherwise read every inverter clock
+    as UTC and misplace a force-charge slot by an hour in summer).
+    """
+    candidates = [name, os.environ.get("TZ")]
+    localtime = Path("/etc/localtime")
+    if localtime.is_symlink():
+        target = str(localtime.resolve())
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    for candidate in candidates:
+        if candidate:
+            try:
+                return ZoneInfo(candidate.lstrip(":"))
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("Europe/London")

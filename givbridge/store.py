@@ -1,0 +1,69 @@
+"""Persistent state as JSON files, replaced atomically.
+
+Anything givbridge must remember across a restart (write counters, pending timed-action
+reverts, last good energy counters, tariff accumulators, EV-charger modes) is a small JSON
+document in the data directory. A write goes to a temporary file in the same directory,
+is fsynced, then renamed over the old one, so a crash or power cut leaves either the old
+or the new document and never a torn one. Nothing is ever pickled: a planted file can at
+worst be invalid JSON, which is reported and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from givbridge.log import get_logger
+
+log = get_logger(__name__)
+
+
+class JsonStore:
+    """Named JSON documents under one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"invalid document name {name!r}")
+        return self.directory / f"{name}.json"
+
+    def load(self, name: str) -> dict[str, Any]:
+        """The document, or ``{}`` if it does not exist or cannot be read."""
+        path = self.path(name)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable state file", path=str(path), error=str(exc))
+            return {}
+        if not isinstance(data, dict):
+            log.warning("ignoring state file that is not a JSON object", path=str(path))
+            return {}
+        return data
+
+    def save(self, name: str, data: dict[str, Any]) -> None:
+        """Replace the document atomically."""
+        path = self.path(name)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(data, indent=1, sort_keys=True, default=str).encode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
