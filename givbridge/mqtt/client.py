@@ -1,0 +1,745 @@
+"""The MQTT connection: the only module in givbridge that imports paho.
+
+:class:`MqttClient` wraps one paho-mqtt 2.x client (callback API version 2, MQTT 3.1.1,
+clean session) so the rest of the bridge sees an asyncio object:
+
+* paho's network thread (``loop_start``) owns the socket; every paho callback does nothing
+  but hop into the event loop with ``loop.call_soon_threadsafe``. All state below lives in
+  the loop and is touched only there, so it needs no locks. There are no other threads.
+* ``connect_async`` + paho's own reconnect (1 s doubling to 60 s) mean a broker that is down
+  at start, restarts or refuses the credentials is retried in the background for ever;
+  nothing here raises because the broker cannot be reached.
+* Subscriptions are remembered and sent again after every (re)connect (a clean session
+  forgets them). Once the broker has acknowledged them the ``on_connect`` callbacks run; the
+  bridge republishes its state, availability and discovery there.
+* :meth:`MqttClient.publish` never blocks and never queues while disconnected: it returns
+  ``False`` and counts a drop, because the bridge republishes everything after a reconnect
+  (stale queued state would only be overwritten).
+* :meth:`MqttClient.stop` publishes the final messages (retained ``offline`` states) with
+  QoS 1 and waits for their PUBACKs, then sends a clean DISCONNECT. A clean DISCONNECT does
+  not fire the Last Will, which is why ``offline`` is published explicitly.
+
+paho logs through the stdlib logger ``paho.mqtt.client`` (``enable_logger``), which the
+application's logging setup formats like every other line. Credentials are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import ssl
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import structlog
+from paho.mqtt.client import (
+    Client,
+    ConnectFlags,
+    DisconnectFlags,
+    MQTTMessage,
+    topic_matches_sub,
+)
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from givbridge.clock import Clock, SystemClock
+from givbridge.config import ConfigError, MqttSettings
+
+__all__ = [
+    "ConnectCallback",
+    "Message",
+    "MessageHandler",
+    "MqttClient",
+    "MqttStats",
+    "Payload",
+    "Publication",
+]
+
+log = structlog.stdlib.get_logger(__name__)
+
+Payload = str | bytes | None
+"""What can be published: text (sent as UTF-8), raw bytes, or ``None`` for an empty payload,
+which on a retained topic clears it."""
+
+RECONNECT_MIN_DELAY = 1
+RECONNECT_MAX_DELAY = 60
+SUBACK_TIMEOUT = 10.0
+"""Seconds to wait for the broker to acknowledge the resubscription before running the
+``on_connect`` callbacks anyway (a broker that never answers is dropped by keepalive)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message received from the broker."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+    qos: int = 0
+
+    @property
+    def text(self) -> str:
+        """The payload decoded as UTF-8 (undecodable bytes replaced, never an exception)."""
+        return self.payload.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """A message to send later: the Last Will, or one of the final messages of :meth:`MqttClient.stop`."""
+
+    topic: str
+    payload: Payload = None
+    retain: bool = False
+    qos: Literal[0, 1, 2] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MqttStats:
+    """Counters for diagnostics; a snapshot, not live."""
+
+    connected: bool
+    connected_since: datetime | None
+    published: int
+    """Messages handed to the broker connection."""
+    dropped: int
+    """Publishes refused because the client was not connected (or paho's queue was full)."""
+    received: int
+    reconnects: int
+    """Successful connections after the first one."""
+    connect_failures: int
+    """Connection attempts that failed: broker unreachable, TLS failure or CONNACK refusal."""
+
+
+MessageHandler = Callable[[Message], Awaitable[None] | None]
+"""Called in the event loop for each matching message. A coroutine function's coroutine is
+run as a task; exceptions (sync or async) are logged and never reach the client."""
+
+ConnectCallback = Callable[[], Awaitable[None]]
+"""Awaited in the event loop after every successful (re)connect, once subscriptions are acknowledged."""
+
+
+@dataclass(slots=True)
+class _Subscription:
+    qos: int
+    handlers: list[MessageHandler] = field(default_factory=list)
+
+
+def _encode(payload: Payload) -> bytes:
+    if payload is None:
+        return b""
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return bytes(payload)
+
+
+class MqttClient:
+    """An asyncio-facing MQTT 3.1.1 client for the bridge; see the module docstring.
+
+    Typical use::
+
+        client = MqttClient(settings.mqtt, will=Publication(f"{root}/bridge/state", "offline", retain=True))
+        client.subscribe(f"{root}/control/#", on_control)
+        client.on_connect(republish_everything)
+        await client.start()
+        ...
+        await client.stop(final=[Publication(f"{root}/bridge/state", "offline", retain=True)])
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        will: Publication | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._settings = settings
+        self._will = will
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._paho = Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            clean_session=True,
+            protocol=MQTTProtocolVersion.MQTTv311,
+            reconnect_on_failure=True,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._network_thread: threading.Thread | None = None
+        self._started = False
+        self._stopping = False  # read by paho's thread; a plain bool is safe under the GIL
+        self._stopped = False
+
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._connect_callbacks: list[ConnectCallback] = []
+        self._connected = False
+        self._ready = asyncio.Event()
+        self._session_task: asyncio.Task[None] | None = None
+        self._handler_tasks: set[asyncio.Task[None]] = set()
+        self._pending_pubacks: dict[int, asyncio.Future[bool]] = {}
+        self._pending_subacks: dict[int, asyncio.Future[list[bool]]] = {}
+
+        self._connected_since: datetime | None = None
+        self._published = 0
+        self._dropped = 0
+        self._received = 0
+        self._connects = 0
+        self._connect_failures = 0
+        self._failing_since_success = False
+        self._attempt_open = False  # a connection attempt began and has no outcome yet
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up (as last seen by the event loop)."""
+        return self._connected
+
+    @property
+    def client_id(self) -> str:
+        return self._settings.client_id
+
+    @property
+    def stats(self) -> MqttStats:
+        return MqttStats(
+            connected=self._connected,
+            connected_since=self._connected_since,
+            published=self._published,
+            dropped=self._dropped,
+            received=self._received,
+            reconnects=max(0, self._connects - 1),
+            connect_failures=self._connect_failures,
+        )
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
+        """Deliver messages matching ``topic_filter`` (MQTT wildcards allowed) to ``handler``.
+
+        Remembered and re-subscribed after every reconnect. Several handlers may share a
+        filter; each message is dispatched to every handler of every matching filter. Avoid
+        overlapping filters (``a/#`` and ``a/+``): MQTT 3.1.1 lets a broker deliver one copy
+        per matching subscription (amqtt does, mosquitto does not), and the copies cannot be
+        told apart, so every matching handler would see the message twice.
+        """
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
+        sub = self._subscriptions.get(topic_filter)
+        send = sub is None or qos > sub.qos
+        if sub is None:
+            sub = self._subscriptions[topic_filter] = _Subscription(qos)
+        sub.qos = max(sub.qos, qos)
+        sub.handlers.append(handler)
+        # Only (re)send when something changed: a repeated SUBSCRIBE makes the broker resend
+        # every retained message to the handlers already there.
+        if send and self._connected:
+            self._paho.subscribe(topic_filter, sub.qos)
+
+    def unsubscribe(self, topic_filter: str, handler: MessageHandler | None = None) -> None:
+        """Forget ``handler`` (or every handler) for ``topic_filter``; unsubscribe when none is left."""
+        sub = self._subscriptions.get(topic_filter)
+        if sub is None:
+            return
+        if handler is not None:
+            sub.handlers = [h for h in sub.handlers if h != handler]
+            if sub.handlers:
+                return
+        del self._subscriptions[topic_filter]
+        if self._connected:
+            self._paho.unsubscribe(topic_filter)
+
+    def on_connect(self, callback: ConnectCallback) -> ConnectCallback:
+        """Register an async callback run after every successful (re)connect; usable as a decorator.
+
+        Callbacks run one after another, after the broker has acknowledged the subscriptions.
+        If the connection drops while they run, they are cancelled (they run again after the
+        next connect). Exceptions are logged.
+        """
+        self._connect_callbacks.append(callback)
+        return callback
+
+    async def start(self) -> None:
+        """Configure paho and start connecting in the background. Returns at once.
+
+        Raises :class:`~givbridge.config.ConfigError` only for a TLS setup that cannot work
+        (unreadable certificate files); an unreachable broker is never an error.
+        """
+        if self._started:
+            raise RuntimeError("MqttClient.start() called twice")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        settings = self._settings
+        paho = self._paho
+        paho_logger = logging.getLogger("paho.mqtt.client")
+        if _BENIGN_PAHO_ERROR not in paho_logger.filters:
+            paho_logger.addFilter(_BENIGN_PAHO_ERROR)
+        paho.enable_logger(paho_logger)
+        # Our callbacks catch everything themselves; this is a second net so that no exception
+        # can ever end paho's network thread (it would silently stop reconnecting).
+        paho.suppress_exceptions = True
+        paho.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
+        paho.on_pre_connect = self._paho_on_pre_connect
+        paho.on_connect = self._paho_on_connect
+        paho.on_connect_fail = self._paho_on_connect_fail
+        paho.on_disconnect = self._paho_on_disconnect
+        paho.on_message = self._paho_on_message
+        paho.on_publish = self._paho_on_publish
+        paho.on_subscribe = self._paho_on_subscribe
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password is not None else None
+            paho.username_pw_set(settings.username, password)
+        if settings.tls.enabled:
+            self._configure_tls()
+        if self._will is not None:
+            will = self._will
+            paho.will_set(will.topic, _encode(will.payload), qos=will.qos, retain=will.retain)
+        log.info(
+            "mqtt connecting",
+            host=settings.host,
+            port=settings.port,
+            client_id=settings.client_id,
+            tls=settings.tls.enabled,
+            username=settings.username,
+        )
+        paho.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
+        paho.loop_start()
+        # paho keeps its network thread in a private attribute (and clears it when the thread
+        # ends). Holding it lets stop() wait for the thread without joining, which would block
+        # the event loop.
+        thread: Any = getattr(paho, "_thread", None)
+        self._network_thread = thread if isinstance(thread, threading.Thread) else None
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 (a bounded wait is the point)
+        """Wait until connected and subscribed (the moment ``on_connect`` callbacks start).
+
+        Returns False if that did not happen within ``timeout`` seconds.
+        """
+        if self._ready.is_set():
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def publish(
+        self,
+        topic: str,
+        payload: Payload = None,
+        *,
+        retain: bool = False,
+        qos: int | None = None,
+    ) -> bool:
+        """Hand a message to the connection; never blocks.
+
+        ``qos`` defaults to the configured ``mqtt.qos``. Returns False, counting a drop, when not
+        connected: nothing is queued for later. Raises ValueError for an invalid topic (a
+        wildcard in it, or empty): that is a programming error, not a network condition.
+        """
+        qos = self._settings.qos if qos is None else qos
+        if not self._connected:
+            self._dropped += 1
+            return False
+        info = self._paho.publish(topic, _encode(payload), qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # The connection dropped and the loop has not heard yet. A QoS>0 message stays in
+            # paho's queue and may still go out after the reconnect; harmless, since the
+            # bridge republishes everything then anyway.
+            self._dropped += 1
+            return False
+        self._published += 1
+        return True
+
+    async def publish_confirmed(
+        self,
+        topic: str,
+        payload: Payload = None,
+        *,
+        retain: bool = False,
+        qos: Literal[1, 2] = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 (the PUBACK wait is bounded by contract)
+    ) -> bool:
+        """Publish with QoS 1 (or 2) and wait until the broker acknowledges it.
+
+        Returns True on PUBACK (PUBCOMP for QoS 2), False when not connected or when no
+        acknowledgement came within ``timeout`` seconds.
+        """
+        future = self._publish_tracked(topic, payload, retain=retain, qos=qos)
+        if future is None:
+            return False
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            log.debug("mqtt publish not acknowledged in time", topic=topic, timeout=timeout)
+            return False
+
+    async def stop(self, final: Iterable[Publication] = (), timeout: float = 2.0) -> None:  # noqa: ASYNC109
+        """Publish ``final`` (confirmed), disconnect cleanly and stop paho's thread.
+
+        Bounded by ``timeout`` seconds whatever the broker does. If the broker is unreachable
+        the final messages cannot be delivered; the broker then already published the Last
+        Will when it lost the connection. Safe to call more than once, or without start().
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        final = list(final)
+        if final and self._connected:
+            # Leave a quarter of the budget for the DISCONNECT and the thread to end.
+            budget = max(0.0, timeout * 0.75)
+            futures = [self._publish_tracked(p.topic, p.payload, retain=p.retain, qos=max(p.qos, 1)) for p in final]
+            waiting = [f for f in futures if f is not None]
+            if waiting:
+                done, _ = await asyncio.wait(waiting, timeout=budget)
+                confirmed = sum(1 for f in done if not f.cancelled() and f.result())
+                if confirmed < len(final):
+                    log.warning("mqtt final messages not all confirmed", confirmed=confirmed, total=len(final))
+
+        was_connected = self._connected
+        self._cancel_session()
+        for task in list(self._handler_tasks):
+            task.cancel()
+        if self._started:
+            self._paho.disconnect()
+            # paho's thread ends once the DISCONNECT is written (or, when disconnected, within
+            # a second, when its reconnect wait next looks at the state). A thread ending has no
+            # event to await: poll that condition, bounded.
+            thread = self._network_thread
+            while thread is not None and thread.is_alive() and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            if thread is not None and not thread.is_alive():
+                self._paho.loop_stop()  # joins a finished thread: returns at once
+            else:
+                # Stuck in a blocking connect or TLS handshake (paho's connect timeout is 5 s).
+                # It is a daemon thread and ends by itself; joining it would block the loop.
+                log.warning("mqtt network thread still busy at shutdown; leaving it to finish")
+        self._stopped = True
+        self._set_disconnected()
+        self._fail_pending()
+        if self._started:
+            log.info("mqtt stopped", was_connected=was_connected, published=self._published, dropped=self._dropped)
+
+    # ------------------------------------------------------------------ internals (event loop)
+
+    def _configure_tls(self) -> None:
+        tls = self._settings.tls
+        try:
+            self._paho.tls_set(
+                ca_certs=str(tls.ca_file) if tls.ca_file is not None else None,
+                certfile=str(tls.cert_file) if tls.cert_file is not None else None,
+                keyfile=str(tls.key_file) if tls.key_file is not None else None,
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigError(f"mqtt.tls: cannot load the certificates: {exc}") from exc
+        if tls.insecure:
+            self._paho.tls_insecure_set(True)
+
+    def _publish_tracked(self, topic: str, payload: Payload, *, retain: bool, qos: int) -> asyncio.Future[bool] | None:
+        """Publish with QoS>=1 and return a future resolved by the PUBACK, or None if not sent."""
+        if not self._connected or self._loop is None:
+            self._dropped += 1
+            return None
+        info = self._paho.publish(topic, _encode(payload), qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self._dropped += 1
+            return None
+        # NO_CONN here means the connection just dropped; paho keeps the message and sends it
+        # after reconnecting, so its PUBACK may still arrive in time. The PUBACK callback hops
+        # through call_soon_threadsafe, so it cannot run before this future is registered.
+        self._published += 1
+        future: asyncio.Future[bool] = self._loop.create_future()
+        self._pending_pubacks[info.mid] = future
+        future.add_done_callback(functools.partial(self._forget_puback, info.mid))
+        return future
+
+    def _forget_puback(self, mid: int, future: asyncio.Future[bool]) -> None:
+        if self._pending_pubacks.get(mid) is future:
+            del self._pending_pubacks[mid]
+
+    def _on_attempt(self) -> None:
+        self._attempt_open = True
+
+    def _on_connected(self, session_present: bool) -> None:
+        self._attempt_open = False
+        if self._stopping:
+            return
+        self._connected = True
+        self._connects += 1
+        self._failing_since_success = False
+        self._attempt_open = False  # a connection attempt began and has no outcome yet
+        self._connected_since = self._clock.now()
+        s = self._settings
+        log.info(
+            "mqtt connected",
+            host=s.host,
+            port=s.port,
+            client_id=s.client_id,
+            reconnect=self._connects > 1,
+            session_present=session_present,
+        )
+        self._cancel_session()
+        assert self._loop is not None
+        self._session_task = self._loop.create_task(self._run_session(), name="mqtt-on-connect")
+
+    def _on_connect_refused(self, reason: str) -> None:
+        self._attempt_open = False
+        self._connect_failures += 1
+        if self._stopping:
+            return
+        level = logging.DEBUG if self._failing_since_success else logging.WARNING
+        self._failing_since_success = True
+        log.log(
+            level,
+            "mqtt broker refused the connection; retrying in the background",
+            reason=reason,
+            host=self._settings.host,
+            port=self._settings.port,
+            username=self._settings.username,
+        )
+
+    def _on_connect_failed(self, reason: str = "unreachable") -> None:
+        self._attempt_open = False
+        self._connect_failures += 1
+        if self._stopping:
+            return
+        level = logging.DEBUG if self._failing_since_success else logging.WARNING
+        self._failing_since_success = True
+        log.log(
+            level,
+            "mqtt broker unreachable; retrying in the background",
+            reason=reason,
+            host=self._settings.host,
+            port=self._settings.port,
+            attempts=self._connect_failures,
+        )
+
+    def _on_disconnected(self, reason: str, from_broker: bool) -> None:
+        was_connected = self._connected
+        self._set_disconnected()
+        if self._attempt_open:
+            # Closed before any CONNACK: e.g. with TLS 1.3 a broker that rejects the client
+            # certificate only says so after the client's side of the handshake completed.
+            self._on_connect_failed(f"connection closed before CONNACK ({reason})")
+        elif was_connected and not self._stopping:
+            log.warning("mqtt connection lost; reconnecting in the background", reason=reason, from_broker=from_broker)
+
+    def _set_disconnected(self) -> None:
+        self._connected = False
+        self._connected_since = None
+        self._ready.clear()
+        self._cancel_session()
+
+    def _cancel_session(self) -> None:
+        task = self._session_task
+        # Not when stop() itself runs inside an on_connect callback: it would cancel itself.
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        self._session_task = None
+
+    def _fail_pending(self) -> None:
+        # Resolve rather than cancel: a cancelled future would surface in publish_confirmed()'s
+        # caller as CancelledError, indistinguishable from its own task being cancelled.
+        for puback in self._pending_pubacks.values():
+            if not puback.done():
+                puback.set_result(False)
+        for suback in self._pending_subacks.values():
+            if not suback.done():
+                suback.set_result([])
+        self._pending_pubacks.clear()
+        self._pending_subacks.clear()
+
+    async def _run_session(self) -> None:
+        """After a CONNACK: resubscribe, wait for the SUBACK, then run the on_connect callbacks."""
+        if self._subscriptions:
+            await self._resubscribe()
+        self._ready.set()
+        for callback in list(self._connect_callbacks):
+            try:
+                await callback()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("mqtt on_connect callback failed", callback=_name(callback))
+
+    async def _resubscribe(self) -> None:
+        assert self._loop is not None
+        filters = [(topic_filter, sub.qos) for topic_filter, sub in self._subscriptions.items()]
+        rc, mid = self._paho.subscribe(filters)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            return  # the connection already dropped; the disconnect hop follows
+        future: asyncio.Future[list[bool]] = self._loop.create_future()
+        self._pending_subacks[mid] = future
+        try:
+            failures = await asyncio.wait_for(future, SUBACK_TIMEOUT)
+        except TimeoutError:
+            log.warning("mqtt subscriptions not acknowledged in time", filters=len(filters))
+            return
+        finally:
+            self._pending_subacks.pop(mid, None)
+        for (topic_filter, _qos), failed in zip(filters, failures, strict=False):
+            if failed:
+                log.warning("mqtt broker refused a subscription", topic_filter=topic_filter)
+
+    def _on_puback(self, mid: int) -> None:
+        future = self._pending_pubacks.get(mid)
+        if future is not None and not future.done():
+            future.set_result(True)
+
+    def _on_suback(self, mid: int, failures: list[bool]) -> None:
+        future = self._pending_subacks.get(mid)
+        if future is not None and not future.done():
+            future.set_result(failures)
+
+    def _dispatch(self, message: Message) -> None:
+        if self._stopped:
+            return
+        self._received += 1
+        assert self._loop is not None
+        for topic_filter, sub in list(self._subscriptions.items()):
+            if not topic_matches_sub(topic_filter, message.topic):
+                continue
+            for handler in list(sub.handlers):
+                try:
+                    result = handler(message)
+                    if inspect.isawaitable(result):
+                        task = self._loop.create_task(_await(result), name=f"mqtt-handler {message.topic}")
+                        self._handler_tasks.add(task)
+                        task.add_done_callback(functools.partial(self._handler_done, topic_filter, handler))
+                except Exception:
+                    log.exception(
+                        "mqtt message handler failed",
+                        topic=message.topic,
+                        topic_filter=topic_filter,
+                        handler=_name(handler),
+                    )
+
+    def _handler_done(self, topic_filter: str, handler: MessageHandler, task: asyncio.Task[None]) -> None:
+        self._handler_tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "mqtt message handler failed",
+                topic_filter=topic_filter,
+                handler=_name(handler),
+                exc_info=exc,
+            )
+
+    # ------------------------------------------------------------------ paho's thread
+    # Everything below runs on paho's network thread. It only copies plain values out of
+    # paho's objects and hops into the event loop; it must never raise.
+
+    def _hop(self, callback: Callable[..., None], *args: object) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        # RuntimeError: the event loop is closed; the process is exiting and nobody is listening.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _paho_on_connect(
+        self,
+        client: Client,
+        userdata: object,
+        flags: ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                self._hop(self._on_connect_refused, str(reason_code))
+            else:
+                if self._stopping:
+                    client.disconnect()  # connected while stop() was waiting: leave at once
+                self._hop(self._on_connected, bool(flags.session_present))
+        except Exception:
+            logging.getLogger(__name__).exception("mqtt on_connect hop failed")
+
+    def _paho_on_pre_connect(self, client: Client, userdata: object) -> None:
+        self._hop(self._on_attempt)
+
+    def _paho_on_connect_fail(self, client: Client, userdata: object) -> None:
+        self._hop(self._on_connect_failed)
+
+    def _paho_on_disconnect(
+        self,
+        client: Client,
+        userdata: object,
+        flags: DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            self._hop(self._on_disconnected, str(reason_code), bool(flags.is_disconnect_packet_from_server))
+        except Exception:
+            logging.getLogger(__name__).exception("mqtt on_disconnect hop failed")
+
+    def _paho_on_message(self, client: Client, userdata: object, msg: MQTTMessage) -> None:
+        try:
+            message = Message(topic=msg.topic, payload=bytes(msg.payload), retain=bool(msg.retain), qos=int(msg.qos))
+        except Exception:
+            logging.getLogger(__name__).exception("mqtt received an undecodable message")
+            return
+        self._hop(self._dispatch, message)
+
+    def _paho_on_publish(
+        self,
+        client: Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        self._hop(self._on_puback, mid)
+
+    def _paho_on_subscribe(
+        self,
+        client: Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        try:
+            self._hop(self._on_suback, mid, [rc.is_failure for rc in reason_codes])
+        except Exception:
+            logging.getLogger(__name__).exception("mqtt on_subscribe hop failed")
+
+
+class _DropBenignLoopErrors(logging.Filter):
+    """Drop two misleading ERROR lines paho 2.2's network loop logs in normal operation.
+
+    Its loop runs once over a socket that is not there and logs "Client is not connected.
+    Socket: None). Last known Connection State: ..." at ERROR:
+
+    * ``MQTT_CS_DISCONNECTED``: after every deliberate ``disconnect()``, i.e. at every clean
+      shutdown (that state is only reached through ``disconnect()``);
+    * ``MQTT_CS_CONNECTING``: after the first connection attempt failed, which this module
+      already reports as "broker unreachable".
+
+    A lost connection (``MQTT_CS_CONNECTION_LOST``) and every other paho error still get through.
+    """
+
+    _BENIGN = ("Connection State: MQTT_CS_DISCONNECTED", "Connection State: MQTT_CS_CONNECTING")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not (message.startswith("Client is not connected") and message.endswith(self._BENIGN))
+
+
+_BENIGN_PAHO_ERROR = _DropBenignLoopErrors()
+
+
+async def _await(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+def _name(fn: object) -> str:
+    return str(getattr(fn, "__qualname__", None) or repr(fn))
