@@ -1,0 +1,48 @@
+"""A protocol-true simulated GivEnergy inverter, battery bank and Wi-Fi dongle.
+
+It powers ``givbridge demo``, ``givbridge simulate`` and every integration test: the real
+GivEnergy transparent Modbus protocol over TCP (framing, CRCs and PDUs from the
+givenergy-modbus library), per-model register banks, write rules and quirks, and a plant
+whose PV, house load, battery and counters evolve with the clock it is given.
+
+In-process use::
+
+    from givbridge.clock import ScaledClock
+    from givbridge.sim import SimulatedPlant, SimulatorServer
+
+    clock = ScaledClock(speed=60)  # a simulated minute every real second
+    sim = SimulatedPlant.create("hybrid-gen3", batteries=2, serial=None, clock=clock, seed=1,
+                                tz="Europe/London", start_soc=50)
+    server = SimulatorServer(sim, host="127.0.0.1", port=0, latency=0.0, heartbeat_interval=180.0)
+    await server.start()            # server.port is the ephemeral port
+    server.faults.silence(5)        # see givbridge.sim.faults for every fault
+    await server.stop()
+
+    async with SimulatorServer(sim) as server:
+        ...
+
+    sim.holding(116) -> int         # any register, as a read would return it now
+    sim.input(59) -> int            # input registers; pass address=0x32 for battery pack 1
+    sim.set_holding(116, 80)        # set directly, bypassing the write rules
+    sim.serial, sim.dongle_serial, sim.battery_serials
+
+Families: ``hybrid-gen1``, ``hybrid-gen2``, ``hybrid-gen3`` (see :mod:`givbridge.sim.profiles`
+for where each model's values come from and how to add one). ``SimulatorServer`` also takes
+``jitter`` (extra random latency), ``heartbeat_timeout`` (5 s on real dongles), ``fan_out``
+(send every response to every client) and ``seed`` (for the jitter).
+
+Time: the plant only moves when something reads or writes it, integrating from its last
+update to ``clock.now()`` in steps of at most 5 simulated seconds, so a ``ScaledClock`` (and
+its ``advance()``) speeds up everything. Latency, heartbeats and link faults run on real
+time. The library's battery splice guard rejects a pack bank whose SOC moves more than 10
+points between two reads, so keep (simulated time between battery reads) x (battery power)
+below that when polling a fast clock with the library.
+"""
+
+from givbridge.sim.faults import Faults
+from givbridge.sim.plant import SimulatedPlant, Unanswered
+from givbridge.sim.profiles import PROFILES
+from givbridge.sim.server import SimulatorServer
+from givbridge.sim.writes import WriteOutcome
+
+__all__ = ["PROFILES", "Faults", "SimulatedPlant", "SimulatorServer", "Unanswered", "WriteOutcome"]

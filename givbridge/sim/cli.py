@@ -1,0 +1,86 @@
+"""``givbridge simulate``: serve a simulated inverter until interrupted.
+
+``givbridge/cli.py`` owns the command line; it calls :func:`add_arguments` on the
+``simulate`` sub-parser and runs :func:`main` with the parsed arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+from givbridge.clock import Clock, ScaledClock, SystemClock
+from givbridge.sim.plant import SimulatedPlant
+from givbridge.sim.profiles import MAX_PACKS, PROFILES
+from givbridge.sim.server import SimulatorServer
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than zero, not {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=sorted(PROFILES), default="hybrid-gen3", help="model family to simulate")
+    parser.add_argument(
+        "--batteries", type=int, choices=range(MAX_PACKS + 1), default=2, metavar=f"0-{MAX_PACKS}", help="LV packs"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8899, help="TCP port (default: 8899, the dongle's; 0 = any)")
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds before each answer (default: 0.2)")
+    parser.add_argument("--jitter", type=float, default=0.0, help="extra random latency, up to this many seconds")
+    parser.add_argument("--speed", type=_positive, default=1.0, help="simulated seconds per real second (default: 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for serials, weather and household (default: 0)")
+    parser.add_argument("--heartbeat", type=_positive, default=180.0, help="seconds between dongle heartbeats")
+    parser.add_argument("--serial", default=None, help="inverter serial (default: derived from the seed)")
+    parser.add_argument("--tz", default="Europe/London", help="the inverter's time zone (default: Europe/London)")
+    parser.add_argument("--start-soc", type=float, default=50.0, help="battery state of charge at start, %%")
+    parser.add_argument("--fan-out", action="store_true", help="send every response to every connected client")
+
+
+async def main(args: argparse.Namespace) -> int:
+    """Serve until cancelled, SIGINT or SIGTERM; returns the process exit code."""
+    clock: Clock = ScaledClock(speed=args.speed) if args.speed != 1 else SystemClock()
+    plant = SimulatedPlant.create(
+        args.model,
+        batteries=args.batteries,
+        serial=args.serial,
+        clock=clock,
+        seed=args.seed,
+        tz=args.tz,
+        start_soc=args.start_soc,
+    )
+    server = SimulatorServer(
+        plant,
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        jitter=args.jitter,
+        heartbeat_interval=args.heartbeat,
+        fan_out=args.fan_out,
+        seed=args.seed,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start()
+        batteries = ", ".join(plant.battery_serials) or "none"
+        print(
+            f"simulating {args.model} {plant.serial} (dongle {plant.dongle_serial}, batteries: {batteries}) "
+            f"on {args.host}:{server.port}",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        for signum in signals:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signum)
+        await server.stop()
+    return 0

@@ -1,0 +1,265 @@
+"""The simulated Wi-Fi dongle: GivEnergy's transparent Modbus framing over TCP.
+
+Frames are decoded with the library's ``ServerFramer`` and answered with its PDU classes, so
+CRCs, padding and envelopes are exactly what the library (and the real dongle) produce.
+Like the real HF-A21 and inverter, requests from every connection go through one queue and
+are answered strictly one at a time, each after the configured latency. Absent devices stay
+silent, missing banks get error responses (see ``SimulatedPlant.read``), and the dongle
+sends a heartbeat every ``heartbeat_interval`` seconds, closing a connection that leaves
+three in a row unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from types import TracebackType
+from typing import Any
+
+from givenergy_modbus.exceptions import InvalidPduState
+from givenergy_modbus.framer import ServerFramer
+from givenergy_modbus.pdu import (
+    HeartbeatRequest,
+    HeartbeatResponse,
+    ReadHoldingRegistersRequest,
+    ReadInputRegistersRequest,
+    WriteHoldingRegister,
+    WriteHoldingRegisterRequest,
+    WriteHoldingRegisterResponse,
+)
+
+from givbridge.sim.faults import Faults
+from givbridge.sim.plant import RegisterKind, SimulatedPlant, Unanswered
+from givbridge.sim.writes import WriteOutcome
+
+_logger = logging.getLogger(__name__)
+
+SUCCESS_PADDING = 0x8A
+ERROR_PADDING = 0x12
+#: The data adapter type every captured dongle puts in its heartbeats.
+_ADAPTER_TYPE = 1
+#: Consecutive unanswered heartbeats after which the dongle closes the socket.
+MAX_MISSED_HEARTBEATS = 3
+
+
+class _ModelWriteResponse(WriteHoldingRegisterResponse):  # type: ignore[misc]  # untyped library base
+    """A write echo checked against the simulated model, not the library's client allowlist.
+
+    The library warns when it encodes an echo for a register outside its global write
+    allowlist, but the simulated firmware accepts whatever its model accepts (GivTCP's
+    per-slot targets HR242+3n, for one), so only the structural checks apply here.
+    """
+
+    def ensure_valid_state(self) -> None:
+        WriteHoldingRegister.ensure_valid_state(self)
+
+
+class _Connection:
+    """One client socket."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.heartbeat_answered = asyncio.Event()
+
+    def send(self, frame: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(frame)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class SimulatorServer:
+    """Serves one :class:`SimulatedPlant` over TCP the way its Wi-Fi dongle would."""
+
+    def __init__(
+        self,
+        plant: SimulatedPlant,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        heartbeat_interval: float = 180.0,
+        heartbeat_timeout: float = 5.0,
+        fan_out: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.plant = plant
+        self.host = host
+        self.latency = latency
+        self.jitter = jitter
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        #: Send every response to every connected client, as the HF-A21 does in multi-session mode.
+        self.fan_out = fan_out
+        self.faults = Faults(plant, self._drop_connections)
+        self._requested_port = port
+        self._rng = random.Random(seed)
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[tuple[_Connection, Any]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the simulator is not listening; call start() first")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        """Listen; after a stop(), start() listens on the same port again (a dongle coming back)."""
+        self._server = await asyncio.start_server(self._handle, self.host, self._requested_port)
+        self._requested_port = self.port
+        self._worker = asyncio.create_task(self._answer_requests(), name="sim-inverter")
+        _logger.info("simulated %s %s listening on %s:%d", self.plant.family, self.plant.serial, self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop listening, close every connection and wait for their handlers to finish."""
+        if self._server is not None:
+            self._server.close()
+        self._drop_connections()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        if self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> SimulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- connections ---------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.faults.refuse_connections:
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None  # start_server runs every handler in its own task
+        self._handlers.add(task)
+        connection = _Connection(writer)
+        self._connections.add(connection)
+        heartbeat = asyncio.create_task(self._heartbeat(connection), name="sim-heartbeat")
+        framer = ServerFramer()
+        try:
+            while data := await reader.read(4096):
+                async for message in framer.decode(data):
+                    self._receive(connection, message)
+        except ConnectionError:
+            _logger.debug("client reset the connection")
+        finally:
+            heartbeat.cancel()
+            self._connections.discard(connection)
+            connection.close()
+            self._handlers.discard(task)
+
+    def _receive(self, connection: _Connection, message: Any) -> None:
+        if isinstance(message, HeartbeatResponse):
+            connection.heartbeat_answered.set()
+        elif isinstance(message, ReadHoldingRegistersRequest | ReadInputRegistersRequest | WriteHoldingRegisterRequest):
+            self._queue.put_nowait((connection, message))
+        elif isinstance(message, InvalidPduState) and isinstance(message.pdu, WriteHoldingRegisterRequest):
+            # The library decodes the write in full but refuses it against its own client-side
+            # allowlist; whether the register is writable is the simulated model's call.
+            self._queue.put_nowait((connection, message.pdu))
+        else:
+            _logger.debug("ignoring %s", message)
+
+    def _drop_connections(self) -> None:
+        for connection in list(self._connections):
+            connection.close()
+
+    async def _heartbeat(self, connection: _Connection) -> None:
+        frame = HeartbeatRequest(
+            data_adapter_serial_number=self.plant.dongle_serial, data_adapter_type=_ADAPTER_TYPE
+        ).encode()
+        missed = 0
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            connection.heartbeat_answered.clear()
+            connection.send(frame)
+            try:
+                await asyncio.wait_for(connection.heartbeat_answered.wait(), self.heartbeat_timeout)
+                missed = 0
+            except TimeoutError:
+                missed += 1
+                if missed >= MAX_MISSED_HEARTBEATS:
+                    _logger.info("closing a connection after %d unanswered heartbeats", missed)
+                    connection.close()
+                    return
+
+    # -- the inverter --------------------------------------------------------------
+
+    async def _answer_requests(self) -> None:
+        """Answer queued requests one at a time, each after the configured latency."""
+        while True:
+            connection, request = await self._queue.get()
+            spread = self.jitter + self.faults.extra_jitter
+            delay = self.latency + self.faults.extra_latency + (self._rng.uniform(0, spread) if spread else 0.0)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.faults.silent:
+                continue
+            frame = self._response_to(request)
+            if frame is None:
+                continue
+            if self.faults.take_crc_corruption():
+                frame = frame[:-2] + bytes(b ^ 0xFF for b in frame[-2:])
+            frame = self.faults.take_garbage() + frame
+            for target in list(self._connections) if self.fan_out else [connection]:
+                target.send(frame)
+
+    def _response_to(self, request: Any) -> bytes | None:
+        """The encoded answer to one request, or None when the inverter stays silent."""
+        address: int = request.device_address
+        response: Any
+        if isinstance(request, WriteHoldingRegisterRequest):
+            outcome = self.plant.write(address, request.register, request.value)
+            if outcome is None:
+                return None
+            rejected = outcome is WriteOutcome.REJECTED
+            response = _ModelWriteResponse(
+                register=request.register,
+                value=request.value,
+                device_address=address,
+                error=rejected,
+                padding=ERROR_PADDING if rejected else SUCCESS_PADDING,
+            )
+        else:
+            kind: RegisterKind = "HR" if isinstance(request, ReadHoldingRegistersRequest) else "IR"
+            values = self.plant.read(address, kind, request.base_register, request.register_count)
+            if values is Unanswered.SILENT:
+                return None
+            response = request.expected_response()
+            if values is Unanswered.ERROR:
+                response.error = True
+                response.padding = ERROR_PADDING
+                response.register_values = []
+            else:
+                zeroed = (address, kind, request.base_register) in self.faults.zeroed_banks
+                response.register_values = [0] * len(values) if zeroed else values
+                response.padding = SUCCESS_PADDING
+        response.data_adapter_serial_number = self.plant.dongle_serial
+        # Battery pages too carry the inverter's serial: the inverter answers them from its own
+        # cache of the BMS (every LV capture agrees). HV modules would carry their own.
+        response.inverter_serial_number = self.plant.serial
+        frame: bytes = response.encode()
+        return frame
