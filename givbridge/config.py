@@ -16,8 +16,8 @@ import json
 import os
 import re
 import socket
-from contextvars import ContextVar
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,6 +128,12 @@ class PollingSettings(_Section):
     timeout: float = Field(2.0, gt=0, le=30, description="seconds to wait for one response")
     retries: int = Field(1, ge=0, le=5)
     offline_after: int = Field(3, ge=1, le=100, description="failed polls before a device is offline")
+    request_gap: float = Field(
+        0.25, ge=0.0, le=5.0, description="minimum seconds between two requests on the wire (the library's pacing)"
+    )
+    probe_timeout: float = Field(
+        0.5, gt=0, le=10, description="seconds to wait for a battery/meter that may not exist while detecting"
+    )
     backoff_min: float = Field(2.0, gt=0, le=600, description="first reconnect delay in seconds")
     backoff_max: float = Field(60.0, gt=0, le=3600, description="longest reconnect delay in seconds")
 
@@ -253,7 +259,8 @@ class Settings(BaseSettings):
 
     def summary(self) -> dict[str, Any]:
         """The configuration without secrets, for ``bridge/info`` and the logs."""
-        return _redact(self.model_dump(mode="json"))
+        redacted: dict[str, Any] = _redact(self.model_dump(mode="json"))
+        return redacted
 
 
 _SECRET_KEYS = {"password", "token"}
@@ -275,7 +282,8 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}")
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -294,17 +302,17 @@ def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
 
 
 # The merged content of the config files for the load_settings() call in progress.
-_FILES: ContextVar[dict[str, Any]] = ContextVar("givbridge_config_files", default={})
+_FILES: ContextVar[dict[str, Any] | None] = ContextVar("givbridge_config_files", default=None)
 
 
 class _FileSource(PydanticBaseSettingsSource):
     """The add-on options file overlaid with the --config file, as one source."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return _FILES.get().get(field_name), field_name, False
+        return (_FILES.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_FILES.get())
+        return dict(_FILES.get() or {})
 
 
 def _explain(exc: ValidationError, sources: str) -> str:

@@ -75,6 +75,10 @@ def configure_logging(
     root.setLevel(numeric)
     for name in _QUIET_AT_INFO:
         logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
+    # The library warns about every write echo outside its own allowlist, including the
+    # registers givbridge deliberately extends it with (plant/writes.py); that module logs
+    # nothing else.
+    logging.getLogger("givenergy_modbus.pdu.write_registers").setLevel(max(numeric, logging.ERROR))
     logging.captureWarnings(True)
 
 

@@ -144,6 +144,9 @@ class PlantView:
     # rather than PV generation (the library routes those registers by model).
     ir44_is_inverter_output: bool
     holding_registers: frozenset[int]  # HR numbers present in the inverter's register cache
+    # When the bank holding the inverter clock (HR35-40) was last read, on the caller's clock;
+    # lets the builder show the inverter's time now rather than at that read.
+    clock_read_at: datetime | None = None
 
     def has_holding(self, *registers: int) -> bool:
         """Whether every given holding register has been read from the inverter."""
@@ -154,7 +157,7 @@ class PlantNotReady(ValueError):
     """The plant has not been detected, or its inverter identity has not been read yet."""
 
 
-def read_plant(plant: Any) -> PlantView:
+def read_plant(plant: Any, *, clock_read_at: datetime | None = None) -> PlantView:
     """Take everything the builders need from a library ``Plant`` in one pass."""
     caps = plant.capabilities
     if caps is None:
@@ -186,6 +189,7 @@ def read_plant(plant: Any) -> PlantView:
         has_ac_config_block=bool(caps.has_ac_config_block),
         ir44_is_inverter_output=bool(ir44_is_inverter_output(model)),
         holding_registers=holding,
+        clock_read_at=clock_read_at,
     )
 
 

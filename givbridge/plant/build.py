@@ -56,6 +56,7 @@ def build_snapshot(
     taken_at: datetime,
     tz: tzinfo,
     extras: Mapping[str, Scalar] | None = None,
+    clock_read_at: datetime | None = None,
 ) -> Snapshot:
     """Build the GivTCP-shaped snapshot of one device.
 
@@ -63,7 +64,10 @@ def build_snapshot(
     :func:`~givbridge.plant.families.family_for` resolved for it; ``taken_at`` is when the
     poll completed (timezone-aware); ``tz`` is the site's zone, which the inverter clock and
     the completion times are expressed in. ``extras`` maps GivTCP paths to bridge-owned
-    values; None values are dropped like undecodable register values.
+    values; None values are dropped like undecodable register values. ``clock_read_at`` is
+    when the bank with the inverter clock was read (same time base as ``taken_at``): the
+    settings banks are read less often than measurements, and the published inverter time
+    is advanced by that age so it is the inverter's time at ``taken_at``.
 
     Raises :class:`PlantNotReady` before the inverter identity has been read,
     :class:`UnsupportedFamily` for families without a builder, and :class:`ExtrasConflict`.
@@ -73,7 +77,7 @@ def build_snapshot(
     builder = _BUILDERS.get(family.key)
     if builder is None:
         raise UnsupportedFamily(f"no snapshot builder for family {family.key!r} yet")
-    view = read_plant(plant)
+    view = read_plant(plant, clock_read_at=clock_read_at)
     detected = family_for(view.device_type_code, view.arm_firmware)
     if detected.key != family.key:
         raise ValueError(f"plant reports family {detected.key!r}, asked to build it as {family.key!r}")

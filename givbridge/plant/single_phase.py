@@ -51,7 +51,13 @@ def build_single_phase(view: PlantView, family: Family, *, taken_at: datetime, t
     _power(view, family, sink.under("Power"), capacity=capacity, taken_at=taken_at, tz=tz)
     _energy(view, sink.under("Energy"))
     _inverter_details(
-        view, family, sink.under(view.serial), capacity=capacity, max_battery_power=max_battery_power, tz=tz
+        view,
+        family,
+        sink.under(view.serial),
+        capacity=capacity,
+        max_battery_power=max_battery_power,
+        tz=tz,
+        taken_at=taken_at,
     )
     _timeslots(view, family, sink.under("Timeslots"))
     _control(view, family, sink.under("Control"), capacity=capacity, max_battery_power=max_battery_power)
@@ -251,6 +257,7 @@ def _inverter_details(
     capacity: float | None,
     max_battery_power: int | None,
     tz: tzinfo,
+    taken_at: datetime,
 ) -> None:
     inv = view.inverter
     sink.put("Invertor_Serial_Number", view.serial)
@@ -268,7 +275,12 @@ def _inverter_details(
     clock = inv.timestamp("system_time")
     if clock is not None and clock.year > _FACTORY_CLOCK_YEAR:
         # The inverter keeps local wall time with no zone; GivTCP attaches the site's zone.
-        sink.put("Invertor_Time", clock.replace(tzinfo=tz))
+        inverter_time = clock.replace(tzinfo=tz)
+        if view.clock_read_at is not None and view.clock_read_at <= taken_at:
+            # The clock was read with the settings, less often than this poll: it has run on
+            # since then exactly as ours has.
+            inverter_time += taken_at - view.clock_read_at
+        sink.put("Invertor_Time", inverter_time.replace(microsecond=0))
 
 
 def _timeslots(view: PlantView, family: Family, sink: ValueSink) -> None:

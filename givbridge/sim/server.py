@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from types import TracebackType
 from typing import Any
 
@@ -102,6 +103,10 @@ class SimulatorServer:
         self._handlers: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[tuple[_Connection, Any]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        #: Every request received, keyed ("HR"|"IR", device address, base, count) for reads and
+        #: ("W", device address, register, 1) for writes: what the dongle was asked, for tests
+        #: and benchmarks that count load on it.
+        self.requests: Counter[tuple[str, int, int, int]] = Counter()
 
     @property
     def port(self) -> int:
@@ -174,14 +179,20 @@ class SimulatorServer:
     def _receive(self, connection: _Connection, message: Any) -> None:
         if isinstance(message, HeartbeatResponse):
             connection.heartbeat_answered.set()
-        elif isinstance(message, ReadHoldingRegistersRequest | ReadInputRegistersRequest | WriteHoldingRegisterRequest):
-            self._queue.put_nowait((connection, message))
-        elif isinstance(message, InvalidPduState) and isinstance(message.pdu, WriteHoldingRegisterRequest):
+            return
+        if isinstance(message, InvalidPduState) and isinstance(message.pdu, WriteHoldingRegisterRequest):
             # The library decodes the write in full but refuses it against its own client-side
             # allowlist; whether the register is writable is the simulated model's call.
-            self._queue.put_nowait((connection, message.pdu))
+            message = message.pdu
+        if isinstance(message, WriteHoldingRegisterRequest):
+            self.requests["W", message.device_address, message.register, 1] += 1
+        elif isinstance(message, ReadHoldingRegistersRequest | ReadInputRegistersRequest):
+            kind = "HR" if isinstance(message, ReadHoldingRegistersRequest) else "IR"
+            self.requests[kind, message.device_address, message.base_register, message.register_count] += 1
         else:
             _logger.debug("ignoring %s", message)
+            return
+        self._queue.put_nowait((connection, message))
 
     def _drop_connections(self) -> None:
         for connection in list(self._connections):

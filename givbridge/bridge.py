@@ -1,0 +1,735 @@
+"""Device runners and the supervisor that ties the layers together.
+
+One :class:`InverterRunner` per configured inverter owns the only connection to its
+dongle. Everything that touches the inverter goes through the runner's job queue and runs
+one job at a time, so two commands never interleave their registers and a poll never lands
+between a write and its read-back:
+
+* polls are tiered: the measurement banks (input registers) every ``poll_interval``; the
+  settings banks (holding registers) every ``settings_interval`` and right after a write;
+  identity once per connection (``detect``);
+* writes (:meth:`InverterRunner.write`) jump the queue, leave out values the inverter
+  already holds, and are confirmed by re-reading the written banks from the inverter. The
+  outcome says exactly which registers stuck, which the inverter refused and which it
+  silently ignored;
+* a failed poll counts towards availability; after ``offline_after`` consecutive failures
+  the device is offline and the connection is rebuilt, with exponential backoff between
+  attempts. A dropped connection is rebuilt at once.
+
+Runners publish through :class:`Signal` callbacks; they know nothing of MQTT or HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import structlog
+from givenergy_modbus.client.client import Client
+from givenergy_modbus.exceptions import (
+    CommunicationError,
+    ConnectionLost,
+    PlantTopologyMismatch,
+    RefreshFailed,
+    RefreshPartiallySucceeded,
+)
+from givenergy_modbus.model.plant import Plant, PlantCapabilities
+from givenergy_modbus.model.register import HR
+from givenergy_modbus.pdu import (
+    ReadHoldingRegistersRequest,
+    ReadHoldingRegistersResponse,
+    WriteHoldingRegisterResponse,
+)
+from pydantic import PrivateAttr
+
+from givbridge import __version__
+from givbridge.clock import Clock, SystemClock, local_zone
+from givbridge.config import InverterSettings, Settings
+from givbridge.log import get_logger
+from givbridge.plant.build import build_snapshot
+from givbridge.plant.families import Family, UnknownModel, family_for
+from givbridge.plant.snapshot import Scalar, Snapshot
+from givbridge.plant.writes import (
+    RegisterWrite,
+    RegisterWriteRequest,
+    WritePlan,
+    blocks_for,
+    has_pause_registers,
+    unwritable,
+    writable_registers,
+)
+from givbridge.store import JsonStore
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+# GivTCP reports its own version here and Predbat reads it: a value starting with "3" means
+# "v3 semantics" (watts for rates, the v3 REST shapes), which is what givbridge serves.
+GIVTCP_COMPAT_VERSION = f"3.5 (givbridge {__version__})"
+
+# GivTCP's list of registers whose writes do not wear EEPROM while Real Time Control is on;
+# writes to them then count as "safe" (Safe_Write_Count) rather than Write_Count.
+RTC_SAFE_REGISTERS = frozenset(
+    {20, 27, 50, 56, 57, 59, 94, 95, 96, 110, 111, 112, 116, 318, 319, 320}
+    | {1002, 1108, 1110, 1111, 1112, 1114, 1118, 1119, 1122, 1123, 1141}
+)
+
+
+class Signal(Generic[T]):
+    """An awaitable fan-out of values to async listeners; a failing listener is logged, not fatal."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._listeners: list[Callable[[T], Awaitable[None]]] = []
+
+    def connect(self, listener: Callable[[T], Awaitable[None]]) -> None:
+        self._listeners.append(listener)
+
+    async def emit(self, value: T) -> None:
+        for listener in list(self._listeners):
+            try:
+                await listener(value)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("listener failed", signal=self.name, listener=getattr(listener, "__qualname__", None))
+
+
+class Unreachable(Exception):
+    """The inverter is not connected or did not answer."""
+
+
+class NotWritable(Exception):
+    """The plan touches registers this model does not allow givbridge to write."""
+
+    def __init__(self, registers: list[int]) -> None:
+        super().__init__(f"registers {registers} are not writable on this model")
+        self.registers = registers
+
+
+class WriteStatus(StrEnum):
+    OK = "ok"  # every expected value read back
+    NOT_PERSISTED = "not_persisted"  # acknowledged, but the read-back shows another value
+    REJECTED = "rejected"  # the inverter answered the write with an error
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    register: int
+    wanted: int
+    actual: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """What happened to a :class:`WritePlan`, established by reading the registers back."""
+
+    status: WriteStatus
+    written: tuple[RegisterWrite, ...]  # writes that went on the wire
+    skipped: tuple[RegisterWrite, ...]  # already held, not re-written
+    readback: Mapping[int, int]  # register -> value read back afterwards
+    mismatches: tuple[Mismatch, ...] = ()
+    rejected: tuple[int, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is WriteStatus.OK
+
+
+@dataclass
+class Health:
+    """Connection and polling health of one device, published as diagnostics."""
+
+    connected: bool = False
+    available: bool = False
+    consecutive_failures: int = 0
+    polls_ok: int = 0
+    polls_partial: int = 0
+    polls_failed: int = 0
+    reconnects: int = 0
+    last_success: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """What a command planner may know about the device besides its values."""
+
+    serial: str
+    family: Family
+    capabilities: PlantCapabilities
+    writable: frozenset[int]
+
+    @property
+    def model(self) -> Any:
+        return self.capabilities.device_type
+
+    @property
+    def arm_firmware(self) -> int | None:
+        firmware = self.capabilities.arm_firmware_version
+        return int(firmware) if firmware is not None else None
+
+
+class ObservedPlant(Plant):  # type: ignore[misc]  # untyped library base
+    """The library's Plant, also noting error responses to writes.
+
+    The library's request path retries an error response and finally reports a timeout, so
+    on its own a refused write looks like a silent inverter. Noting the error frames as they
+    are decoded lets the runner tell "the inverter refused HR(x)" from "no answer".
+    """
+
+    _refused: dict[int, int] = PrivateAttr(default_factory=dict)
+
+    def update(self, pdu: Any, *, received_at: datetime | None = None) -> None:
+        if isinstance(pdu, WriteHoldingRegisterResponse) and pdu.error:
+            self._refused[pdu.register] = self._refused.get(pdu.register, 0) + 1
+        super().update(pdu, received_at=received_at)
+
+    def take_refusal(self, register: int) -> bool:
+        return self._refused.pop(register, 0) > 0
+
+
+class _Stop(Exception):
+    """Internal: the connection must be rebuilt."""
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    seq: int
+    run: Callable[[], Awaitable[Any]] = field(compare=False)
+    future: asyncio.Future[Any] = field(compare=False)
+
+
+_WRITE_PRIORITY = 0
+_READ_PRIORITY = 1
+
+
+class Backoff:
+    """Exponential reconnect delay with jitter, reset after a success."""
+
+    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self._rng = rng or random.Random()
+        self._attempt = 0
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    def next(self) -> float:
+        base = min(self.maximum, self.minimum * 2.0**self._attempt)
+        self._attempt += 1
+        # Up to 20 % jitter so several bridges restarting together do not hit a dongle in step.
+        return min(self.maximum, base * (1 + 0.2 * self._rng.random()))
+
+
+class InverterRunner:
+    """Owns one inverter: connection, polling, writes, availability."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        index: int,
+        *,
+        clock: Clock | None = None,
+        store: JsonStore | None = None,
+        client_factory: Callable[[str, int, Plant, float], Client] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.index = index
+        self.config: InverterSettings = settings.inverters[index]
+        self.clock = clock or SystemClock()
+        self.store = store or JsonStore(settings.data_dir)
+        self.tz = local_zone(settings.timezone)
+        self.prefix = settings.prefix_for(index)
+        self._client_factory = client_factory or _default_client
+        self._plant = ObservedPlant()
+        self._client: Client | None = None
+        self._jobs: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
+        self._seq = 0
+        self._backoff = Backoff(settings.polling.backoff_min, settings.polling.backoff_max)
+        self._next_fast = 0.0
+        self._next_full = 0.0
+        self._last_snapshot_at: datetime | None = None
+        self._clock_read_at: datetime | None = None  # when HR(0,60), with the inverter clock, was read
+        self._unconfirmed: set[int] = set()  # written registers whose read-back failed
+        self._extras: list[Callable[[], Mapping[str, Scalar]]] = []
+        self._restart = asyncio.Event()
+        self.health = Health()
+        self.context: DeviceContext | None = None
+        self.snapshot: Snapshot | None = None
+        self.on_snapshot: Signal[Snapshot] = Signal("snapshot")
+        self.on_availability: Signal[InverterRunner] = Signal("availability")
+        self.label = f"{self.config.host}:{self.config.port}"
+        self._log = log.bind(inverter=self.label)
+        self._counters: dict[str, int] = {"write_count": 0, "safe_write_count": 0}
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def serial(self) -> str | None:
+        return self.context.serial if self.context else self.config.serial
+
+    def add_extras(self, provider: Callable[[], Mapping[str, Scalar]]) -> None:
+        """Contribute bridge-side values (timed actions, tariffs, ...) to every snapshot."""
+        self._extras.append(provider)
+
+    async def write(self, plan: WritePlan) -> WriteOutcome:
+        """Execute ``plan`` ahead of any waiting poll; confirm it by reading it back."""
+        if self.settings.read_only:
+            raise PermissionError("givbridge is in read-only mode")
+        return await self._submit(_WRITE_PRIORITY, lambda: self._do_write(plan))  # type: ignore[no-any-return]
+
+    async def read_holding(self, registers: Iterable[int]) -> dict[int, int]:
+        """Fresh values of ``registers`` read from the inverter now (not from any cache)."""
+        wanted = sorted(set(registers))
+        return await self._submit(_READ_PRIORITY, lambda: self._read_blocks(wanted))  # type: ignore[no-any-return]
+
+    async def refresh_all(self) -> Snapshot:
+        """Read every bank now and publish the result (GivTCP's runAll, done for real)."""
+
+        async def fresh() -> Snapshot:
+            snapshot = await self._poll(full=True)
+            if snapshot is None:
+                raise Unreachable(self.health.last_error or f"{self.label} did not answer")
+            return snapshot
+
+        return await self._submit(_READ_PRIORITY, fresh)  # type: ignore[no-any-return]
+
+    def request_restart(self) -> None:
+        """Drop the connection and start over (the ``restart`` command)."""
+        self._restart.set()
+
+    async def run(self) -> None:
+        """Connect, poll and serve jobs until cancelled; never returns on its own."""
+        structlog.contextvars.bind_contextvars(inverter=self.label)
+        while True:
+            try:
+                await self._connect()
+                await self._serve()
+            except asyncio.CancelledError:
+                raise
+            except _Stop as stop:
+                self._log.info("reconnecting", reason=str(stop))
+            except (CommunicationError, TimeoutError, OSError) as exc:
+                await self._record_failure(f"{type(exc).__name__}: {exc}")
+            except _IdentityError as exc:
+                self._log.error("refusing device", error=str(exc))
+                await self._record_failure(str(exc))
+            except Exception as exc:  # a bug: log it loudly, keep the device alive
+                self._log.exception("device runner error")
+                await self._record_failure(f"internal error: {exc!r}")
+            finally:
+                await self._disconnect()
+            if self._restart.is_set():
+                self._restart.clear()
+                self._backoff.reset()
+                continue
+            await self.clock.sleep(self._backoff.next())
+
+    # ----------------------------------------------------------------- connection
+
+    async def _connect(self) -> None:
+        polling = self.settings.polling
+        self.health.reconnects += 1
+        client = self._client_factory(self.config.host, self.config.port, self._plant, polling.request_gap)
+        self._client = client
+        self._log.info("connecting")
+        await client.connect()
+        caps = await self._detect(client)
+        cache = self._plant.register_caches.get(caps.inverter_address, {})
+        dtc = cache.get(HR(0))
+        try:
+            family = family_for(int(dtc or 0), int(cache.get(HR(21)) or 0))
+        except UnknownModel as exc:
+            raise _IdentityError(str(exc)) from exc
+        serial = self._plant.inverter_serial
+        if self.config.serial and serial != self.config.serial:
+            raise _IdentityError(f"expected serial {self.config.serial} at {self.label} but found {serial}")
+        self.context = DeviceContext(
+            serial=serial,
+            family=family,
+            capabilities=caps,
+            writable=writable_registers(caps.device_type, caps.arm_firmware_version, family),
+        )
+        self._counters = self._load_counters(serial)
+        self.health.connected = True
+        self._log = log.bind(inverter=self.label, serial=serial)
+        structlog.contextvars.bind_contextvars(serial=serial)
+        self._log.info("connected", model=family.display, firmware=caps.arm_firmware_version)
+        self._next_fast = self._next_full = self.clock.monotonic()
+
+    async def _detect(self, client: Client) -> PlantCapabilities:
+        """The device's layout: a fast check of the remembered one, else a full probe.
+
+        A full detect probes every possible battery and meter address, most of which stay
+        silent until the probe times out; remembering what was found (in memory across
+        reconnects, on disk across restarts) turns later detects into a quick confirmation.
+        """
+        polling = self.settings.polling
+        document = self._layout_doc()
+        prior = self._plant.capabilities
+        if prior is None:
+            stored = self.store.load(document).get("capabilities")
+            if isinstance(stored, dict):
+                try:
+                    prior = PlantCapabilities.from_dict(stored)
+                except Exception as exc:  # a stale or hand-edited file: detect afresh
+                    self._log.info("ignoring the remembered device layout", error=str(exc))
+        kwargs = {
+            "timeout": polling.timeout,
+            "retries": polling.retries + 2,
+            "probe_timeout": polling.probe_timeout,
+        }
+        caps: PlantCapabilities
+        if prior is not None:
+            try:
+                caps = await client.detect(prior=prior, **kwargs)
+            except PlantTopologyMismatch:
+                self._log.info("device layout changed since it was last seen; detecting afresh")
+                caps = await client.detect(**kwargs)
+        else:
+            caps = await client.detect(**kwargs)
+        self.store.save(document, {"capabilities": caps.to_dict()})
+        return caps
+
+    def _layout_doc(self) -> str:
+        return f"layout-{self.config.host}_{self.config.port}".replace(":", "_")
+
+    async def _disconnect(self) -> None:
+        self.health.connected = False
+        client, self._client = self._client, None
+        self._fail_pending(Unreachable(f"lost the connection to {self.label}"))
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.close(), timeout=5.0)
+            except Exception as exc:  # a failed close must not wedge the runner
+                self._log.warning("closing the connection failed", error=repr(exc))
+
+    def _fail_pending(self, exc: Exception) -> None:
+        while not self._jobs.empty():
+            job = self._jobs.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(exc)
+
+    # ----------------------------------------------------------------- job loop
+
+    async def _submit(self, priority: int, run: Callable[[], Awaitable[Any]]) -> Any:
+        if self._client is None or not self.health.connected:
+            raise Unreachable(f"{self.label} is not connected")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        await self._jobs.put(_Job(priority, self._seq, run, future))
+        return await future
+
+    async def _serve(self) -> None:
+        while True:
+            if self._restart.is_set():
+                raise _Stop("restart requested")
+            job = await self._next_job()
+            if job is None:
+                full = self._next_full <= self.clock.monotonic()
+                await self._poll(full=full)
+                continue
+            try:
+                result = await job.run()
+            except (ConnectionLost, _Stop) as exc:
+                if not job.future.done():
+                    job.future.set_exception(Unreachable(str(exc)))
+                raise
+            except Exception as exc:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            else:
+                if not job.future.done():
+                    job.future.set_result(result)
+
+    async def _next_job(self) -> _Job | None:
+        """The next queued job, or None when a poll is due first."""
+        if not self._jobs.empty():
+            return self._jobs.get_nowait()
+        delay = min(self._next_fast, self._next_full) - self.clock.monotonic()
+        if delay <= 0:
+            return None
+        getter = asyncio.ensure_future(self._jobs.get())
+        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
+        restart = asyncio.ensure_future(self._restart.wait())
+        try:
+            await asyncio.wait({getter, sleeper, restart}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            restart.cancel()
+            getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        if self._restart.is_set():
+            raise _Stop("restart requested")
+        return None
+
+    # ----------------------------------------------------------------- polling
+
+    async def _poll(self, *, full: bool) -> Snapshot | None:
+        """One poll; None if it failed (already counted). Raises _Stop to rebuild the connection."""
+        client = self._require_client()
+        polling = self.settings.polling
+        now = self.clock.monotonic()
+        self._next_fast = now + polling.poll_interval
+        if full:
+            self._next_full = now + polling.settings_interval
+        partial = False
+        try:
+            if full:
+                try:
+                    await client.load_config(timeout=polling.timeout, retries=polling.retries)
+                except RefreshPartiallySucceeded:
+                    partial = True
+                else:
+                    self._clock_read_at = self.clock.now()
+                await self._read_extra_settings()
+            try:
+                await client.refresh(timeout=polling.timeout, retries=polling.retries)
+            except RefreshPartiallySucceeded:
+                partial = True
+        except ConnectionLost:
+            raise  # the run loop counts it and reconnects
+        except (RefreshFailed, TimeoutError, CommunicationError) as exc:
+            await self._record_failure(f"poll failed: {exc}")
+            if self.health.consecutive_failures >= polling.offline_after:
+                raise _Stop("too many failed polls") from exc
+            return None
+        return await self._record_success(partial)
+
+    async def _read_extra_settings(self) -> None:
+        """Holding registers the library does not poll for this model but givbridge needs.
+
+        The library only reads HR(300-359) on AC-coupled units and the All-in-One, but Gen2+
+        hybrids keep the battery pause mode and slot there (HR318-320).
+        """
+        assert self.context is not None
+        caps = self.context.capabilities
+        if has_pause_registers(self.context.family) and not caps.has_ac_config_block:
+            with contextlib.suppress(TimeoutError):
+                await self._read_block(300, 60)
+
+    async def _record_success(self, partial: bool) -> Snapshot:
+        health = self.health
+        if partial:
+            health.polls_partial += 1
+        else:
+            health.polls_ok += 1
+        health.consecutive_failures = 0
+        health.last_error = None
+        health.last_success = self.clock.now()
+        self._backoff.reset()
+        if not health.available:
+            health.available = True
+            self._log.info("device available")
+            await self.on_availability.emit(self)
+        return await self._publish()
+
+    async def _publish(self) -> Snapshot:
+        """Build a snapshot from what the library holds now and hand it to the listeners."""
+        snapshot = self._build()
+        self.snapshot = snapshot
+        await self.on_snapshot.emit(snapshot)
+        return snapshot
+
+    async def _record_failure(self, reason: str) -> None:
+        health = self.health
+        health.polls_failed += 1
+        health.consecutive_failures += 1
+        health.last_error = reason
+        self._log.warning("device poll failed", reason=reason, consecutive=health.consecutive_failures)
+        if health.available and health.consecutive_failures >= self.settings.polling.offline_after:
+            health.available = False
+            self._log.warning("device offline", after=health.consecutive_failures)
+            await self.on_availability.emit(self)
+
+    def _build(self) -> Snapshot:
+        assert self.context is not None
+        taken_at = self.clock.now()
+        previous = self._last_snapshot_at
+        self._last_snapshot_at = taken_at
+        extras: dict[str, Scalar] = {
+            "Stats/Last_Updated_Time": taken_at.astimezone(self.tz),
+            "Stats/status": "online",
+            "Stats/Time_Since_Last_Update": round((taken_at - previous).total_seconds(), 1) if previous else 0.0,
+            "Stats/GivTCP_Version": GIVTCP_COMPAT_VERSION,
+            "Stats/Write_Count": self._counters["write_count"],
+            "Stats/Safe_Write_Count": self._counters["safe_write_count"],
+            "Stats/Poll_Failures": self.health.polls_failed,
+            "Stats/Reconnects": max(0, self.health.reconnects - 1),
+        }
+        for provider in self._extras:
+            extras.update(provider())
+        return build_snapshot(
+            self._plant,
+            family=self.context.family,
+            taken_at=taken_at,
+            tz=self.tz,
+            extras=extras,
+            clock_read_at=self._clock_read_at,
+        )
+
+    # ----------------------------------------------------------------- reads and writes
+
+    def _require_client(self) -> Client:
+        if self._client is None:
+            raise Unreachable(f"{self.label} is not connected")
+        return self._client
+
+    async def _read_block(self, base: int, count: int) -> dict[int, int]:
+        client = self._require_client()
+        polling = self.settings.polling
+        assert self.context is not None
+        request = ReadHoldingRegistersRequest(
+            base_register=base, register_count=count, device_address=self.context.capabilities.inverter_address
+        )
+        response = await client.send_request_and_await_response(
+            request, timeout=polling.timeout, retries=polling.retries
+        )
+        if not isinstance(response, ReadHoldingRegistersResponse):
+            raise Unreachable(f"unexpected answer to a read of HR({base},{count}): {response}")
+        if base == 0:
+            self._clock_read_at = self.clock.now()
+        values: dict[int, int] = response.to_dict()
+        return values
+
+    async def _read_blocks(self, registers: list[int]) -> dict[int, int]:
+        values: dict[int, int] = {}
+        try:
+            for base, count in blocks_for(registers):
+                values.update(await self._read_block(base, count))
+        except TimeoutError as exc:
+            raise Unreachable(f"{self.label} did not answer a read of HR{registers}") from exc
+        return {r: values[r] for r in registers}
+
+    async def _do_write(self, plan: WritePlan) -> WriteOutcome:
+        assert self.context is not None
+        refused = unwritable(plan, self.context.writable)
+        if refused:
+            raise NotWritable(refused)
+        client = self._require_client()
+        polling = self.settings.polling
+        cache = self._plant.register_caches.get(self.context.capabilities.inverter_address, {})
+        written: list[RegisterWrite] = []
+        skipped: list[RegisterWrite] = []
+        rejected: list[int] = []
+        for write in plan.writes:
+            held = cache.get(HR(write.register))
+            if plan.skip_unchanged and held == write.value and write.register not in self._unconfirmed:
+                skipped.append(write)
+                continue
+            request = RegisterWriteRequest(
+                write.register, write.value, device_address=self.context.capabilities.inverter_address
+            )
+            try:
+                await client.send_request_and_await_response(request, timeout=polling.timeout, retries=polling.retries)
+            except ConnectionLost:
+                raise
+            except TimeoutError as exc:
+                self._unconfirmed.add(write.register)
+                if self._plant.take_refusal(write.register):
+                    rejected.append(write.register)
+                    break  # later writes of the plan depend on this one
+                raise Unreachable(f"{self.label} did not acknowledge HR({write.register})") from exc
+            written.append(write)
+            self._count_write(write.register)
+        readback = await self._read_blocks(sorted(plan.registers))
+        mismatches = tuple(
+            Mismatch(w.register, w.value, readback.get(w.register))
+            for w in plan.expected
+            if readback.get(w.register) != w.value
+        )
+        for register in plan.registers:
+            self._unconfirmed.discard(register)
+        if rejected:
+            status = WriteStatus.REJECTED
+        elif mismatches:
+            status = WriteStatus.NOT_PERSISTED
+        else:
+            status = WriteStatus.OK
+        outcome = WriteOutcome(status, tuple(written), tuple(skipped), readback, mismatches, tuple(rejected))
+        self._log.info(
+            "write confirmed" if outcome.ok else "write not confirmed",
+            plan=plan.description,
+            status=status.value,
+            written=[(w.register, w.value) for w in written],
+            skipped=len(skipped),
+            mismatches=[(m.register, m.wanted, m.actual) for m in mismatches],
+        )
+        # The rest of the settings may have moved with this write (modes couple registers).
+        self._next_full = self.clock.monotonic()
+        await self._publish()  # state follows the read-back, never the intent
+        return outcome
+
+    # ----------------------------------------------------------------- write counters
+
+    @staticmethod
+    def _counters_doc(serial: str) -> str:
+        return f"writes-{serial}"
+
+    def _load_counters(self, serial: str) -> dict[str, int]:
+        stored = self.store.load(self._counters_doc(serial))
+        return {key: int(stored.get(key, 0)) for key in ("write_count", "safe_write_count")}
+
+    def _count_write(self, register: int) -> None:
+        """Count a register write the way GivTCP does, persistently (EEPROM wear tracking)."""
+        assert self.context is not None
+        caps = self.context.capabilities
+        rtc_on = bool(self._plant.register_caches.get(caps.inverter_address, {}).get(HR(166)))
+        key = "safe_write_count" if rtc_on and register in RTC_SAFE_REGISTERS else "write_count"
+        self._counters[key] += 1
+        self.store.save(self._counters_doc(self.context.serial), dict(self._counters))
+
+
+class _IdentityError(Exception):
+    """The device at the configured address is not the one expected, or not a known model."""
+
+
+def _default_client(host: str, port: int, plant: Plant, request_gap: float) -> Client:
+    # The library's jitter on top of the gap spreads bursts; it scales with the gap so a
+    # small gap (a local simulator) is not dominated by it.
+    return Client(
+        host, port, connect_timeout=5.0, plant=plant, tx_message_wait=request_gap, tx_jitter=request_gap * 0.4
+    )
+
+
+class Bridge:
+    """Starts, supervises and stops every device runner."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.store = JsonStore(settings.data_dir)
+        self.runners = [
+            InverterRunner(settings, i, clock=self.clock, store=self.store)
+            for i, inverter in enumerate(settings.inverters)
+            if inverter.enabled
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def runner_for(self, serial: str) -> InverterRunner | None:
+        for runner in self.runners:
+            if runner.serial == serial:
+                return runner
+        return None
+
+    async def start(self) -> None:
+        for runner in self.runners:
+            self._tasks.append(asyncio.create_task(runner.run(), name=f"runner {runner.label}"))
+
+    async def stop(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109 (bounded shutdown is the contract)
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+        self._tasks.clear()

@@ -1,0 +1,351 @@
+"""The device runner against the simulator over TCP: detection, tiered polling, writes, availability."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from givbridge.bridge import InverterRunner, NotWritable, Unreachable, WriteStatus
+from givbridge.clock import ScaledClock
+from givbridge.plant.writes import WritePlan
+from givbridge.sim import SimulatedPlant, SimulatorServer
+from givbridge.store import JsonStore
+from tests.integration.bridge_helpers import Watch, bridge_settings, fast_clock, start, stop
+
+ZONE = "Europe/London"
+
+
+def make_sim(family: str, batteries: int, clock: ScaledClock, *, serial: str | None = None) -> SimulatedPlant:
+    return SimulatedPlant.create(family, batteries=batteries, serial=serial, clock=clock, seed=3, tz=ZONE, start_soc=55)
+
+
+@pytest.mark.parametrize(
+    ("family", "batteries", "slots"), [("hybrid-gen1", 1, 2), ("hybrid-gen2", 2, 2), ("hybrid-gen3", 3, 10)]
+)
+async def test_detects_the_model_and_publishes_its_values(
+    tmp_path: Path, family: str, batteries: int, slots: int
+) -> None:
+    clock = fast_clock()
+    sim = make_sim(family, batteries, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            snapshot = await watch.snapshot()
+        finally:
+            await stop(task)
+    values = snapshot.values
+    assert snapshot.serial == sim.serial
+    assert snapshot.info.family == family
+    assert set(snapshot.info.battery_serials) == set(sim.battery_serials)
+    assert values[f"{sim.serial}/Invertor_Serial_Number"] == sim.serial
+    assert values["Power/Power/SOC"] == sim.input(59)
+    assert values["Control/Target_SOC"] == sim.holding(116)
+    assert values["Control/Battery_Power_Reserve"] == sim.holding(110)
+    charge_slots = [p for p in values if p.startswith("Timeslots/Charge_start_time_slot_")]
+    assert len(charge_slots) == slots
+    for pack in sim.battery_serials:
+        assert values[f"Battery_Details/Battery_Stack_1/{pack}/Battery_Serial_Number"] == pack
+    assert values["Stats/status"] == "online"
+    assert runner.health.available
+
+
+async def test_measurements_every_poll_settings_less_often(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 2, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            first = server.requests.copy()
+            await watch.count(16)
+        finally:
+            await stop(task)
+    later = server.requests - first
+    measurement_reads = later["IR", 0x11, 0, 60]
+    settings_reads = later["HR", 0x11, 60, 60]
+    assert measurement_reads >= 15
+    # poll_interval 2 s, settings_interval 10 s: one settings read per five measurement reads.
+    assert 2 <= settings_reads <= measurement_reads // 4 + 1
+    assert later["IR", 0x32, 60, 60] == measurement_reads  # batteries are measurements too
+    # Nothing probes for meters or absent packs once the device is known.
+    assert not any(addr in range(1, 9) for (_, addr, _, _) in later)
+
+
+async def test_write_is_confirmed_by_read_back_and_repeats_are_skipped(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            seen = len(watch.snapshots)
+            outcome = await runner.write(WritePlan.of([(116, 73), (20, 1)], "charge target"))
+            assert outcome.status is WriteStatus.OK
+            assert outcome.readback == {20: 1, 116: 73}
+            assert (sim.holding(116), sim.holding(20)) == (73, 1)
+            # The state follows the read-back at once, not the next settings poll.
+            assert (await watch.snapshot(after=seen)).values["Control/Target_SOC"] == 73
+            writes_before = sum(n for (kind, *_), n in server.requests.items() if kind == "W")
+            again = await runner.write(WritePlan.of([(116, 73), (20, 1)], "same again"))
+            writes_after = sum(n for (kind, *_), n in server.requests.items() if kind == "W")
+        finally:
+            await stop(task)
+    assert again.status is WriteStatus.OK
+    assert again.written == () and len(again.skipped) == 2
+    assert writes_after == writes_before
+
+
+async def test_ignored_write_is_reported_not_persisted(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            before = sim.holding(110)
+            server.faults.writes_not_persisted = True
+            outcome = await runner.write(WritePlan.of([(110, before + 10)], "reserve"))
+        finally:
+            await stop(task)
+    assert outcome.status is WriteStatus.NOT_PERSISTED
+    assert [(m.register, m.wanted, m.actual) for m in outcome.mismatches] == [(110, before + 10, before)]
+    assert sim.holding(110) == before
+
+
+async def test_refused_write_is_reported_rejected(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            slot_start = sim.holding(94)
+            # 24:61 is no time of day: the inverter answers the write with an error.
+            outcome = await runner.write(WritePlan.of([(94, 2461), (95, 600)], "bad slot"))
+        finally:
+            await stop(task)
+    assert outcome.status is WriteStatus.REJECTED
+    assert outcome.rejected == (94,)
+    assert outcome.written == ()  # the plan stops at the refused write
+    assert sim.holding(94) == slot_start
+
+
+async def test_register_the_model_lacks_is_refused_before_the_wire(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen1", 1, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            with pytest.raises(NotWritable) as refused:
+                await runner.write(WritePlan.of([(272, 20)], "discharge target on Gen1"))
+        finally:
+            await stop(task)
+    assert refused.value.registers == [272]
+    assert not any(kind == "W" for (kind, *_) in server.requests)
+
+
+async def test_read_only_mode_refuses_every_write(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port], read_only=True), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            with pytest.raises(PermissionError):
+                await runner.write(WritePlan.of([(116, 50)]))
+        finally:
+            await stop(task)
+    assert not any(kind == "W" for (kind, *_) in server.requests)
+
+
+async def test_goes_offline_when_the_dongle_is_silent_and_back_when_it_answers(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen2", 1, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.available(True)
+            server.faults.silence(3600)
+            await watch.available(False)
+            assert runner.health.consecutive_failures >= 2
+            with pytest.raises(Unreachable):
+                await runner.write(WritePlan.of([(116, 50)]))
+            server.faults.end_silence()
+            await watch.available(True)
+            after = len(watch.snapshots)
+            await watch.count(after + 1)
+        finally:
+            await stop(task)
+    assert runner.health.consecutive_failures == 0
+    assert runner.health.reconnects >= 2  # too many failed polls rebuild the connection
+
+
+async def test_reconnects_after_the_dongle_drops_the_connection(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            probes_before = sum(n for (_, addr, _, _), n in server.requests.items() if 1 <= addr <= 8)
+            server.faults.drop_connections()
+            await watch.snapshot(lambda s: runner.health.reconnects >= 2)
+            probes_after = sum(n for (_, addr, _, _), n in server.requests.items() if 1 <= addr <= 8)
+        finally:
+            await stop(task)
+    assert probes_before > 0
+    assert probes_after == probes_before  # the known layout is confirmed, not re-probed
+
+
+async def test_a_different_device_at_the_address_is_refused(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    async with SimulatorServer(sim) as server:
+        settings = bridge_settings(tmp_path, [server.port])
+        settings.inverters[0].serial = "SA0000G001"
+        runner = InverterRunner(settings, 0, clock=clock)
+        task = await start(runner)
+        try:
+            async with asyncio.timeout(10):
+                while runner.health.polls_failed < 2:
+                    await clock.sleep(1)
+        finally:
+            await stop(task)
+    assert not runner.health.available
+    assert runner.snapshot is None
+    assert "expected serial SA0000G001" in (runner.health.last_error or "")
+
+
+async def test_restart_with_the_remembered_layout_skips_the_probe_sweep(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 2, clock)
+    async with SimulatorServer(sim) as server:
+        port = server.port
+        for attempt in range(2):
+            runner = InverterRunner(bridge_settings(tmp_path, [port]), 0, clock=clock)
+            watch = Watch(runner)
+            before = server.requests.copy()
+            task = await start(runner)
+            try:
+                await watch.count(1)
+            finally:
+                await stop(task)
+            probes = sum(n for (_, addr, _, _), n in (server.requests - before).items() if 1 <= addr <= 8)
+            assert (probes > 0) == (attempt == 0)
+    assert "capabilities" in JsonStore(tmp_path).load(f"layout-127.0.0.1_{port}")
+
+
+async def test_write_counts_persist_across_restarts(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    sim.set_holding(166, 0)  # Real Time Control off: every write wears the EEPROM
+    async with SimulatorServer(sim) as server:
+        for target in (60, 61):
+            runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+            watch = Watch(runner)
+            task = await start(runner)
+            try:
+                await watch.count(1)
+                await runner.write(WritePlan.of([(116, target)]))
+                snapshot = await watch.snapshot(lambda s, t=target: s.values["Control/Target_SOC"] == t)
+            finally:
+                await stop(task)
+        sim.set_holding(166, 1)  # with RTC on, the target is a "safe" write
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            await runner.write(WritePlan.of([(116, 62)]))
+            final = await watch.snapshot(lambda s: s.values["Control/Target_SOC"] == 62)
+        finally:
+            await stop(task)
+    assert snapshot.values["Stats/Write_Count"] == 2
+    assert (final.values["Stats/Write_Count"], final.values["Stats/Safe_Write_Count"]) == (2, 1)
+
+
+async def test_inverter_time_runs_on_between_settings_reads(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port]), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(4)  # several measurement polls after the one settings read
+            snapshot = watch.snapshots[-1]
+            actual = sim.inverter_time()
+        finally:
+            await stop(task)
+    published = snapshot.values[f"{sim.serial}/Invertor_Time"]
+    assert isinstance(published, type(actual))
+    assert abs((actual.replace(tzinfo=None) - published.replace(tzinfo=None)).total_seconds()) < 10
+
+
+def test_run_exits_cleanly_on_ctrl_c_within_two_seconds(tmp_path: Path) -> None:
+    """``givbridge run`` against a simulator (in another process) and no broker: Ctrl-C ends it quickly."""
+    sim_proc = subprocess.Popen(
+        [sys.executable, "-m", "givbridge.cli", "simulate", "--model", "hybrid-gen3", "--port", "0", "--latency", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert sim_proc.stdout is not None
+        line = sim_proc.stdout.readline()
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        config = tmp_path / "givbridge.yaml"
+        config.write_text(
+            f"inverters:\n  - host: 127.0.0.1\n    port: {port}\n"
+            f"mqtt:\n  host: 127.0.0.1\n  port: 1\n"  # nothing listens: MQTT keeps retrying
+            f"polling:\n  request_gap: 0\n  probe_timeout: 0.05\n"
+            f"data_dir: {tmp_path}\nlog:\n  format: json\n"
+        )
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "givbridge.cli", "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert bridge.stdout is not None
+        for line in bridge.stdout:
+            if '"device available"' in line:
+                break
+        else:
+            pytest.fail("the bridge never reported the simulated inverter available")
+        started = time.monotonic()
+        bridge.send_signal(signal.SIGINT)
+        status = bridge.wait(timeout=10)
+        elapsed = time.monotonic() - started
+        assert status == 0
+        assert elapsed < 2.0, f"took {elapsed:.2f}s to stop"
+    finally:
+        sim_proc.terminate()
+        sim_proc.wait(timeout=10)
