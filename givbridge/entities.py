@@ -81,6 +81,19 @@ _OTHER_DEVICE_CLASSES: dict[str, frozenset[str]] = {
 }
 
 
+# Measurement noise a consumer does not need to see every poll: a reading that moved less
+# than this since it was last published waits for the next real change or the full refresh.
+# Counters, percentages and settings have no deadband: every change of those is news.
+_DEFAULT_DEADBANDS: dict[str, float] = {
+    "power": 20.0,  # W
+    "voltage": 0.5,  # V (cell voltages override this with their own)
+    "current": 0.1,  # A
+    "frequency": 0.02,  # Hz
+    "temperature": 0.3,  # °C
+    "duration": 1.0,  # s
+}
+
+
 class EntityDefinitionError(ValueError):
     """The entity definitions cannot be used; ``str()`` lists every problem for a person."""
 
@@ -193,6 +206,13 @@ class EntityDefinition(_Strict):
     @property
     def is_control(self) -> bool:
         return self.platform in CONTROL_PLATFORMS
+
+    @property
+    def publish_deadband(self) -> float:
+        """Smallest change worth publishing on its own: the definition's, else its class default."""
+        if self.deadband is not None:
+            return self.deadband
+        return _DEFAULT_DEADBANDS.get(self.device_class or "", 0.0)
 
     def option_values(self) -> tuple[str, ...] | None:
         """The select options (or enum sensor states) with ``time_slots`` expanded."""

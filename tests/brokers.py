@@ -42,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from givbridge.config import MqttSettings, TlsSettings
+from givbridge.mqtt.broker import EmbeddedBroker
 from givbridge.mqtt.client import Message
 
 HOST = "127.0.0.1"
@@ -334,65 +335,17 @@ def _write_password_file(path: Path, users: Mapping[str, str]) -> None:
         subprocess.run([MOSQUITTO_PASSWD, "-b", str(path), name, password], check=True, capture_output=True, timeout=10)
 
 
-class AmqttBroker:
-    """An in-process amqtt 0.12 broker on 127.0.0.1:<free port>, anonymous access allowed.
+class AmqttBroker(EmbeddedBroker):
+    """The product's embedded amqtt broker on 127.0.0.1:<free port>, as a test broker.
 
-    It must be started from inside the running event loop (amqtt's constructor grabs it).
-    Each start() builds a fresh Broker on the same port, so a restart loses retained messages
-    and sessions, like a restarted mosquitto without persistence.
+    Each start() builds a fresh broker on the same port, so a restart loses retained
+    messages and sessions, like a restarted mosquitto without persistence.
     """
 
     kind = "amqtt"
-    host = HOST
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port if port is not None else free_port()
-        self._broker: Any = None
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {
-            "listeners": {"default": {"type": "tcp", "bind": f"{HOST}:{self.port}"}},
-            # Supplying plugins replaces amqtt's defaults: no $SYS publisher, no packet logger.
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-        }
-
-    @property
-    def running(self) -> bool:
-        return self._broker is not None
-
-    async def start(self, timeout: float = 10.0) -> None:
-        if self._broker is not None:
-            return
-        from amqtt.broker import Broker as _AmqttBroker
-
-        broker = _AmqttBroker(self.config)
-        async with asyncio.timeout(timeout):
-            await broker.start()
-        self._broker = broker
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Drop every client connection, then shut the broker down.
-
-        amqtt 0.12.1's ``shutdown()`` alone can hang for ever on Python 3.11 when a client had
-        exchanged QoS 1 messages: cancelling that session's reader task does not end it, and
-        ``shutdown`` waits for it. Aborting the client sockets first lets every reader end on
-        EOF, which is also what a crashing broker looks like to its clients.
-        """
-        broker, self._broker = self._broker, None
-        if broker is None:
-            return
-        sessions: dict[str, Any] = getattr(broker, "_sessions", {})  # private; see docstring
-        for _session, handler in list(sessions.values()):
-            stream_writer = getattr(getattr(handler, "writer", None), "_writer", None)
-            if stream_writer is not None:
-                stream_writer.transport.abort()
-        async with asyncio.timeout(timeout):
-            await broker.shutdown()
-
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
+        super().__init__(HOST, port if port is not None else free_port())
 
     def settings(self, **overrides: Any) -> MqttSettings:
         return _settings(self.host, self.port, overrides)
