@@ -1,0 +1,138 @@
+"""``givbridge`` command line: run | demo | simulate | scan | commands | version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from givbridge import __version__
+from givbridge.config import ConfigError, Settings, load_settings
+from givbridge.log import configure_logging, get_logger
+
+log = get_logger(__name__)
+
+
+def _host_port(value: str, default_port: int) -> dict[str, Any]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        return {"host": value, "port": default_port}
+    return {"host": host, "port": int(port)}
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML or JSON settings file")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["auto", "console", "json"])
+
+
+def _add_bridge_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--inverter",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="inverter dongle address (repeat for more); replaces the configured list",
+    )
+    parser.add_argument("--mqtt-host", help="MQTT broker host")
+    parser.add_argument("--mqtt-port", type=int, help="MQTT broker port")
+    parser.add_argument("--data-dir", type=Path, help="where givbridge keeps its state")
+    parser.add_argument("--read-only", action="store_true", default=None, help="refuse every write")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, in the shape of the config file."""
+    overrides: dict[str, Any] = {}
+    if getattr(args, "log_level", None):
+        overrides.setdefault("log", {})["level"] = args.log_level
+    if getattr(args, "log_format", None):
+        overrides.setdefault("log", {})["format"] = args.log_format
+    if getattr(args, "inverter", None):
+        overrides["inverters"] = [_host_port(value, 8899) for value in args.inverter]
+    if getattr(args, "mqtt_host", None):
+        overrides.setdefault("mqtt", {})["host"] = args.mqtt_host
+    if getattr(args, "mqtt_port", None):
+        overrides.setdefault("mqtt", {})["port"] = args.mqtt_port
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "read_only", None):
+        overrides["read_only"] = True
+    return overrides
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(getattr(args, "config", None), _overrides(args))
+    configure_logging(settings.log.level, settings.log.format)
+    return settings
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from givbridge.app import Application, run_until_signalled
+
+    settings = _settings(args)
+    if not settings.inverters:
+        raise ConfigError("no inverters configured: add an `inverters:` list to the config file or pass --inverter")
+    app = Application(settings)
+    log.info("givbridge starting", version=__version__, inverters=len(settings.inverters))
+    await run_until_signalled(app.start, app.stop)
+    return 0
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from givbridge.sim import cli as sim_cli
+
+    configure_logging(args.log_level or "info", args.log_format or "auto")
+    return await sim_cli.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="givbridge",
+        description="Local bridge between GivEnergy inverters and MQTT / Home Assistant.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="poll the configured inverters and publish to MQTT")
+    _add_common(run)
+    _add_bridge_options(run)
+    run.set_defaults(handler=_run)
+
+    simulate = sub.add_parser("simulate", help="run a simulated inverter speaking the real protocol")
+    simulate.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    simulate.add_argument("--log-format", choices=["auto", "console", "json"])
+    from givbridge.sim import cli as sim_cli
+
+    sim_cli.add_arguments(simulate)
+    simulate.set_defaults(handler=_simulate)
+
+    demo = sub.add_parser("demo", help="embedded broker + simulated inverter + bridge, on this machine")
+    from givbridge import demo as demo_module
+
+    demo_module.add_arguments(demo)
+    demo.set_defaults(handler=demo_module.main)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(handler=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(f"givbridge {__version__}")
+        return 0
+    try:
+        status: int = asyncio.run(args.handler(args))
+    except ConfigError as exc:
+        print(f"givbridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
