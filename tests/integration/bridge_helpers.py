@@ -98,3 +98,11 @@ async def start(runner: InverterRunner) -> asyncio.Task[None]:
 async def stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def first_snapshot(runner: InverterRunner, *, within: float = 10.0) -> Snapshot:
+    """The runner's latest snapshot, waiting for its first one if there is none yet."""
+    if runner.snapshot is not None:
+        return runner.snapshot
+    watch = Watch(runner)  # connected before any await: no snapshot can slip past
+    return await watch.snapshot(within=within)

@@ -157,3 +157,10 @@ def test_cli_inverter_flag_parses_host_and_port(tmp_path: Path) -> None:
         {"host": "192.0.2.7", "port": 8899},
         {"host": "inv.local", "port": 9000},
     ]
+
+
+def test_the_example_config_is_valid(no_addon: Path) -> None:
+    example = Path(__file__).parents[2] / "deploy" / "config.example.yaml"
+    settings = load_settings(example, addon_options=no_addon)
+    assert settings.inverters[0].port == 8899
+    assert settings.mqtt.root == "GivEnergy"
