@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo_module.add_arguments(demo)
     demo.set_defaults(handler=demo_module.main)
 
+    watch = sub.add_parser("watch", help="print the messages on a broker (no mosquitto clients needed)")
+    from givbridge import watch as watch_module
+
+    watch_module.add_arguments(watch)
+    watch.set_defaults(handler=watch_module.main)
+
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(handler=None)
     return parser

@@ -48,8 +48,8 @@ givbridge demo is running
   Inverter         simulated {model} {serial}, {batteries} battery pack(s), at {HOST}:{sim_port}
 
 Watch the data (first values within a few seconds):
-  mosquitto_sub -h {HOST} -p {port} -t '{root}/#' -v
-  (without mosquitto's clients: amqtt_sub --url mqtt://{HOST}:{port} -t '{root}/#')
+  givbridge watch --mqtt-port {port} '{root}/#'
+  (or with mosquitto's clients: mosquitto_sub -h {HOST} -p {port} -t '{root}/#' -v)
 
 Send a command, then read its result:
   mosquitto_pub -h {HOST} -p {port} -t {control}/setChargeTarget -m 80
