@@ -16,11 +16,25 @@ from datetime import datetime, time
 from enum import Enum
 from typing import Any
 
+from givenergy_modbus.model.battery import State
+from givenergy_modbus.model.ems import EmsInverterStatus
+from givenergy_modbus.model.inverter import Status, WorkMode
 from givenergy_modbus.model.manifest import ir44_is_inverter_output
+from givenergy_modbus.model.meter import MeterStatus
 from givenergy_modbus.model.register import HR
 from givenergy_modbus.model.register_cache import RegisterCache
 
 JsonScalar = int | float | str | bool
+
+# Library enums some models store as plain integers (their pydantic config keeps enum values):
+# the EMS and Gateway rollups. Builders ask for a code's member name by what it is.
+_CODED_ENUMS: Mapping[str, type[Enum]] = {
+    "status": Status,  # inverter / EMS status: NORMAL, WARNING, ...
+    "meter_status": MeterStatus,  # DISABLED, ONLINE, OFFLINE
+    "battery_state": State,  # STATIC, CHARGE, DISCHARGE (the Gateway's aio_state)
+    "work_mode": WorkMode,  # INITIALISING, OFF_GRID, ON_GRID, ...
+    "ems_inverter_status": EmsInverterStatus,  # ABSENT, ONLINE: the only EMS slot codes known
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +93,23 @@ class ModelView:
         value = self._get(name)
         return value.name if isinstance(value, Enum) else None
 
+    def coded_name(self, name: str, kind: str) -> str | None:
+        """The member name of a register the model keeps as a raw code (``ONLINE`` for 1 as a meter status).
+
+        ``kind`` names the code table (``status``, ``meter_status``, ``battery_state``,
+        ``work_mode``, ``ems_inverter_status``); a code the table does not know is None
+        rather than a guess.
+        """
+        value = self._get(name)
+        if isinstance(value, Enum):
+            return value.name
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        try:
+            return _CODED_ENUMS[kind](value).name
+        except ValueError:
+            return None
+
     def slot(self, name: str) -> SlotTimes | None:
         value = self._get(name)
         if value is None:
@@ -124,6 +155,14 @@ class ModelView:
 
 
 @dataclass(frozen=True, slots=True)
+class HvStackView:
+    """One HV battery stack: its BCU and the modules that answered with a serial, in address order."""
+
+    bcu: ModelView
+    modules: tuple[ModelView, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PlantView:
     """What the snapshot builders need to know about one polled plant, fully typed."""
 
@@ -147,6 +186,11 @@ class PlantView:
     # When the bank holding the inverter clock (HR35-40) was last read, on the caller's clock;
     # lets the builder show the inverter's time now rather than at that read.
     clock_read_at: datetime | None = None
+    # HV storage (All-in-One, HV Gen3, three-phase): one entry per BCU, in address order.
+    hv_stacks: tuple[HvStackView, ...] = ()
+    # The plant controllers' own models (the IR/HR 2040 rollup, the IR 1600-1859 rollup).
+    ems: ModelView | None = None
+    gateway: ModelView | None = None
 
     def has_holding(self, *registers: int) -> bool:
         """Whether every given holding register has been read from the inverter."""
@@ -190,6 +234,13 @@ def read_plant(plant: Any, *, clock_read_at: datetime | None = None) -> PlantVie
         ir44_is_inverter_output=bool(ir44_is_inverter_output(model)),
         holding_registers=holding,
         clock_read_at=clock_read_at,
+        hv_stacks=tuple(
+            HvStackView(ModelView(stack.bcu), tuple(ModelView(m) for m in stack.bmus if m.is_valid()))
+            for stack in plant.hv_stacks
+            if stack.bcu.is_valid()
+        ),
+        ems=ModelView(plant.ems) if plant.ems is not None else None,
+        gateway=ModelView(plant.gateway) if plant.gateway is not None else None,
     )
 
 

@@ -7,8 +7,10 @@ as ``extras``. Register-derived values always win the argument: an extra that na
 the builder produced is a programming error and raises :class:`ExtrasConflict`.
 
 Families are built by separate modules so each can follow its own register map:
-``single_phase.py`` covers the single-phase hybrids, AC and AIO today; three-phase, HV
-stacks, EMS and Gateway get their own modules and a line each in ``_BUILDERS``.
+``single_phase.py`` (single-phase hybrids and AC), ``hv.py`` (the single-phase HV models,
+All-in-One and HV Gen3, built on it), ``three_phase.py``, ``ems.py``, ``gateway.py`` and
+``pv.py``; each declares its ``FAMILIES`` and gets a line in ``_BUILDERS``. ``aio-hybrid``,
+``aio-commercial`` and ``ems-commercial`` have no builder: nothing is known of their registers.
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
+from givbridge.plant import ems, gateway, hv, pv, single_phase, three_phase
 from givbridge.plant._library import PlantNotReady, PlantView, read_plant
 from givbridge.plant.families import Family, family_for
 from givbridge.plant.sections import DeviceValues
-from givbridge.plant.single_phase import FAMILIES as SINGLE_PHASE_FAMILIES
-from givbridge.plant.single_phase import build_single_phase
 from givbridge.plant.snapshot import Scalar, Snapshot
 
 __all__ = ["ExtrasConflict", "PlantNotReady", "UnsupportedFamily", "build_snapshot", "supported_families"]
@@ -33,7 +34,14 @@ class FamilyBuilder(Protocol):
     def __call__(self, view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues: ...
 
 
-_BUILDERS: Mapping[str, FamilyBuilder] = {key: build_single_phase for key in SINGLE_PHASE_FAMILIES}
+_BUILDERS: Mapping[str, FamilyBuilder] = {
+    **dict.fromkeys(single_phase.FAMILIES, single_phase.build_single_phase),
+    **dict.fromkeys(hv.FAMILIES, hv.build_hv_single_phase),
+    **dict.fromkeys(three_phase.FAMILIES, three_phase.build_three_phase),
+    **dict.fromkeys(ems.FAMILIES, ems.build_ems),
+    **dict.fromkeys(gateway.FAMILIES, gateway.build_gateway),
+    **dict.fromkeys(pv.FAMILIES, pv.build_pv),
+}
 
 
 class UnsupportedFamily(ValueError):

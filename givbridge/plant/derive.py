@@ -25,6 +25,15 @@ _BATTERY_MAX_POWER_OVERRIDE = {"hybrid-gen4": 6000, "aio": 6000}
 # HR111/HR112 hold the battery current limit in hundredths of C; the inverter accepts 0..50.
 RATE_REGISTER_MAX = 50
 
+# Nominal volts that turn Ah into Wh: an LV pack (16 LiFePO4 cells) and one 24-cell HV module.
+LV_PACK_VOLTS = 51.2
+HV_MODULE_VOLTS = 76.8
+# GivTCP publishes an HV stack's capacity as usable energy: 90 % of nominal.
+HV_USABLE_FRACTION = 0.9
+# GivTCP's three-phase battery rating: 25 A at 80 V per battery (per HV module here).
+THREE_PHASE_AMPS_PER_MODULE = 25
+THREE_PHASE_VOLTS_PER_MODULE = 80
+
 
 # --- grid and battery ------------------------------------------------------------------------
 
@@ -163,6 +172,41 @@ def battery_capacity_kwh(nominal_kwh: float | None) -> float | None:
     0 means no battery is configured (HR55 reads 0 Ah) and is returned as None.
     """
     return round(nominal_kwh, 2) if nominal_kwh else None
+
+
+def capacity_from_ah(capacity_ah: int | float | None, volts: float) -> float | None:
+    """Nominal capacity (kWh, two decimals) of ``capacity_ah`` at ``volts``; None for 0 or unknown."""
+    if not capacity_ah or volts <= 0:
+        return None
+    return round(capacity_ah * volts / 1000, 2)
+
+
+def stack_usable_kwh(module_ah: float | None, modules: int | None) -> float | None:
+    """An HV stack's usable energy (kWh) from its BCU's per-module Ah and module count, GivTCP's way.
+
+    The modules are in series, so each carries the stack's Ah at 76.8 V; GivTCP counts 90 %
+    of that as usable (``Stack_Design_Capacity`` from the nominal Ah, ``Stack_SOC_kWh`` from
+    the remaining Ah).
+    """
+    if module_ah is None or not modules:
+        return None
+    return round(module_ah * HV_MODULE_VOLTS / 1000 * modules * HV_USABLE_FRACTION, 2)
+
+
+def three_phase_battery_max_power(modules: int) -> int | None:
+    """GivTCP's three-phase battery rating (25 A x 80 V per battery), counted per HV module.
+
+    GivTCP multiplied by its LV pack count, which is always 0 on an HV stack and made the
+    rating (and every rate control derived from it) 0 W.
+    """
+    return THREE_PHASE_AMPS_PER_MODULE * THREE_PHASE_VOLTS_PER_MODULE * modules if modules else None
+
+
+def percent_of(watts: int | None, percent: int | None) -> int | None:
+    """``percent`` % of ``watts``, truncated like GivTCP's rate figures; None if either is unknown."""
+    if watts is None or percent is None:
+        return None
+    return int(watts * percent / 100)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,32 @@
-"""Snapshot sections shared by every family builder: LV battery packs, meters and ``raw``.
+"""Snapshot sections shared by the family builders: batteries, meters, slots, controls, clock, ``raw``.
 
-A family builder (``single_phase.py`` today; three-phase, HV, EMS and Gateway later) writes
-its own inverter-level groups and calls these for the parts that look the same on every
-model, so a meter or an LV pack is named identically whatever it hangs off.
+A family builder (``single_phase``, ``hv``, ``three_phase``, ``ems``, ``gateway``, ``pv``)
+writes its own device-level groups and calls these for the parts that look the same on every
+model, so a meter, an LV pack or an HV stack is named identically whatever it hangs off, and
+models that share a register map (the single-phase HR map behind hybrids, AC, All-in-One and
+Gateway) share one reading of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, time, tzinfo
 
-from givbridge.plant import derive
-from givbridge.plant._library import JsonScalar, ModelView, PlantView
+from givbridge.plant import derive, vocab
+from givbridge.plant._library import HvStackView, JsonScalar, ModelView, PlantView
+from givbridge.plant.families import Family
 from givbridge.plant.snapshot import DeviceInfo, Scalar
+from givbridge.plant.writes import has_pause_registers
 
 STACK = "Battery_Details/Battery_Stack_1"  # GivTCP puts every LV pack in one stack
+_PAUSE_MODE_REGISTER = 318
+_PAUSE_SLOT_REGISTERS = (319, 320)
+_MIDNIGHT = time(0, 0)
+_FACTORY_CLOCK_YEAR = 2000  # HR35 reads 0 (year 2000) until the clock has been set
+# All-in-One modules fill 12 temperature sensors and leave IR102-113 at 0; HV BMUs fill 24.
+_AIO_MODULE_SENSORS = 12
+_BMU_MODULE_SENSORS = 24
+_CELLS_PER_MODULE = 24
 
 
 @dataclass(slots=True)
@@ -77,6 +90,212 @@ def lv_battery_section(view: PlantView, sink: ValueSink) -> None:
     stack.put("BMS_Voltage", view.inverter.number("v_battery"))
 
 
+def battery_capacity_kwh(view: PlantView, family: Family) -> float | None:
+    """Nominal battery capacity (kWh) as published, the basis of SOC_kWh, rates and times.
+
+    The library multiplies HR55 (Ah) by the nominal voltage of the model's *coarse* device
+    family, the first digit of the device type code. That is right for the LV families
+    (51.2 V) and the All-in-One (307 V), but the Gen4 hybrid (83xx) and the HV Gen3 (81xx)
+    share the All-in-One's digit: a Gen4's LV packs would read six times too big. Gen4 uses
+    the LV voltage instead; the HV Gen3's stack voltage comes from its BCU's module count.
+    """
+    if family.key == "hybrid-gen4":
+        return derive.capacity_from_ah(view.inverter.integer("battery_capacity_ah"), derive.LV_PACK_VOLTS)
+    if family.key == "hybrid-hv-gen3" and view.hv_stacks:
+        modules = sum(stack.bcu.integer("number_of_modules") or 0 for stack in view.hv_stacks)
+        volts = modules * derive.HV_MODULE_VOLTS
+        return derive.capacity_from_ah(view.inverter.integer("battery_capacity_ah"), volts)
+    return derive.battery_capacity_kwh(view.inverter.number("battery_capacity_kwh"))
+
+
+@dataclass(frozen=True, slots=True)
+class StackTotals:
+    """What the HV stacks add up to, GivTCP's way (usable kWh: 90 % of nominal)."""
+
+    design_kwh: float | None
+    stored_kwh: float | None
+
+
+def hv_stack_section(view: PlantView, family: Family, sink: ValueSink) -> StackTotals:
+    """``Battery_Details/Battery_Stack_<n>/*`` for every HV stack: BCU readings and each module's cells.
+
+    Values as GivTCP's ``getBatteries`` publishes them, with two fixes: ``Stack_Power`` is the
+    BCU's voltage times its current (GivTCP decoded IR79 as milliwatts, which reads 65.5 for a
+    small negative power), and every module of a BMU stack shows its 24 temperature sensors
+    (GivTCP showed 24 only on three-phase units; the HV Gen3's modules carry 24 as well).
+    """
+    designs: list[float] = []
+    stored: list[float] = []
+    sensors = _AIO_MODULE_SENSORS if family.key == "aio" else _BMU_MODULE_SENSORS
+    for number, stack in enumerate(view.hv_stacks, start=1):
+        out = sink.under(f"Battery_Details/Battery_Stack_{number}")
+        bcu = stack.bcu
+        volts, amps = bcu.number("battery_voltage"), bcu.number("battery_current")
+        high, low = bcu.integer("battery_soc_max"), bcu.integer("battery_soc_min")
+        out.put("Stack_Voltage", volts)
+        out.put("Stack_Current", amps)
+        out.put("Stack_Power", round(volts * amps) if volts is not None and amps is not None else None)
+        out.put("Stack_SOH", bcu.integer("battery_soh"))
+        out.put("Stack_Load_Voltage", bcu.number("load_voltage"))
+        out.put("Stack_Cycles", bcu.number("number_of_cycles"))
+        out.put("Stack_SOC_High", high)
+        out.put("Stack_SOC_Low", low)
+        out.put("Stack_SOC_Difference", high - low if high is not None and low is not None else None)
+        out.put("Stack_Firmware", bcu.text("pack_software_version"))
+        modules = bcu.integer("number_of_modules")
+        design = derive.stack_usable_kwh(bcu.number("battery_nominal_capacity_ah"), modules)
+        left = derive.stack_usable_kwh(bcu.number("remaining_battery_capacity_ah"), modules)
+        out.put("Stack_Design_Capacity", design)
+        out.put("Stack_SOC_kWh", left)
+        if design is not None:
+            designs.append(design)
+        if left is not None:
+            stored.append(left)
+        out.put("Stack_Charge_Energy_Today_kWh", bcu.number("charge_energy_today"))
+        out.put("Stack_Discharge_Energy_Today_kWh", bcu.number("discharge_energy_today"))
+        out.put("Stack_Charge_Energy_Total_kWh", bcu.number("charge_energy_total"))
+        out.put("Stack_Discharge_Energy_Total_kWh", bcu.number("discharge_energy_total"))
+        temperatures = _modules_section(stack, out, sensors)
+        if family.phases == 3:
+            # GivTCP's three-phase stack temperature: the mean of every module sensor.
+            out.put("BMS_Temperature", round(sum(temperatures) / len(temperatures), 2) if temperatures else None)
+        else:
+            out.put("BMS_Temperature", view.inverter.number("t_battery"))  # IR56
+    return StackTotals(
+        design_kwh=round(sum(designs), 2) if designs else None,
+        stored_kwh=round(sum(stored), 2) if stored else None,
+    )
+
+
+def _modules_section(stack: HvStackView, out: ValueSink, sensors: int) -> list[float]:
+    """Each module's serial, cell voltages and temperatures; returns every temperature published."""
+    temperatures: list[float] = []
+    for module in stack.modules:
+        serial = module.text("serial_number")
+        if serial is None:
+            continue
+        cells = out.under(serial)
+        cells.put("Battery_Serial_Number", serial)
+        for cell in range(1, _CELLS_PER_MODULE + 1):
+            cells.put(f"Battery_Cell_{cell}_Voltage", module.number(f"v_cell_{cell:02d}"))
+        for sensor in range(1, sensors + 1):
+            reading = module.number(f"t_cell_{sensor:02d}")
+            cells.put(f"Battery_Cell_{sensor}_Temperature", reading)
+            if reading is not None:
+                temperatures.append(reading)
+    return temperatures
+
+
+def inverter_time(view: PlantView, *, taken_at: datetime, tz: tzinfo) -> datetime | None:
+    """The device's clock (HR35-40) as of ``taken_at``, in the site's zone; None before it is set."""
+    clock = view.inverter.timestamp("system_time")
+    if clock is None or clock.year <= _FACTORY_CLOCK_YEAR:
+        return None
+    # The inverter keeps local wall time with no zone; GivTCP attaches the site's zone.
+    moment = clock.replace(tzinfo=tz)
+    if view.clock_read_at is not None and view.clock_read_at <= taken_at:
+        # The clock was read with the settings, less often than this poll: it has run on
+        # since then exactly as ours has.
+        moment += taken_at - view.clock_read_at
+    return moment.replace(microsecond=0)
+
+
+def timeslots_section(view: PlantView, family: Family, sink: ValueSink) -> None:
+    """``Timeslots/*``: every charge and discharge slot that has been read, and the pause slot."""
+    inv = view.inverter
+    for kind, sources in (("Charge", view.charge_slots), ("Discharge", view.discharge_slots)):
+        for number, source in enumerate(sources, start=1):
+            if not view.has_holding(source.start_register, source.end_register):
+                continue  # not read yet: publish nothing rather than a made-up 00:00
+            slot = inv.slot(source.field)
+            sink.put(f"{kind}_start_time_slot_{number}", slot_time(slot.start if slot else None))
+            sink.put(f"{kind}_end_time_slot_{number}", slot_time(slot.end if slot else None))
+    if has_pause_registers(family) and view.has_holding(*_PAUSE_SLOT_REGISTERS):
+        slot = inv.slot("battery_pause_slot_1")
+        sink.put("Battery_pause_start_time_slot", slot_time(slot.start if slot else None))
+        sink.put("Battery_pause_end_time_slot", slot_time(slot.end if slot else None))
+
+
+def slot_time(value: time | None) -> time:
+    """A slot boundary as published: an unset register is midnight."""
+    # A slot register that holds no valid HHMM (0, or the 60 sentinel some firmware uses)
+    # means "unset"; GivTCP shows unset slots as midnight and its selects expect a time.
+    return value if value is not None else _MIDNIGHT
+
+
+def control_section(
+    view: PlantView,
+    family: Family,
+    sink: ValueSink,
+    *,
+    capacity: float | None,
+    max_battery_power: int | None,
+    c100_rates: bool = True,
+) -> None:
+    """``Control/*`` from the single-phase holding-register map (hybrids, AC, All-in-One, Gateway).
+
+    ``c100_rates`` publishes Battery_Charge_Rate/Battery_Discharge_Rate from HR111/112 (C/100
+    of capacity); the Gateway drives its rates through HR313/314 instead.
+    """
+    inv = view.inverter
+    eco = _eco_flag(inv)  # HR27
+    timed_discharge = inv.flag("enable_discharge")  # HR59
+    reserve = inv.integer("battery_soc_reserve")  # HR110
+    sink.put("Mode", derive.battery_mode(eco=eco, timed_discharge=timed_discharge, reserve_soc=reserve))
+    sink.put("Eco_Mode", vocab.enable_word(eco))
+    sink.put("Enable_Charge_Schedule", vocab.enable_word(inv.flag("enable_charge")))  # HR96
+    sink.put("Enable_Discharge_Schedule", vocab.enable_word(timed_discharge))
+    sink.put("Enable_Charge_Target", vocab.enable_word(inv.flag("enable_charge_target")))  # HR20
+    sink.put("Target_SOC", inv.integer("charge_target_soc"))  # HR116
+    if view.extended_slots:
+        for number in range(1, len(view.charge_slots) + 1):
+            sink.put(f"Charge_Target_SOC_{number}", inv.integer(f"charge_target_soc_{number}"))
+        for number in range(1, len(view.discharge_slots) + 1):
+            sink.put(f"Discharge_Target_SOC_{number}", inv.integer(f"discharge_target_soc_{number}"))
+    sink.put("Battery_Power_Reserve", reserve)
+    sink.put("Battery_Power_Cutoff", inv.integer("battery_discharge_min_power_reserve"))  # HR114
+    if capacity is not None and c100_rates:
+        for leaf, field_name in (
+            ("Battery_Charge_Rate", "battery_charge_limit"),
+            ("Battery_Discharge_Rate", "battery_discharge_limit"),
+        ):
+            register = inv.integer(field_name)  # HR111 / HR112
+            if register is not None:
+                sink.put(
+                    leaf, derive.rate_register_to_watts(register, capacity_kwh=capacity, max_power=max_battery_power)
+                )
+    if view.has_ac_config_block:  # HR313/314, the AC-side limits in percent
+        sink.put("Battery_Charge_Rate_AC", inv.integer("battery_charge_limit_ac"))
+        sink.put("Battery_Discharge_Rate_AC", inv.integer("battery_discharge_limit_ac"))
+    sink.put("Active_Power_Rate", inv.integer("active_power_rate"))  # HR50
+    if has_pause_registers(family) and view.has_holding(_PAUSE_MODE_REGISTER):
+        pause = inv.integer("battery_pause_mode")
+        if pause is not None and 0 <= pause < len(vocab.PAUSE_MODES):
+            sink.put("Battery_pause_mode", vocab.PAUSE_MODES[pause])
+    calibration_section(inv, sink)
+    sink.put("Real_Time_Control", vocab.enable_word(inv.flag("enable_rtc")))  # HR166
+    button_states(sink)
+
+
+def calibration_section(inv: ModelView, sink: ValueSink) -> None:
+    """``Battery_Calibration`` from HR29, GivTCP's select words."""
+    stage = inv.integer("battery_calibration_stage")  # HR29
+    if stage is not None:
+        sink.put("Battery_Calibration", vocab.CALIBRATION_BY_STAGE.get(stage, vocab.CALIBRATION_RUNNING))
+
+
+def button_states(sink: ValueSink) -> None:
+    """Buttons in GivTCP: their state is a constant so the topic exists for discovery."""
+    sink.put("Sync_Time", vocab.DISABLE)
+    sink.put("Reboot_Invertor", vocab.DISABLE)
+
+
+def _eco_flag(inv: ModelView) -> bool | None:
+    """HR27 as a flag: 1 is eco (self-consumption), 0 is export."""
+    code = inv.integer("battery_power_mode")
+    return None if code is None else code == 1
+
+
 def meter_section(view: PlantView, sink: ValueSink) -> None:
     """``Meter_Details/Meter_ID<n>/*`` for every detected meter, n being its bus address."""
     for meter_id, meter in view.meters:
@@ -108,6 +327,16 @@ def raw_section(view: PlantView) -> dict[str, JsonScalar]:
         raw.update({f"batteries/{serial}/{name}": value for name, value in pack.dump().items()})
     for meter_id, meter in view.meters:
         raw.update({f"meters/Meter_ID_{meter_id}/{name}": value for name, value in meter.dump().items()})
+    for number, stack in enumerate(view.hv_stacks):
+        # GivTCP's HV_Battery_Stacks/Stack_<n> (numbered from 0 there), BCU fields then each module.
+        prefix = f"HV_Battery_Stacks/Stack_{number}"
+        raw.update({f"{prefix}/{name}": value for name, value in stack.bcu.dump().items()})
+        for module in stack.modules:
+            serial = module.text("serial_number")
+            raw.update({f"{prefix}/{serial}/{name}": value for name, value in module.dump().items()})
+    for section, model in (("ems", view.ems), ("gateway", view.gateway)):
+        if model is not None:
+            raw.update({f"{section}/{name}": value for name, value in model.dump().items()})
     return raw
 
 

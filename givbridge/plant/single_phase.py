@@ -1,4 +1,4 @@
-"""Snapshot builder for single-phase inverters with LV packs: Gen1-Gen4 hybrids, Gen3+, Polar, AC, AIO.
+"""Snapshot builder for single-phase inverters: Gen1-Gen4 hybrids, Gen3+, Polar, AC, and AIO/HV Gen3 via hv.py.
 
 It reproduces GivTCP v3.5's ``processInverterInfo`` group by group: ``Power/Power``,
 ``Power/Flows``, ``Energy/Today``, ``Energy/Total``, ``<serial>``, ``Timeslots`` and
@@ -12,30 +12,34 @@ leaves history-based repair to the data-hygiene layer.
 
 from __future__ import annotations
 
-from datetime import datetime, time, tzinfo
+from datetime import datetime, tzinfo
 
 from givbridge.plant import derive, vocab
 from givbridge.plant._library import ModelView, PlantView
 from givbridge.plant.families import Family
-from givbridge.plant.sections import DeviceValues, ValueSink, lv_battery_section, meter_section, raw_section
-from givbridge.plant.snapshot import DeviceInfo
-from givbridge.plant.writes import has_pause_registers
-
-FAMILIES = frozenset(
-    {"hybrid-gen1", "hybrid-gen2", "hybrid-gen3", "hybrid-gen3-plus", "hybrid-gen4", "polar", "ac", "aio"}
+from givbridge.plant.sections import (
+    DeviceValues,
+    ValueSink,
+    battery_capacity_kwh,
+    control_section,
+    inverter_time,
+    lv_battery_section,
+    meter_section,
+    raw_section,
+    timeslots_section,
 )
+from givbridge.plant.snapshot import DeviceInfo
+
+# The All-in-One and the HV Gen3 hybrid are single-phase too; hv.py builds them on this module.
+FAMILIES = frozenset({"hybrid-gen1", "hybrid-gen2", "hybrid-gen3", "hybrid-gen3-plus", "hybrid-gen4", "polar", "ac"})
 
 # Families reporting combined PV + AC generation at IR247/248.
 _COMBINED_GENERATION = frozenset({"hybrid-gen3", "hybrid-gen3-plus", "hybrid-gen4"})
-_PAUSE_MODE_REGISTER = 318
-_PAUSE_SLOT_REGISTERS = (319, 320)
-_MIDNIGHT = time(0, 0)
-_FACTORY_CLOCK_YEAR = 2000  # HR35 reads 0 (year 2000) until the clock has been set
 
 
 def build_single_phase(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
     inv = view.inverter
-    capacity = derive.battery_capacity_kwh(inv.number("battery_capacity_kwh"))
+    capacity = battery_capacity_kwh(view, family)
     max_battery_power = derive.battery_max_power(family, inv.integer("battery_max_power"))
     device = DeviceValues(
         info=DeviceInfo(
@@ -59,8 +63,8 @@ def build_single_phase(view: PlantView, family: Family, *, taken_at: datetime, t
         tz=tz,
         taken_at=taken_at,
     )
-    _timeslots(view, family, sink.under("Timeslots"))
-    _control(view, family, sink.under("Control"), capacity=capacity, max_battery_power=max_battery_power)
+    timeslots_section(view, family, sink.under("Timeslots"))
+    control_section(view, family, sink.under("Control"), capacity=capacity, max_battery_power=max_battery_power)
     lv_battery_section(view, sink)
     meter_section(view, sink)
     device.raw = raw_section(view)
@@ -272,86 +276,4 @@ def _inverter_details(
     sink.put("Invertor_Temperature", inv.number("t_inverter_heatsink"))
     sink.put("Export_Limit", inv.integer("grid_port_max_power_output"))  # HR26
     sink.put("Battery_Calibration_Status", vocab.givtcp_enum_word(inv.enum_name("battery_calibration_stage")))
-    clock = inv.timestamp("system_time")
-    if clock is not None and clock.year > _FACTORY_CLOCK_YEAR:
-        # The inverter keeps local wall time with no zone; GivTCP attaches the site's zone.
-        inverter_time = clock.replace(tzinfo=tz)
-        if view.clock_read_at is not None and view.clock_read_at <= taken_at:
-            # The clock was read with the settings, less often than this poll: it has run on
-            # since then exactly as ours has.
-            inverter_time += taken_at - view.clock_read_at
-        sink.put("Invertor_Time", inverter_time.replace(microsecond=0))
-
-
-def _timeslots(view: PlantView, family: Family, sink: ValueSink) -> None:
-    inv = view.inverter
-    for kind, sources in (("Charge", view.charge_slots), ("Discharge", view.discharge_slots)):
-        for number, source in enumerate(sources, start=1):
-            if not view.has_holding(source.start_register, source.end_register):
-                continue  # not read yet: publish nothing rather than a made-up 00:00
-            slot = inv.slot(source.field)
-            sink.put(f"{kind}_start_time_slot_{number}", _slot_time(slot.start if slot else None))
-            sink.put(f"{kind}_end_time_slot_{number}", _slot_time(slot.end if slot else None))
-    if has_pause_registers(family) and view.has_holding(*_PAUSE_SLOT_REGISTERS):
-        slot = inv.slot("battery_pause_slot_1")
-        sink.put("Battery_pause_start_time_slot", _slot_time(slot.start if slot else None))
-        sink.put("Battery_pause_end_time_slot", _slot_time(slot.end if slot else None))
-
-
-def _slot_time(value: time | None) -> time:
-    # A slot register that holds no valid HHMM (0, or the 60 sentinel some firmware uses)
-    # means "unset"; GivTCP shows unset slots as midnight and its selects expect a time.
-    return value if value is not None else _MIDNIGHT
-
-
-def _control(
-    view: PlantView, family: Family, sink: ValueSink, *, capacity: float | None, max_battery_power: int | None
-) -> None:
-    inv = view.inverter
-    eco = _eco_flag(inv)  # HR27
-    timed_discharge = inv.flag("enable_discharge")  # HR59
-    reserve = inv.integer("battery_soc_reserve")  # HR110
-    sink.put("Mode", derive.battery_mode(eco=eco, timed_discharge=timed_discharge, reserve_soc=reserve))
-    sink.put("Eco_Mode", vocab.enable_word(eco))
-    sink.put("Enable_Charge_Schedule", vocab.enable_word(inv.flag("enable_charge")))  # HR96
-    sink.put("Enable_Discharge_Schedule", vocab.enable_word(timed_discharge))
-    sink.put("Enable_Charge_Target", vocab.enable_word(inv.flag("enable_charge_target")))  # HR20
-    sink.put("Target_SOC", inv.integer("charge_target_soc"))  # HR116
-    if view.extended_slots:
-        for number in range(1, len(view.charge_slots) + 1):
-            sink.put(f"Charge_Target_SOC_{number}", inv.integer(f"charge_target_soc_{number}"))
-        for number in range(1, len(view.discharge_slots) + 1):
-            sink.put(f"Discharge_Target_SOC_{number}", inv.integer(f"discharge_target_soc_{number}"))
-    sink.put("Battery_Power_Reserve", reserve)
-    sink.put("Battery_Power_Cutoff", inv.integer("battery_discharge_min_power_reserve"))  # HR114
-    if capacity is not None:
-        for leaf, field in (
-            ("Battery_Charge_Rate", "battery_charge_limit"),
-            ("Battery_Discharge_Rate", "battery_discharge_limit"),
-        ):
-            register = inv.integer(field)  # HR111 / HR112
-            if register is not None:
-                sink.put(
-                    leaf, derive.rate_register_to_watts(register, capacity_kwh=capacity, max_power=max_battery_power)
-                )
-    if view.has_ac_config_block:  # HR313/314, the AC-side limits in percent
-        sink.put("Battery_Charge_Rate_AC", inv.integer("battery_charge_limit_ac"))
-        sink.put("Battery_Discharge_Rate_AC", inv.integer("battery_discharge_limit_ac"))
-    sink.put("Active_Power_Rate", inv.integer("active_power_rate"))  # HR50
-    if has_pause_registers(family) and view.has_holding(_PAUSE_MODE_REGISTER):
-        pause = inv.integer("battery_pause_mode")
-        if pause is not None and 0 <= pause < len(vocab.PAUSE_MODES):
-            sink.put("Battery_pause_mode", vocab.PAUSE_MODES[pause])
-    stage = inv.integer("battery_calibration_stage")  # HR29
-    if stage is not None:
-        sink.put("Battery_Calibration", vocab.CALIBRATION_BY_STAGE.get(stage, vocab.CALIBRATION_RUNNING))
-    sink.put("Real_Time_Control", vocab.enable_word(inv.flag("enable_rtc")))  # HR166
-    # Buttons in GivTCP: their state is a constant so the topic exists for discovery.
-    sink.put("Sync_Time", vocab.DISABLE)
-    sink.put("Reboot_Invertor", vocab.DISABLE)
-
-
-def _eco_flag(inv: ModelView) -> bool | None:
-    """HR27 as a flag: 1 is eco (self-consumption), 0 is export."""
-    code = inv.integer("battery_power_mode")
-    return None if code is None else code == 1
+    sink.put("Invertor_Time", inverter_time(view, taken_at=taken_at, tz=tz))

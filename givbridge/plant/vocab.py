@@ -32,6 +32,15 @@ CALIBRATION_BY_STAGE: Final = {0: CALIBRATION_OFF, 1: "Start", 3: "Charge Only"}
 CALIBRATIONS: Final = ("Off", "Start", "Charge Only", "Running")
 
 
+# HR2072, the EMS car charging mode, GivTCP's select order (indexed by the register value).
+CAR_CHARGE_MODES: Final = ("Stop", "Eco", "Eco+", "Fast")
+
+
+def spaced_word(member_name: str | None) -> str | None:
+    """``ON_GRID`` -> ``On grid``, GivTCP's rendering of the Gateway's work mode."""
+    return member_name.replace("_", " ").capitalize() if member_name else None
+
+
 def enable_word(flag: bool | None) -> str | None:
     """GivTCP's ``enable``/``disable`` for a register flag; None when the flag was not read."""
     if flag is None:

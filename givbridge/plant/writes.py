@@ -10,7 +10,10 @@ justified:
   slot-2 pair HR243/244, on models with the extended 10-slot map (GivTCP's
   setChargeTarget1..10 / setDischargeTarget1..10; Predbat's export floor is HR272);
 * battery pause mode and pause slot HR318-320 on models that have them (GivTCP's
-  setBatteryPauseMode / setPauseSlot; Predbat's freeze modes).
+  setBatteryPauseMode / setPauseSlot; Predbat's freeze modes);
+* the three-phase AC charge and discharge limits HR1110/HR1108 (GivTCP's setChargeRate /
+  setDischargeRate and its force-charge/export reverts on 3PH write them; they are in the
+  library's global write allowlist, but its per-model three-phase set leaves them out).
 
 Every other register stays exactly as the library allows. A planned write is also checked
 against these sets before anything goes on the wire, so a command can never reach a register
@@ -44,6 +47,11 @@ _PAUSE = frozenset({318, 319, 320})
 PAUSE_FAMILIES = frozenset({"hybrid-gen2", "hybrid-gen3", "hybrid-gen3-plus", "hybrid-gen4", "polar", "aio"})
 
 
+# Three-phase families whose battery rates GivTCP sets through HR1110 (charge) / HR1108 (discharge).
+THREE_PHASE_RATE_FAMILIES = frozenset({"hybrid-3ph", "ac-3ph"})
+_THREE_PHASE_RATES = frozenset({1108, 1110})
+
+
 def has_pause_registers(family: Family) -> bool:
     return family.key in PAUSE_FAMILIES
 
@@ -55,6 +63,8 @@ def writable_registers(model: Model, arm_firmware: int | None, family: Family) -
         allowed |= _TEN_SLOT_EXTRAS
     if has_pause_registers(family):
         allowed |= _PAUSE
+    if family.key in THREE_PHASE_RATE_FAMILIES:
+        allowed |= _THREE_PHASE_RATES
     return frozenset(allowed)
 
 

@@ -12,7 +12,7 @@ In-process use::
 
     clock = ScaledClock(speed=60)  # a simulated minute every real second
     sim = SimulatedPlant.create("hybrid-gen3", batteries=2, serial=None, clock=clock, seed=1,
-                                tz="Europe/London", start_soc=50)
+                                tz="Europe/London", start_soc=50, meters=None)
     server = SimulatorServer(sim, host="127.0.0.1", port=0, latency=0.0, heartbeat_interval=180.0)
     await server.start()            # server.port is the ephemeral port
     server.faults.silence(5)        # see givbridge.sim.faults for every fault
@@ -23,11 +23,18 @@ In-process use::
 
     sim.holding(116) -> int         # any register, as a read would return it now
     sim.input(59) -> int            # input registers; pass address=0x32 for battery pack 1
+    sim.read(0x01, "MR", 60, 9)     # any bank at any address, or why it is not answered
     sim.set_holding(116, 80)        # set directly, bypassing the write rules
-    sim.serial, sim.dongle_serial, sim.battery_serials
+    sim.serial, sim.dongle_serial, sim.battery_serials, sim.unit_serials, sim.meter_addresses
 
-Families: ``hybrid-gen1``, ``hybrid-gen2``, ``hybrid-gen3`` (see :mod:`givbridge.sim.profiles`
-for where each model's values come from and how to add one). ``SimulatorServer`` also takes
+Families: every key of ``givbridge.plant.families.FAMILIES`` except ``aio-hybrid``,
+``aio-commercial`` and ``ems-commercial``, for which no capture or other fact exists: the
+single-phase hybrids (Gen1-Gen4, Gen3+, Polar), ``pv``, ``ac``, ``aio`` and
+``hybrid-hv-gen3`` (HV stack), ``hybrid-3ph`` and ``ac-3ph``, ``ems`` (a controller reporting
+on the inverters it manages) and ``gateway`` (parallel All-in-Ones). ``batteries`` counts LV
+packs, HV modules or managed units; ``meters`` the energy meters at 0x01 upwards. See
+:mod:`givbridge.sim.profiles` for where each model's values come from and how to add one.
+``SimulatorServer`` also takes
 ``jitter`` (extra random latency), ``heartbeat_timeout`` (5 s on real dongles), ``fan_out``
 (send every response to every client) and ``seed`` (for the jitter).
 

@@ -10,10 +10,11 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 
 from givbridge.clock import Clock, ScaledClock, SystemClock
 from givbridge.sim.plant import SimulatedPlant
-from givbridge.sim.profiles import MAX_PACKS, PROFILES
+from givbridge.sim.profiles import MAX_PACKS, METER_ADDRESSES, PROFILES
 from givbridge.sim.server import SimulatorServer
 
 
@@ -27,7 +28,21 @@ def _positive(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=sorted(PROFILES), default="hybrid-gen3", help="model family to simulate")
     parser.add_argument(
-        "--batteries", type=int, choices=range(MAX_PACKS + 1), default=2, metavar=f"0-{MAX_PACKS}", help="LV packs"
+        "--batteries",
+        type=int,
+        choices=range(MAX_PACKS + 1),
+        default=None,
+        metavar=f"0-{MAX_PACKS}",
+        help="LV packs, HV modules, or the inverters an EMS manages / All-in-Ones a Gateway parallels "
+        "(default: the model's usual)",
+    )
+    parser.add_argument(
+        "--meters",
+        type=int,
+        choices=range(len(METER_ADDRESSES) + 1),
+        default=None,
+        metavar=f"0-{len(METER_ADDRESSES)}",
+        help="energy meters at 0x01 upwards (default: the model's usual)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8899, help="TCP port (default: 8899, the dongle's; 0 = any)")
@@ -45,15 +60,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def main(args: argparse.Namespace) -> int:
     """Serve until cancelled, SIGINT or SIGTERM; returns the process exit code."""
     clock: Clock = ScaledClock(speed=args.speed) if args.speed != 1 else SystemClock()
-    plant = SimulatedPlant.create(
-        args.model,
-        batteries=args.batteries,
-        serial=args.serial,
-        clock=clock,
-        seed=args.seed,
-        tz=args.tz,
-        start_soc=args.start_soc,
-    )
+    try:
+        plant = SimulatedPlant.create(
+            args.model,
+            batteries=args.batteries,
+            serial=args.serial,
+            clock=clock,
+            seed=args.seed,
+            tz=args.tz,
+            start_soc=args.start_soc,
+            meters=args.meters,
+        )
+    except ValueError as exc:  # a battery or meter count the model cannot have
+        print(f"givbridge simulate: {exc}", file=sys.stderr)
+        return 2
     server = SimulatorServer(
         plant,
         host=args.host,
@@ -71,10 +91,11 @@ async def main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         await server.start()
-        batteries = ", ".join(plant.battery_serials) or "none"
+        batteries = ", ".join(plant.battery_serials or plant.unit_serials) or "none"
+        meters = ", ".join(f"0x{address:02x}" for address in plant.meter_addresses) or "none"
         print(
-            f"simulating {args.model} {plant.serial} (dongle {plant.dongle_serial}, batteries: {batteries}) "
-            f"on {args.host}:{server.port}",
+            f"simulating {args.model} {plant.serial} (dongle {plant.dongle_serial}, batteries: {batteries}, "
+            f"meters: {meters}) on {args.host}:{server.port}",
             flush=True,
         )
         await stop.wait()

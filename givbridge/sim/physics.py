@@ -13,7 +13,14 @@ energy counters, temperatures) depend on the request times, and only through ste
 Sign conventions follow the library's decode: ``battery_w`` (IR52) is positive when the
 battery discharges, ``inverter_w`` (IR24) positive when the inverter delivers AC power,
 ``grid_w`` (IR30) positive when exporting; house load (IR42) is what the inverter delivers
-plus what the grid imports.
+plus what the grid imports (plus, on an AC-coupled site, what its separate PV inverter makes).
+
+Every model shares this one engine. A three-phase unit, an HV stack, an EMS with its managed
+inverters or a Gateway with parallel All-in-Ones is the same single power balance with a
+bigger :class:`Rating`; the renderers split its flows per phase, per stack module or per
+managed unit. :class:`Rating` says whether the PV is DC-coupled (through the inverter's
+MPPTs, curtailable) or AC-coupled (a separate PV inverter the unit can neither see on its DC
+side nor curtail).
 """
 
 from __future__ import annotations
@@ -176,7 +183,12 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Controls:
-    """The settings the battery logic obeys (register numbers as on single-phase hybrids)."""
+    """The settings the battery logic obeys (register numbers as on single-phase hybrids).
+
+    Other layouts map their own registers onto these fields (see ``ControlMap`` in
+    :mod:`givbridge.sim.profiles`): three-phase HR1109/1111/1113-1123, the EMS plant
+    schedule HR2040-2071.
+    """
 
     eco: bool = True  # HR27: 1 = match demand, 0 = max-power discharge during a discharge slot
     charge_enabled: bool = False  # HR96
@@ -184,32 +196,51 @@ class Controls:
     discharge_enabled: bool = False  # HR59
     discharge_windows: tuple[Window, ...] = ()
     reserve: int = 4  # HR110
-    charge_limit: int = 50  # HR111, C/100 of capacity
+    charge_limit: int = 50  # HR111, C/100 of capacity (or % of the battery rating, below)
     discharge_limit: int = 50  # HR112
+    #: HR1110/1108 (three-phase) and HR313/314 (Gateway) limit the battery in percent of its
+    #: rated power rather than in C/100 of its capacity.
+    limits_in_percent: bool = False
     target_enabled: bool = False  # HR20
     charge_target: int = 100  # HR116
     pause_mode: int = 0  # HR318: 1 charge, 2 discharge, 3 both
     pause_window: Window | None = None  # HR319/320; pause applies only inside it
     active_power_rate: int = 100  # HR50, % of rated output
     export_limit_w: int = 6000  # HR26
+    #: Forced-export windows (EMS export slots, three-phase discharge slots with HR1122 on):
+    #: the battery discharges at its limit down to the window's target, whatever the house needs.
+    export_windows: tuple[Window, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Rating:
-    """What the hardware can do: AC output, battery port power and the packs' capacity."""
+    """What the hardware can do: AC output, battery port power and the storage's capacity."""
 
     inverter_w: int
     battery_max_w: int
-    capacity_ah: float  # all packs together
+    capacity_ah: float  # LV packs in parallel add up; an HV stack in series keeps its module Ah
+    #: Volts that turn Ah into Wh: 51.2 for LV packs, 76.8 per module of an HV stack.
+    nominal_volts: float = NOMINAL_PACK_VOLTS
+    #: PV behind a separate inverter on the AC side (AC-coupled units, EMS and Gateway sites).
+    ac_coupled_pv: bool = False
 
     @property
     def capacity_wh(self) -> float:
-        return self.capacity_ah * NOMINAL_PACK_VOLTS
+        return self.capacity_ah * self.nominal_volts
 
 
-def limit_watts(limit_c100: int, capacity_ah: float, battery_max_w: int) -> float:
+def limit_watts(
+    limit_c100: float, capacity_ah: float, battery_max_w: int, nominal_volts: float = NOMINAL_PACK_VOLTS
+) -> float:
     """Battery power (W) allowed by an HR111/112 value: C/100 of capacity, capped at the battery rating."""
-    return min(limit_c100 / 100 * capacity_ah * NOMINAL_PACK_VOLTS, float(battery_max_w))
+    return min(limit_c100 / 100 * capacity_ah * nominal_volts, float(battery_max_w))
+
+
+def battery_cap(limit: int, controls: Controls, rating: Rating) -> float:
+    """The battery power (W) a charge or discharge limit register allows on this model."""
+    if controls.limits_in_percent:
+        return rating.battery_max_w * min(max(limit, 0), 100) / 100
+    return limit_watts(limit, rating.capacity_ah, rating.battery_max_w, rating.nominal_volts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +254,8 @@ class Decision:
 
 def decide(controls: Controls, rating: Rating, soc: float, pv_w: float, load_w: float, minute: int) -> Decision:
     """The battery power the firmware would choose this instant (before AC and export caps)."""
-    charge_cap = limit_watts(controls.charge_limit, rating.capacity_ah, rating.battery_max_w)
-    discharge_cap = limit_watts(controls.discharge_limit, rating.capacity_ah, rating.battery_max_w)
+    charge_cap = battery_cap(controls.charge_limit, controls, rating)
+    discharge_cap = battery_cap(controls.discharge_limit, controls, rating)
     pause_window = controls.pause_window
     if controls.pause_mode and pause_window is not None and pause_window.contains(minute):
         if controls.pause_mode in (1, 3):
@@ -234,7 +265,11 @@ def decide(controls: Controls, rating: Rating, soc: float, pv_w: float, load_w: 
 
     floor, ceiling = float(controls.reserve), 100.0
     # DC power the battery must supply for the grid to read zero (negative = PV surplus).
-    need = load_w / INVERTER_EFFICIENCY - pv_w
+    if rating.ac_coupled_pv:
+        net = load_w - pv_w  # the PV inverter feeds the house first
+        need = net / INVERTER_EFFICIENCY if net > 0 else net * INVERTER_EFFICIENCY
+    else:
+        need = load_w / INVERTER_EFFICIENCY - pv_w
 
     def match_demand() -> float:
         return min(need, discharge_cap) if need > 0 else -min(-need, charge_cap)
@@ -244,7 +279,11 @@ def decide(controls: Controls, rating: Rating, soc: float, pv_w: float, load_w: 
 
     charge_window = next((w for w in controls.charge_windows if w.contains(minute)), None)
     discharge_window = next((w for w in controls.discharge_windows if w.contains(minute)), None)
-    if controls.charge_enabled and charge_window is not None:
+    export_window = next((w for w in controls.export_windows if w.contains(minute)), None)
+    if export_window is not None:
+        floor = max(floor, float(export_window.target or 0))
+        battery = discharge_cap
+    elif controls.charge_enabled and charge_window is not None:
         slot_target = charge_window.target or 100  # 0: no per-slot target
         target = float(min(slot_target, controls.charge_target if controls.target_enabled else 100))
         if soc < target:
@@ -269,7 +308,7 @@ def decide(controls: Controls, rating: Rating, soc: float, pv_w: float, load_w: 
 class Flows:
     """Instantaneous power flows (W)."""
 
-    pv1_w: float = 0.0  # DC delivered by string 1 after any curtailment
+    pv1_w: float = 0.0  # string 1 after any curtailment (AC from the PV inverter when AC-coupled)
     pv2_w: float = 0.0
     load_w: float = 0.0
     battery_w: float = 0.0  # DC, + discharge
@@ -287,6 +326,8 @@ def _to_ac(dc_w: float) -> float:
 
 def balance(pv: tuple[float, float], battery_w: float, load_w: float, controls: Controls, rating: Rating) -> Flows:
     """Close the power balance: cap AC output and export, cutting battery discharge before PV."""
+    if rating.ac_coupled_pv:
+        return _balance_ac_coupled(pv, battery_w, load_w, controls, rating)
     pv_w = pv[0] + pv[1]
     ac_cap = rating.inverter_w * controls.active_power_rate / 100
     ac_out = _to_ac(pv_w + battery_w)
@@ -304,6 +345,22 @@ def balance(pv: tuple[float, float], battery_w: float, load_w: float, controls: 
     scale = pv_w / (pv[0] + pv[1]) if pv[0] + pv[1] > 0 else 0.0
     inverter_w = _to_ac(pv_w + battery_w)
     return Flows(pv[0] * scale, pv[1] * scale, load_w, battery_w, inverter_w, inverter_w - load_w)
+
+
+def _balance_ac_coupled(
+    pv: tuple[float, float], battery_w: float, load_w: float, controls: Controls, rating: Rating
+) -> Flows:
+    """The balance when PV comes from a separate inverter: only the battery side can be capped."""
+    pv_w = pv[0] + pv[1]
+    ac_cap = rating.inverter_w * controls.active_power_rate / 100
+    # The unit may deliver at most what keeps export within the limit; it cannot curtail the
+    # PV inverter, so only battery discharge is shed.
+    allowed_ac = max(min(ac_cap, load_w - pv_w + controls.export_limit_w), 0.0)
+    if battery_w > 0 and _to_ac(battery_w) > allowed_ac:
+        battery_w = allowed_ac / INVERTER_EFFICIENCY
+    battery_w = max(battery_w, -rating.inverter_w * INVERTER_EFFICIENCY)
+    inverter_w = _to_ac(battery_w)
+    return Flows(pv[0], pv[1], load_w, battery_w, inverter_w, inverter_w + pv_w - load_w)
 
 
 # --------------------------------------------------------------------------------------
@@ -424,9 +481,10 @@ def step(state: PlantState, moment: datetime, env: Environment) -> PlantState:
             else Decision(0.0, state.soc, state.soc)
         )
         flows = balance(pv, decision.battery_w, load, env.controls, rating)
-    else:  # rebooting: nothing converts, the house runs off the grid
+    else:  # rebooting: nothing converts, the house runs off the grid (and any separate PV)
         decision = Decision(0.0, state.soc, state.soc)
-        flows = Flows(load_w=load, grid_w=-load)
+        pv = pv_power(moment, env.site) if rating.ac_coupled_pv else (0.0, 0.0)
+        flows = Flows(pv[0], pv[1], load_w=load, grid_w=pv[0] + pv[1] - load)
 
     soc = state.soc
     if seconds > 0 and flows.battery_w != 0:

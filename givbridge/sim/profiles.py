@@ -3,10 +3,12 @@
 A :class:`InverterProfile` says which device type code and firmware a model reports, which
 register banks it answers (and which it ignores outright), its factory configuration, its
 schedule layout, which writes it accepts and which battery-energy registers its firmware
-fills. Everything a new family needs is a new entry in :data:`PROFILES`; the plant, physics
-and server read these fields and nothing model-specific lives elsewhere.
+fills, what storage hangs off it (LV packs, an HV stack, or the units an EMS or Gateway
+manages), which meters a site usually has and which registers its battery logic obeys.
+Everything a new family needs is a new entry in :data:`PROFILES`; the plant, physics and
+renderers read these fields and nothing model-specific lives elsewhere.
 
-Where the values come from (facts only; serials and lifetime totals are our own):
+Where the values come from (facts only; serials, clocks and lifetime totals are our own):
 
 - ``hybrid-gen1``: the HYBRID_GEN1 captures (DTC 0x2001, ARM/DSP 449, two LV packs): identity,
   the HR(0-179) configuration, IR(221-227)/IR(240-246) constants, the battery-energy layout
@@ -20,45 +22,100 @@ Where the values come from (facts only; serials and lifetime totals are our own)
   writes the pause registers HR318-320 on Gen2 (it only excludes Gen1 and AC).
 - ``hybrid-gen3``: no LV Gen3 capture exists, so this is the Gen2 configuration with Gen3
   identity (DTC 0x2001, ARM > 302 so the library and GivTCP both use the 10-slot map) and
-  the HR(240-299) slot/target layout as the All-in-One and HV Gen3 captures report it. That
-  it fills IR194-197 (battery lifetime totals, protocol v4.1.5) rather than IR180/181 is an
-  assumption, flagged here because no unit has been seen doing either.
+  the HR(240-299) slot/target layout as the All-in-One and HV Gen3 captures report it. It
+  fills IR194-197 (battery lifetime totals, protocol v4.1.5) as the HV Gen3 and All-in-One
+  captures do; an LV Gen3 has not been seen doing it.
+- ``hybrid-gen3-plus``, ``hybrid-gen4``, ``polar``, ``pv``: no capture of any of them. They
+  are the Gen3 profile with the family's device type code from the library's rating table
+  (0x2201, 0x8304, 0x2101, 0x2301) and invented firmware numbers; Gen3+ and Polar keep the
+  2-slot map the library gives their models, Gen4 has the 10-slot map. Polar's battery
+  rating (3.6 kW) is an assumption (the library has none); Gen4's 6 kW is GivTCP's. The PV
+  inverter is the hybrid platform without a battery port: no packs, nothing charges.
+- ``ac``: the AC-coupled captures (DTC 0x3001, ARM 282, DSP 291, one Giv-Bat 5.12 Gen3 or
+  two Giv-Bat 5.2): HR(0-179) and HR(300-359), the register file at 0x31 and 0x32 as well
+  as 0x11, blank BMS pages at 0x30 and every empty pack slot, no PV of its own (IR1/2,
+  IR11/12 and IR17-20 read zero: the site's PV inverter is separate).
+- ``aio``: the All-in-One captures (DTC 0x8001, ARM/DSP 620): HR(0-179) and HR(240-359);
+  the 1000-range answers with an error (captured HR(1100,60), library #105); nothing at
+  0x32. The battery is an HV stack: BMS summary at 0xA0, one BCU at 0x70 (firmware
+  BAAA0013, IR(60-179)), four 24-cell modules at 0x50-0x53 with 12 temperature sensors
+  each. PV is AC-coupled but metered by the unit, so IR18/20 and the PV counters carry it.
+- ``hybrid-hv-gen3``: the GIV-HY-8.0-G3-HV capture (DTC 0x8102): HR(240-299), the
+  1000-range answering zeros (HR1060-1124, IR1000-1413: library hass#295), one BCU
+  (BABA0009) with three 24-cell modules carrying 24 temperature sensors, a meter at 0x01.
+  The capture has no HR(0-179) and no firmware numbers: those are the Gen3 ones.
+- ``hybrid-3ph``: the GIV-3HY-11 captures (DTC 0x4004): HR(0-179) and HR(1000-1124), IR(0-59)
+  and IR(120-239) answering zeros, the IR(1000-1419) three-phase banks, firmware only in
+  IR1317-1327 (HR19/HR21 read 0), a BCU with six modules at 0x50-0x55, the BAMS page at
+  0x90, two meters and blank pages at the other meter addresses.
+- ``ac-3ph``: no capture. The three-phase profile with an AC-coupled device type (0x6003)
+  and the HR(300-359) block the library polls on that model.
+- ``ems``: the EMS captures (DTC 0x5001, ARM 1036): HR(0-179) and HR(2040-2075), IR(0-59),
+  IR(180-239) and the IR(2040-2099) rollup of two managed AC inverters, meters at 0x01 and
+  0x03 and blank pages at the other meter addresses. The managed inverters and their
+  batteries sit on their own dongles; this one only reports them.
+- ``gateway``: the Gateway captures (DTC 0x7001, firmware GAAA0014): HR(0-359), IR(0-59) and
+  IR(120-239) answering zeros, the IR(1600-1959) rollup of two parallel All-in-Ones, two
+  meters (grid and PV) and blank pages at the other meter addresses; nothing at 0x32.
+
+Not simulated, for want of any fact: ``aio-hybrid`` (DTC 82xx), ``aio-commercial`` (41xx) and
+``ems-commercial`` (51xx).
 
 Two behaviours come straight from the captures and differ from a naive reading of the
 protocol: the inverter answers at legacy addresses as well as 0x11 (0x31 on Gen1/AC, 0x32
-on all of them, where IR(60-119) is battery pack 1), and an unpopulated battery slot
+on the LV hybrids, where IR(60-119) is battery pack 1), and an unpopulated battery slot
 (0x32-0x37) answers IR(60,60) with an empty bank rather than staying silent. Battery
 responses carry the *inverter's* serial in the envelope: the inverter answers from its own
 cache of the BMS pages.
-
-Adding a family (AC, AIO, three-phase, HV, EMS, Gateway, Gen4, PV-only): describe its banks
-and defaults here. A device kind the plant does not model yet (meters, HV BCU/BMU stacks,
-the EMS rollup) also needs a renderer in ``render.py`` and a route in ``plant.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from types import MappingProxyType
-from typing import cast
+from typing import Literal, cast
 
 from givenergy_modbus.model import manifest
-from givenergy_modbus.model.inverter import Model, _battery_max_power, resolve_model
+from givenergy_modbus.model.inverter import _DTC_RATED_POWER, Model, _battery_max_power, resolve_model
+
+from givbridge.sim import captured
 
 #: Modbus address the library (and the GivEnergy app) reads the inverter at, on every model.
 INVERTER_ADDRESS = 0x11
 #: LV battery pack n answers at 0x32 + n - 1; the library probes up to 0x37.
 FIRST_PACK_ADDRESS = 0x32
 MAX_PACKS = 6
-
 #: The LV pack bank: IR(60-119) at a pack's address.
 PACK_BANK = range(60, 120)
+
+#: HV storage: the BMS summary (how many BCUs), BCU n, module k, and the three-phase BAMS page.
+BMS_ADDRESS = 0xA0
+FIRST_BCU_ADDRESS = 0x70
+FIRST_MODULE_ADDRESS = 0x50
+BAMS_ADDRESS = 0x90
+#: Energy meters answer at 0x01-0x08 (IR(60-119) and the meter product registers MR(60-68)).
+METER_ADDRESSES = range(0x01, 0x09)
+#: Modules in the one simulated HV stack; the library reads each module at its own address.
+MAX_MODULES = 6
+#: Cells per HV module, and the volts each contributes to a stack (24 x 3.2 V LiFePO4).
+CELLS_PER_MODULE = 24
+MODULE_NOMINAL_VOLTS = 76.8
+
+
+class Layout(Enum):
+    """Which register map the device at 0x11 answers with."""
+
+    SINGLE_PHASE = "single-phase"  # IR(0-299): hybrids, AC, All-in-One, PV
+    THREE_PHASE = "three-phase"  # IR/HR 1000-range
+    EMS = "ems"  # HR/IR 2040 plant rollup
+    GATEWAY = "gateway"  # IR 1600-1959 parallel All-in-One rollup
 
 
 @dataclass(frozen=True, slots=True)
 class SlotRegisters:
-    """Where one charge or discharge slot lives: HHMM start/end and, on 10-slot firmware, its SOC target."""
+    """Where one time slot lives: HHMM start/end and, on 10-slot firmware, its SOC target."""
 
     start: int
     end: int
@@ -78,6 +135,32 @@ class PackSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class HvSpec:
+    """An HV stack: one BCU at 0x70 over 24-cell modules at 0x50+, summarised by the BMS at 0xA0."""
+
+    module_ah: int  # design capacity; the BCU's IR98 reports a measured figure a little below
+    temperatures: int  # sensors per module: 12 (All-in-One) or 24 (HV BMU)
+    bcu_firmware: tuple[int, int, int, int]  # IR60-63, the library's gateway_version encoding
+    bcu_serial_prefix: str
+    module_serial_prefix: str
+    has_bams: bool  # the three-phase BAMS page at 0x90
+    max_charge_current_a: float  # IR105
+    hr18: int  # what HR18 (first battery's BMS firmware on LV models) reads
+
+
+@dataclass(frozen=True, slots=True)
+class UnitSpec:
+    """An inverter an EMS manages, or an All-in-One a Gateway parallels: reported, not addressable here."""
+
+    name: str
+    rated_w: int
+    battery_w: int
+    capacity_ah: float
+    nominal_volts: float
+    serial_prefix: str
+
+
+@dataclass(frozen=True, slots=True)
 class BatteryEnergyLayout:
     """Which inverter input registers this firmware fills with battery energy (manifest.VALUE_SOURCES)."""
 
@@ -88,15 +171,35 @@ class BatteryEnergyLayout:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlMap:
+    """The holding registers a model's battery logic obeys; the plant decodes them for the physics."""
+
+    charge_enable: tuple[int, ...] = (96,)  # every one must read 1 (three-phase: HR1112 and HR1123)
+    discharge_enable: int | None = 59  # timed discharge; None where the model has no such mode
+    export_enable: int | None = None  # gates the export slots (three-phase HR1122, EMS HR2040)
+    eco: int | None = 27  # None: self-consumption outside the slots, always
+    reserve: int | None = 110
+    target: int | None = 116
+    target_enable: int | None = 20  # None: the target always applies
+    charge_limit: int | None = 111
+    discharge_limit: int | None = 112
+    limits_in_percent: bool = False  # % of the battery rating (HR1110/1108, HR313/314), not C/100
+    pause: tuple[int, int, int] | None = None  # mode, start, end (HR318-320)
+    active_power_rate: int | None = 50
+    export_limit: int | None = 26
+
+
+@dataclass(frozen=True, slots=True)
 class InverterProfile:
     """Everything model-specific about one simulated family."""
 
     family: str  # key in givbridge.plant.families.FAMILIES
+    layout: Layout
     device_type_code: int  # HR0
     arm_firmware: int  # HR21
     dsp_firmware: int  # HR19
-    rated_power_w: int  # AC output rating (library _DTC_RATED_POWER for the DTC)
-    serial_prefix: str  # inverter serial: prefix + YYWW + "G" + 3 digits
+    rated_power_w: int  # AC output rating (library _DTC_RATED_POWER for the DTC; units x rating for EMS)
+    serial_prefix: str  # inverter serial: prefix + YYWW + serial_letter + 3 digits
     serial_week: str
     dongle_prefix: str
     #: Addresses besides 0x11 where the same inverter register file answers.
@@ -117,14 +220,33 @@ class InverterProfile:
     extra_writable: frozenset[int]
     #: Writes the firmware acknowledges but does not keep (batpred #4517: per-slot discharge target).
     unpersisted_writes: frozenset[int]
-    has_pause: bool  # HR318 pause mode with pause slot HR319/320
     battery_energy: BatteryEnergyLayout
     #: IR247/248 total PV power ("combined generation"), which GivTCP reads on Gen3 and later.
     reports_combined_generation: bool
-    pack: PackSpec
+    pack: PackSpec | None
     #: Factory defaults for the PV array and the unit's age, which scale the lifetime counters.
     pv_kwp: float
     years_in_service: float
+    controls: ControlMap = ControlMap()
+    #: Forced-export slots (EMS HR2062+, three-phase discharge slots under HR1122).
+    export_slots: tuple[SlotRegisters, ...] = ()
+    hv: HvSpec | None = None
+    unit: UnitSpec | None = None  # EMS-managed inverters / Gateway-paralleled All-in-Ones
+    #: LV packs, HV modules or managed units a plant of this family gets unless told otherwise.
+    default_batteries: int = 2
+    max_batteries: int = MAX_PACKS
+    #: Meters fitted by default (at 0x01 upwards, or at these addresses), and whether the
+    #: other meter addresses answer a blank page (AIO, three-phase, EMS, Gateway) or nothing.
+    default_meters: tuple[int, ...] = ()
+    ghost_meter_pages: bool = False
+    pv_coupling: Literal["dc", "ac"] = "dc"
+    #: False on AC-coupled inverters, whose PV registers stay at zero.
+    reports_pv: bool = True
+    #: Battery rating where the library's table has none (Gen4 6 kW as GivTCP, Polar assumed).
+    battery_max_w: int | None = None
+    #: HR55 holds the battery capacity in Ah (three-phase, EMS and Gateway leave it at 0).
+    reports_capacity_ah: bool = True
+    serial_letter: str = "G"  # the EMS's serial has no middle letter: EMS + YYWW + 3 digits
 
     @property
     def model(self) -> Model:
@@ -132,11 +254,26 @@ class InverterProfile:
 
     @property
     def battery_max_power_w(self) -> int:
-        """The library's rated battery power for this DTC and firmware; the cap on HR111/112."""
+        """The battery port's rating: the library's table for this DTC, else the profile's own figure."""
+        if self.battery_max_w is not None:
+            return self.battery_max_w
         watts = _battery_max_power(f"{self.device_type_code:04x}", self.arm_firmware)
         if not isinstance(watts, int):
             raise ValueError(f"the library has no battery rating for DTC {self.device_type_code:04x}")
         return watts
+
+    def battery_rating_w(self, batteries: int) -> int:
+        """The battery port's rating with ``batteries`` packs, modules or managed units fitted."""
+        if self.unit is not None:
+            return self.unit.battery_w * batteries
+        if self.battery_max_w is not None or self.hv is None:
+            return self.battery_max_power_w
+        library = _battery_max_power(f"{self.device_type_code:04x}", self.arm_firmware)
+        if isinstance(library, int):
+            return library
+        # No figure in the library's table (three-phase): GivTCP's 25 A at 80 V per battery,
+        # counted per HV module rather than per LV pack (of which an HV stack has none).
+        return round(self.hv.max_charge_current_a * 80 * batteries)
 
     @property
     def inverter_addresses(self) -> tuple[int, ...]:
@@ -144,6 +281,10 @@ class InverterProfile:
 
     def serves_holding(self, register: int) -> bool:
         return any(register in r for r in self.holding_served)
+
+    @property
+    def slot_registers(self) -> tuple[SlotRegisters, ...]:
+        return (*self.charge_slots, *self.discharge_slots, *self.export_slots)
 
     @property
     def writable(self) -> frozenset[int]:
@@ -200,6 +341,8 @@ _HR_EXTENDED_SLOT_TARGETS: dict[int, int] = {
     **{272 + 3 * n: 4 for n in range(10)},
 }
 
+_HR_GEN3 = {**_HR_HYBRID_BASE, 3: 0x0201, 5: 50000, **_HR_EXTENDED_SLOT_TARGETS, **_HR_AC_CONFIG_BLOCK}
+
 _TWO_SLOTS_CHARGE = (SlotRegisters(94, 95), SlotRegisters(31, 32))
 _TWO_SLOTS_DISCHARGE = (SlotRegisters(56, 57), SlotRegisters(44, 45))
 
@@ -216,25 +359,212 @@ _TEN_SLOTS_DISCHARGE = (
     SlotRegisters(44, 45, 275),
     *(SlotRegisters(276 + 3 * n, 277 + 3 * n, 278 + 3 * n) for n in range(8)),
 )
+# Three-phase slots 1 and 2 move to the 1000-range (the library's THREE_PHASE_SLOTS); its
+# discharge slots are forced-export windows gated by HR1122.
+_THREE_PHASE_CHARGE = (SlotRegisters(1113, 1114), SlotRegisters(1115, 1116))
+_THREE_PHASE_EXPORT = (SlotRegisters(1118, 1119), SlotRegisters(1120, 1121))
+# EMS plant schedule (library EmsRegisterGetter): (start, end, target) triples.
+_EMS_DISCHARGE = tuple(SlotRegisters(2044 + 3 * n, 2045 + 3 * n, 2046 + 3 * n) for n in range(3))
+_EMS_CHARGE = tuple(SlotRegisters(2053 + 3 * n, 2054 + 3 * n, 2055 + 3 * n) for n in range(3))
+_EMS_EXPORT = tuple(SlotRegisters(2062 + 3 * n, 2063 + 3 * n, 2064 + 3 * n) for n in range(3))
 
 _PAUSE_REGISTERS = frozenset({318, 319, 320})
 # GivTCP's setDischargeTarget for slots 1 and 2; acknowledged but dropped by Gen1/Gen2/AC firmware.
 _DISCHARGE_TARGETS_1_2 = frozenset({272, 275})
 _TEN_SLOT_TARGETS = frozenset({242 + 3 * n for n in range(10)} | {272 + 3 * n for n in range(10)})
+_TEN_SLOT_EXTRAS = _TEN_SLOT_TARGETS | {243, 244}
+
+_SINGLE_PHASE_CONTROLS = ControlMap()
+_PAUSE_CONTROLS = ControlMap(pause=(318, 319, 320))
+_THREE_PHASE_CONTROLS = ControlMap(
+    charge_enable=(1112, 1123),  # GivTCP's Enable_Charge_Schedule: AC charge and force charge both on
+    discharge_enable=None,
+    export_enable=1122,
+    eco=None,  # HR27 reads 0 on the captured unit while it covers the house: not the 3PH switch
+    reserve=1109,
+    target=1111,
+    target_enable=None,
+    charge_limit=1110,
+    discharge_limit=1108,
+    limits_in_percent=True,
+    active_power_rate=1002,
+    export_limit=1102,
+)
+_EMS_CONTROLS = ControlMap(
+    charge_enable=(2040,),
+    discharge_enable=None,  # EMS discharge slots only set a floor for self-consumption: not modelled
+    export_enable=2040,
+    eco=None,
+    reserve=None,
+    target=None,  # each slot carries its own target
+    target_enable=None,
+    charge_limit=None,
+    discharge_limit=None,
+    limits_in_percent=True,
+    active_power_rate=None,
+    export_limit=2071,
+)
+_GATEWAY_CONTROLS = ControlMap(
+    charge_limit=313, discharge_limit=314, limits_in_percent=True, pause=(318, 319, 320)
+)  # GivTCP drives the Gateway's rates through HR313/314
 
 _GIVBAT_8_2 = PackSpec("Giv-Bat 8.2", design_ah=160, bms_firmware=3007, reports_energy_totals=False, serial_prefix="BG")
 _GIVBAT_9_5 = PackSpec("Giv-Bat 9.5", design_ah=186, bms_firmware=3020, reports_energy_totals=True, serial_prefix="DF")
 _GIVBAT_9_5_GEN3 = PackSpec(
     "Giv-Bat 9.5 Gen3", design_ah=186, bms_firmware=3022, reports_energy_totals=True, serial_prefix="BJ"
 )
+_GIVBAT_5_12_GEN3 = PackSpec(
+    "Giv-Bat 5.12 Gen3", design_ah=106, bms_firmware=4009, reports_energy_totals=True, serial_prefix="AC"
+)
+
+_AIO_STACK = HvSpec(
+    module_ah=52,
+    temperatures=12,
+    bcu_firmware=(0x4241, 0x4141, 0x0000, 0x0103),  # "BAAA0013"
+    bcu_serial_prefix="HC",
+    module_serial_prefix="HX",
+    has_bams=False,
+    max_charge_current_a=25.0,
+    hr18=13,
+)
+_HV_BMU_STACK = HvSpec(
+    module_ah=52,
+    temperatures=24,
+    bcu_firmware=(0x4241, 0x4241, 0x0000, 0x0009),  # "BABA0009"
+    bcu_serial_prefix="HB",
+    module_serial_prefix="HY",
+    has_bams=False,
+    max_charge_current_a=25.0,
+    hr18=0,
+)
+_THREE_PHASE_STACK = HvSpec(
+    module_ah=52,
+    temperatures=24,
+    bcu_firmware=(0x4241, 0x4241, 0x0000, 0x0009),
+    bcu_serial_prefix="HB",
+    module_serial_prefix="HY",
+    has_bams=True,
+    max_charge_current_a=25.0,
+    hr18=0,
+)
+_EMS_MANAGED_AC = UnitSpec("AC 3.0", 3000, 3000, 106, 51.2, "CE")
+_GATEWAY_AIO = UnitSpec("All-in-One", 6000, 6000, 52, CELLS_PER_MODULE * 4 * 3.2, "CH")
 
 _EMPTY_PACK_SLOTS = tuple(range(FIRST_PACK_ADDRESS, FIRST_PACK_ADDRESS + MAX_PACKS))
+
+
+def _gen3_like(
+    family: str,
+    *,
+    device_type_code: int,
+    firmware: int,
+    ten_slots: bool,
+    serial_prefix: str,
+    serial_week: str,
+    pack: PackSpec | None,
+    battery_max_w: int | None = None,
+    pause: bool = True,
+    combined_generation: bool = True,
+    years: float = 1.0,
+) -> InverterProfile:
+    """A single-phase LV hybrid on the Gen3 platform (Gen3, Gen3+, Gen4, Polar, PV-only)."""
+    extended = _HR_EXTENDED_SLOT_TARGETS if ten_slots else {}
+    return InverterProfile(
+        family=family,
+        layout=Layout.SINGLE_PHASE,
+        device_type_code=device_type_code,
+        arm_firmware=firmware,
+        dsp_firmware=firmware,
+        rated_power_w=_rated(device_type_code),
+        serial_prefix=serial_prefix,
+        serial_week=serial_week,
+        dongle_prefix="WG",
+        inverter_aliases=(0x32,),
+        empty_bms_addresses=(0x31, *_EMPTY_PACK_SLOTS),
+        holding_served=_ranges((0, 360)),
+        holding_silent=_ranges((540, 600)),
+        input_served=_ranges((0, 300)),
+        input_silent=(),
+        holding_defaults=_frozen({**_HR_HYBRID_BASE, 3: 0x0201, 5: 50000, **extended, **_HR_AC_CONFIG_BLOCK}),
+        input_constants=_frozen({221: 8192, 227: 300}),
+        charge_slots=_TEN_SLOTS_CHARGE if ten_slots else _TWO_SLOTS_CHARGE,
+        discharge_slots=_TEN_SLOTS_DISCHARGE if ten_slots else _TWO_SLOTS_DISCHARGE,
+        extra_writable=(_PAUSE_REGISTERS if pause else frozenset()) | (_TEN_SLOT_EXTRAS if ten_slots else frozenset()),
+        unpersisted_writes=frozenset() if ten_slots else _DISCHARGE_TARGETS_1_2,
+        battery_energy=BatteryEnergyLayout(today_ir36=True, total_ir194=True),
+        reports_combined_generation=combined_generation,
+        pack=pack,
+        pv_kwp=5.6,
+        years_in_service=years,
+        controls=_PAUSE_CONTROLS if pause else _SINGLE_PHASE_CONTROLS,
+        default_batteries=2 if pack is not None else 0,
+        max_batteries=MAX_PACKS if pack is not None else 0,
+        battery_max_w=battery_max_w,
+        reports_capacity_ah=pack is not None,
+    )
+
+
+def _rated(device_type_code: int) -> int:
+    """The AC rating the library's table gives a device type code (W)."""
+    return int(_DTC_RATED_POWER[f"{device_type_code:04x}"])
+
+
+def _three_phase(family: str, device_type_code: int, *, ac_coupled: bool) -> InverterProfile:
+    holding = dict(captured.THREE_PHASE)
+    # HR1108/1110 read 1 on the captured unit while it discharged at 1.7 kW, so they do not
+    # cap self-consumption there; the simulated firmware applies them always, so its factory
+    # value is the 100 GivTCP restores after a forced charge or export.
+    holding.update({1108: 100, 1110: 100})
+    served = ((0, 180), (1000, 1125), (300, 360)) if ac_coupled else ((0, 180), (1000, 1125))
+    if ac_coupled:
+        holding.update(_HR_AC_CONFIG_BLOCK)
+    return InverterProfile(
+        family=family,
+        layout=Layout.THREE_PHASE,
+        device_type_code=device_type_code,
+        # HR19/HR21 read 0 on the captured unit: its firmware is in IR1325-1327 only.
+        arm_firmware=0,
+        dsp_firmware=0,
+        rated_power_w=_rated(device_type_code),
+        serial_prefix="TC" if not ac_coupled else "TA",
+        serial_week="2337",
+        dongle_prefix="WH",
+        inverter_aliases=(),
+        empty_bms_addresses=(),
+        holding_served=_ranges(*served),
+        holding_silent=(),
+        input_served=_ranges((0, 60), (120, 240), (1000, 1420)),
+        input_silent=(),
+        holding_defaults=_frozen(holding),
+        input_constants=_frozen({}),
+        charge_slots=_THREE_PHASE_CHARGE,
+        discharge_slots=(),
+        export_slots=_THREE_PHASE_EXPORT,
+        # GivTCP's setChargeRate/setDischargeRate write the three-phase AC limits HR1110/1108.
+        extra_writable=frozenset({1108, 1110}),
+        unpersisted_writes=frozenset(),
+        battery_energy=BatteryEnergyLayout(today_ir36=False),
+        reports_combined_generation=False,
+        pack=None,
+        hv=_THREE_PHASE_STACK,
+        pv_kwp=8.0,
+        years_in_service=2.5,
+        controls=_THREE_PHASE_CONTROLS,
+        default_batteries=6,
+        max_batteries=MAX_MODULES,
+        default_meters=(0x01, 0x02),
+        ghost_meter_pages=True,
+        pv_coupling="ac" if ac_coupled else "dc",
+        reports_capacity_ah=False,
+    )
+
 
 PROFILES: dict[str, InverterProfile] = {
     p.family: p
     for p in (
         InverterProfile(
             family="hybrid-gen1",
+            layout=Layout.SINGLE_PHASE,
             device_type_code=0x2001,
             arm_firmware=449,
             dsp_firmware=449,
@@ -254,7 +584,6 @@ PROFILES: dict[str, InverterProfile] = {
             discharge_slots=_TWO_SLOTS_DISCHARGE,
             extra_writable=frozenset(),
             unpersisted_writes=_DISCHARGE_TARGETS_1_2,
-            has_pause=False,
             battery_energy=BatteryEnergyLayout(today_ir36=True, today_ir182=True, total_ir180=True),
             reports_combined_generation=False,
             pack=_GIVBAT_8_2,
@@ -263,6 +592,7 @@ PROFILES: dict[str, InverterProfile] = {
         ),
         InverterProfile(
             family="hybrid-gen2",
+            layout=Layout.SINGLE_PHASE,
             device_type_code=0x2003,
             arm_firmware=920,
             dsp_firmware=920,
@@ -283,15 +613,16 @@ PROFILES: dict[str, InverterProfile] = {
             discharge_slots=_TWO_SLOTS_DISCHARGE,
             extra_writable=_PAUSE_REGISTERS,
             unpersisted_writes=_DISCHARGE_TARGETS_1_2,
-            has_pause=True,
             battery_energy=BatteryEnergyLayout(today_ir36=True),
             reports_combined_generation=False,
             pack=_GIVBAT_9_5,
             pv_kwp=4.4,
             years_in_service=3.0,
+            controls=_PAUSE_CONTROLS,
         ),
         InverterProfile(
             family="hybrid-gen3",
+            layout=Layout.SINGLE_PHASE,
             device_type_code=0x2001,
             arm_firmware=310,
             dsp_firmware=310,
@@ -305,20 +636,235 @@ PROFILES: dict[str, InverterProfile] = {
             holding_silent=_ranges((540, 600)),
             input_served=_ranges((0, 300)),
             input_silent=(),
-            holding_defaults=_frozen(
-                {**_HR_HYBRID_BASE, 3: 0x0201, 5: 50000, **_HR_EXTENDED_SLOT_TARGETS, **_HR_AC_CONFIG_BLOCK}
-            ),
+            holding_defaults=_frozen(_HR_GEN3),
             input_constants=_frozen({221: 8192, 227: 300}),
             charge_slots=_TEN_SLOTS_CHARGE,
             discharge_slots=_TEN_SLOTS_DISCHARGE,
-            extra_writable=_PAUSE_REGISTERS | _TEN_SLOT_TARGETS | {243, 244},
+            extra_writable=_PAUSE_REGISTERS | _TEN_SLOT_EXTRAS,
             unpersisted_writes=frozenset(),
-            has_pause=True,
             battery_energy=BatteryEnergyLayout(today_ir36=True, total_ir194=True),
             reports_combined_generation=True,
             pack=_GIVBAT_9_5_GEN3,
             pv_kwp=5.6,
             years_in_service=1.5,
+            controls=_PAUSE_CONTROLS,
+        ),
+        _gen3_like(
+            "hybrid-gen3-plus",
+            device_type_code=0x2201,
+            firmware=401,
+            ten_slots=False,  # Model.HYBRID has no extended-slot entry in the library's manifest
+            serial_prefix="SE",
+            serial_week="2344",
+            pack=_GIVBAT_9_5_GEN3,
+        ),
+        _gen3_like(
+            "hybrid-gen4",
+            device_type_code=0x8304,
+            firmware=101,
+            ten_slots=True,
+            serial_prefix="SF",
+            serial_week="2440",
+            pack=_GIVBAT_9_5_GEN3,
+            battery_max_w=6000,
+        ),
+        _gen3_like(
+            "polar",
+            device_type_code=0x2101,
+            firmware=201,
+            ten_slots=False,
+            serial_prefix="PA",
+            serial_week="2420",
+            pack=_GIVBAT_9_5_GEN3,
+            battery_max_w=3600,
+            combined_generation=False,
+        ),
+        _gen3_like(
+            "pv",
+            device_type_code=0x2301,
+            firmware=301,
+            ten_slots=False,
+            serial_prefix="SP",
+            serial_week="2330",
+            pack=None,
+            pause=False,
+            combined_generation=False,
+            years=2.0,
+        ),
+        InverterProfile(
+            family="ac",
+            layout=Layout.SINGLE_PHASE,
+            device_type_code=0x3001,
+            arm_firmware=282,
+            dsp_firmware=291,
+            rated_power_w=3000,
+            serial_prefix="CE",
+            serial_week="2231",
+            dongle_prefix="FO",
+            inverter_aliases=(0x31, 0x32),
+            empty_bms_addresses=(0x30, *_EMPTY_PACK_SLOTS),
+            holding_served=_ranges((0, 360)),
+            holding_silent=_ranges((540, 600)),
+            input_served=_ranges((0, 300)),
+            input_silent=(),
+            holding_defaults=_frozen(captured.AC),
+            input_constants=_frozen({221: 8192, 227: 300}),
+            charge_slots=_TWO_SLOTS_CHARGE,
+            discharge_slots=_TWO_SLOTS_DISCHARGE,
+            extra_writable=frozenset(),
+            unpersisted_writes=_DISCHARGE_TARGETS_1_2,
+            battery_energy=BatteryEnergyLayout(today_ir36=True),
+            reports_combined_generation=False,
+            pack=_GIVBAT_5_12_GEN3,
+            pv_kwp=4.0,
+            years_in_service=3.5,
+            default_batteries=1,
+            pv_coupling="ac",
+            reports_pv=False,
+        ),
+        InverterProfile(
+            family="aio",
+            layout=Layout.SINGLE_PHASE,
+            device_type_code=0x8001,
+            arm_firmware=620,
+            dsp_firmware=620,
+            rated_power_w=6000,
+            serial_prefix="CH",
+            serial_week="2414",
+            dongle_prefix="WJ",
+            inverter_aliases=(),
+            empty_bms_addresses=(),
+            holding_served=_ranges((0, 180), (240, 360)),
+            holding_silent=(),
+            input_served=_ranges((0, 60), (120, 240)),
+            input_silent=(),
+            holding_defaults=_frozen(captured.AIO),
+            input_constants=_frozen({221: 8192, 227: 300}),
+            charge_slots=_TEN_SLOTS_CHARGE,
+            discharge_slots=_TEN_SLOTS_DISCHARGE,
+            extra_writable=_PAUSE_REGISTERS | _TEN_SLOT_EXTRAS,
+            unpersisted_writes=frozenset(),
+            battery_energy=BatteryEnergyLayout(today_ir36=True, total_ir194=True),
+            reports_combined_generation=False,
+            pack=None,
+            hv=_AIO_STACK,
+            pv_kwp=4.8,
+            years_in_service=2.0,
+            controls=_PAUSE_CONTROLS,
+            default_batteries=4,
+            max_batteries=4,  # the library probes at most 0x50-0x53 on an All-in-One
+            ghost_meter_pages=True,
+            pv_coupling="ac",
+        ),
+        InverterProfile(
+            family="hybrid-hv-gen3",
+            layout=Layout.SINGLE_PHASE,
+            device_type_code=0x8102,
+            arm_firmware=310,
+            dsp_firmware=310,
+            rated_power_w=8000,
+            serial_prefix="FG",
+            serial_week="2444",
+            dongle_prefix="WH",
+            inverter_aliases=(),
+            empty_bms_addresses=(),
+            holding_served=_ranges((0, 300), (1000, 1125)),
+            holding_silent=(),
+            input_served=_ranges((0, 300), (1000, 1414)),
+            input_silent=(),
+            holding_defaults=_frozen({**_HR_HYBRID_BASE, 3: 0x0201, 5: 50000, **captured.HV_GEN3_SLOTS}),
+            input_constants=_frozen({221: 8192, 227: 300}),
+            charge_slots=_TEN_SLOTS_CHARGE,
+            discharge_slots=_TEN_SLOTS_DISCHARGE,
+            extra_writable=_TEN_SLOT_EXTRAS,
+            unpersisted_writes=frozenset(),
+            battery_energy=BatteryEnergyLayout(today_ir36=True, total_ir194=True),
+            reports_combined_generation=False,
+            pack=None,
+            hv=_HV_BMU_STACK,
+            pv_kwp=6.5,
+            years_in_service=1.5,
+            default_batteries=3,
+            default_meters=(0x01,),
+        ),
+        _three_phase("hybrid-3ph", 0x4004, ac_coupled=False),
+        _three_phase("ac-3ph", 0x6003, ac_coupled=True),
+        InverterProfile(
+            family="ems",
+            layout=Layout.EMS,
+            device_type_code=0x5001,
+            arm_firmware=1036,
+            dsp_firmware=0,
+            rated_power_w=0,  # set from the managed units: the EMS converts nothing itself
+            serial_prefix="EMS",
+            serial_week="2522",
+            serial_letter="",
+            dongle_prefix="FO",
+            inverter_aliases=(),
+            empty_bms_addresses=(),
+            holding_served=_ranges((0, 180), (2040, 2076)),
+            holding_silent=(),
+            input_served=_ranges((0, 60), (180, 240), (2040, 2100)),
+            input_silent=(),
+            holding_defaults=_frozen(captured.EMS),
+            input_constants=_frozen({}),
+            charge_slots=_EMS_CHARGE,
+            discharge_slots=_EMS_DISCHARGE,
+            export_slots=_EMS_EXPORT,
+            extra_writable=frozenset(),
+            unpersisted_writes=frozenset(),
+            battery_energy=BatteryEnergyLayout(today_ir36=False),
+            reports_combined_generation=False,
+            pack=None,
+            unit=_EMS_MANAGED_AC,
+            pv_kwp=4.0,
+            years_in_service=1.0,
+            controls=_EMS_CONTROLS,
+            default_batteries=2,
+            max_batteries=4,  # the rollup has four inverter slots
+            default_meters=(0x01, 0x03),
+            ghost_meter_pages=True,
+            pv_coupling="ac",
+            reports_pv=False,
+            reports_capacity_ah=False,
+        ),
+        InverterProfile(
+            family="gateway",
+            layout=Layout.GATEWAY,
+            device_type_code=0x7001,
+            arm_firmware=14,
+            dsp_firmware=0,
+            rated_power_w=12000,
+            serial_prefix="GW",
+            serial_week="2412",
+            dongle_prefix="WJ",
+            inverter_aliases=(),
+            empty_bms_addresses=(),
+            holding_served=_ranges((0, 360)),
+            holding_silent=(),
+            input_served=_ranges((0, 60), (120, 240), (1600, 1960)),
+            input_silent=(),
+            holding_defaults=_frozen(captured.GATEWAY),
+            input_constants=_frozen({}),
+            charge_slots=_TEN_SLOTS_CHARGE,
+            discharge_slots=_TEN_SLOTS_DISCHARGE,
+            # GivTCP writes the rates to HR313/314 and the ten per-slot targets on a Gateway.
+            extra_writable=frozenset({313, 314}) | _PAUSE_REGISTERS | _TEN_SLOT_EXTRAS,
+            unpersisted_writes=frozenset(),
+            battery_energy=BatteryEnergyLayout(today_ir36=False),
+            reports_combined_generation=False,
+            pack=None,
+            unit=_GATEWAY_AIO,
+            pv_kwp=5.0,
+            years_in_service=1.5,
+            controls=_GATEWAY_CONTROLS,
+            default_batteries=2,
+            max_batteries=3,  # the rollup has three All-in-One slots
+            default_meters=(0x01, 0x02),
+            ghost_meter_pages=True,
+            pv_coupling="ac",
+            reports_pv=False,
+            reports_capacity_ah=False,
         ),
     )
 }

@@ -1,9 +1,11 @@
-"""Register images of the simulated devices, computed from the plant state on every read.
+"""Register images of the single-phase inverter and its LV packs, and the helpers every renderer shares.
 
 Pure functions: state and static device data in, ``{register: raw 16-bit value}`` out, in
 the units and signedness the library decodes (see ``SinglePhaseInverterRegisterGetter`` and
 ``BatteryRegisterGetter``). Energy counters are truncated to their 0.1 kWh resolution, so
-they only ever step up (or back to zero at the inverter's midnight).
+they only ever step up (or back to zero at the inverter's midnight). The other devices have
+their own modules: ``render_three_phase`` (IR 1000-1419), ``render_hv`` (BMS, BCU, modules),
+``render_rollups`` (EMS and Gateway) and ``render_meter`` (meters at 0x01-0x08).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from givbridge.sim.physics import CELLS_PER_PACK, NOMINAL_PACK_VOLTS, PlantState, Site
+from givbridge.sim.physics import CELLS_PER_PACK, NOMINAL_PACK_VOLTS, Energy, PlantState, Site
 from givbridge.sim.profiles import InverterProfile, PackSpec
 
 #: LiFePO4 open-circuit cell voltage (V) against state of charge (%).
@@ -43,6 +45,17 @@ def u32(value: float) -> tuple[int, int]:
     return raw >> 16, raw & 0xFFFF
 
 
+def s32(value: float) -> tuple[int, int]:
+    raw = min(0x7FFFFFFF, max(-0x80000000, int(value))) & 0xFFFFFFFF
+    return raw >> 16, raw & 0xFFFF
+
+
+def text_registers(text: str, count: int) -> list[int]:
+    """ASCII text in ``count`` big-endian registers, NUL-padded (serials, firmware names)."""
+    data = text.encode("ascii").ljust(2 * count, b"\x00")[: 2 * count]
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, 2 * count, 2)]
+
+
 def deci_kwh(wh: float) -> int:
     """A Wh accumulator as the 0.1 kWh count the inverter reports (truncated, never rounded up)."""
     return int(wh // 100)
@@ -50,8 +63,20 @@ def deci_kwh(wh: float) -> int:
 
 def serial_registers(serial: str) -> list[int]:
     """A 10-character serial as the five big-endian ASCII registers it is stored in."""
-    data = serial.encode("ascii").ljust(10, b"\x00")[:10]
-    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, 10, 2)]
+    return text_registers(serial, 5)
+
+
+def load_energy(energy: Energy, *, today: bool, ac_coupled_pv: bool) -> float:
+    """House consumption (Wh) the counters imply: what the inverter and any separate PV delivered, net of the grid."""
+    if today:
+        delivered = energy.inverter_out_today - energy.ac_charge_today
+        grid = energy.import_today - energy.export_today
+        pv = energy.pv1_today + energy.pv2_today
+    else:
+        delivered = energy.inverter_out_total - energy.ac_charge_total
+        grid = energy.import_total - energy.export_total
+        pv = energy.pv_total
+    return max(delivered + grid + (pv if ac_coupled_pv else 0.0), 0.0)
 
 
 def open_circuit_voltage(soc: float) -> float:
@@ -141,23 +166,38 @@ def _string_voltage(watts: float, rated_w: float, vmp: float) -> float:
 
 
 def inverter_input_registers(
-    state: PlantState, profile: InverterProfile, packs: tuple[Pack, ...], site: Site
+    state: PlantState, profile: InverterProfile, site: Site, *, battery_v: float, storage: bool
 ) -> dict[int, int]:
-    """The inverter's input registers (IR 0-299 on single-phase hybrids) for this state."""
+    """The single-phase register file's input registers (IR 0-299) for this state.
+
+    ``battery_v`` is what the inverter measures on its battery port (the LV bus, or an HV
+    stack's terminals); ``storage`` is False on a plant with nothing to charge.
+    """
     flows, energy, thermal = state.flows, state.energy, state.thermal
     grid_v = state.grid_v
     image: dict[int, int] = dict(profile.input_constants)
 
-    strings = []
-    for watts, share, vmp in (
-        (flows.pv1_w, site.string_1_share, _STRING_VMP[0]),
-        (flows.pv2_w, 1 - site.string_1_share, _STRING_VMP[1]),
-    ):
-        volts = _string_voltage(watts, site.pv_kwp * 1000 * share, vmp)
-        strings.append((watts, volts, watts / volts if volts else 0.0))
-    (p1, v1, i1), (p2, v2, i2) = strings
+    if not profile.reports_pv:
+        # An AC-coupled inverter has no PV input: its PV registers stay at zero.
+        (p1, v1, i1), (p2, v2, i2) = (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+        pv_today, pv_total = (0.0, 0.0), 0.0
+    elif profile.pv_coupling == "ac":
+        # The All-in-One meters the site's separate PV on its AC side and reports it as
+        # string 1; its "string voltage" is the grid's (library manifest, hass#281).
+        p1, v1, i1 = flows.pv_w, grid_v, flows.pv_w / grid_v
+        p2, v2, i2 = 0.0, 0.0, 0.0
+        pv_today, pv_total = (energy.pv1_today + energy.pv2_today, 0.0), energy.pv_total
+    else:
+        strings = []
+        for watts, share, vmp in (
+            (flows.pv1_w, site.string_1_share, _STRING_VMP[0]),
+            (flows.pv2_w, 1 - site.string_1_share, _STRING_VMP[1]),
+        ):
+            volts = _string_voltage(watts, site.pv_kwp * 1000 * share, vmp)
+            strings.append((watts, volts, watts / volts if volts else 0.0))
+        (p1, v1, i1), (p2, v2, i2) = strings
+        pv_today, pv_total = (energy.pv1_today, energy.pv2_today), energy.pv_total
 
-    battery_v = sum(pack_output_mv(p, state) for p in packs) / len(packs) / 1000 if packs else 0.0
     apparent = abs(flows.inverter_w) / 0.98 + 40  # the output stage draws ~40 VA idling
     status = 2 if flows.battery_w < -1 else 5 if flows.battery_w > 1 else 0
 
@@ -165,16 +205,17 @@ def inverter_input_registers(
     image[1], image[2] = u16(v1 * 10), u16(v2 * 10)
     image[3] = u16(grid_v * 1.77 * 10)  # DC bus sits ~1.77x the grid RMS voltage
     image[5] = u16(grid_v * 10)
-    image[6], image[7] = u32(deci_kwh(energy.battery_charge_total + energy.battery_discharge_total))
+    if storage:
+        image[6], image[7] = u32(deci_kwh(energy.battery_charge_total + energy.battery_discharge_total))
     image[8], image[9] = u16(i1 * 10), u16(i2 * 10)
     image[10] = u16(abs(flows.inverter_w) / grid_v * 10)
-    image[11], image[12] = u32(deci_kwh(energy.pv_total))
+    image[11], image[12] = u32(deci_kwh(pv_total))
     image[13] = u16(state.grid_hz * 100)
     image[14] = status
     image[15] = 2950  # high-brightness bus: 285-310 V on every captured unit
     image[16] = u16(10000 - min(abs(flows.inverter_w), 5000) / 50)  # offset-unsigned PF, near unity
-    image[17], image[18] = deci_kwh(energy.pv1_today), u16(p1)
-    image[19], image[20] = deci_kwh(energy.pv2_today), u16(p2)
+    image[17], image[18] = deci_kwh(pv_today[0]), u16(p1)
+    image[19], image[20] = deci_kwh(pv_today[1]), u16(p2)
     image[21], image[22] = u32(deci_kwh(energy.export_total))
     image[24] = s16(flows.inverter_w)
     image[25] = deci_kwh(energy.export_today)
@@ -190,27 +231,28 @@ def inverter_input_registers(
     image[45], image[46] = u32(deci_kwh(energy.inverter_out_total))
     image[47], image[48] = u32(state.operating_hours)
     image[49] = 1  # system mode, 1 on every captured hybrid
-    image[50] = u16(battery_v * 100)
-    image[51] = s16(flows.battery_w / battery_v * 100) if battery_v else 0
-    image[52] = s16(flows.battery_w)
     image[53], image[54] = u16(grid_v * 10), u16(state.grid_hz * 100)
     image[55] = s16(thermal.charger_c * 10)
-    image[56] = s16(thermal.battery_c * 10) if packs else 0
     image[58] = u16(apparent / grid_v * 100)
-    image[59] = u16(state.soc) if packs else 0
+    if storage:
+        image[50] = u16(battery_v * 100)
+        image[51] = s16(flows.battery_w / battery_v * 100) if battery_v else 0
+        image[52] = s16(flows.battery_w)
+        image[56] = s16(thermal.battery_c * 10)
+        image[59] = u16(state.soc)
     image[240] = u16(grid_v * 10)
 
     layout = profile.battery_energy
-    if layout.today_ir36:
+    if storage and layout.today_ir36:
         image[36] = deci_kwh(energy.battery_charge_today)
         image[37] = deci_kwh(energy.battery_discharge_today)
-    if layout.today_ir182:
+    if storage and layout.today_ir182:
         image[182] = deci_kwh(energy.battery_discharge_today)
         image[183] = deci_kwh(energy.battery_charge_today)
-    if layout.total_ir180:
+    if storage and layout.total_ir180:
         image[180] = deci_kwh(energy.battery_discharge_total) & 0xFFFF
         image[181] = deci_kwh(energy.battery_charge_total) & 0xFFFF
-    if layout.total_ir194:
+    if storage and layout.total_ir194:
         image[194], image[195] = u32(deci_kwh(energy.battery_charge_total))
         image[196], image[197] = u32(deci_kwh(energy.battery_discharge_total))
     if profile.reports_combined_generation:

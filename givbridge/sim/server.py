@@ -26,6 +26,7 @@ from givenergy_modbus.pdu import (
     HeartbeatResponse,
     ReadHoldingRegistersRequest,
     ReadInputRegistersRequest,
+    ReadMeterProductRegistersRequest,
     WriteHoldingRegister,
     WriteHoldingRegisterRequest,
     WriteHoldingRegisterResponse,
@@ -43,6 +44,18 @@ ERROR_PADDING = 0x12
 _ADAPTER_TYPE = 1
 #: Consecutive unanswered heartbeats after which the dongle closes the socket.
 MAX_MISSED_HEARTBEATS = 3
+
+
+_READ_KINDS = (ReadHoldingRegistersRequest, ReadInputRegistersRequest, ReadMeterProductRegistersRequest)
+
+
+def _kind_of(request: Any) -> RegisterKind:
+    """Which register file a read request asks for: holding, input, or a meter's product registers."""
+    if isinstance(request, ReadHoldingRegistersRequest):
+        return "HR"
+    if isinstance(request, ReadMeterProductRegistersRequest):
+        return "MR"
+    return "IR"
 
 
 class _ModelWriteResponse(WriteHoldingRegisterResponse):  # type: ignore[misc]  # untyped library base
@@ -103,7 +116,7 @@ class SimulatorServer:
         self._handlers: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[tuple[_Connection, Any]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        #: Every request received, keyed ("HR"|"IR", device address, base, count) for reads and
+        #: Every request received, keyed ("HR"|"IR"|"MR", device address, base, count) for reads and
         #: ("W", device address, register, 1) for writes: what the dongle was asked, for tests
         #: and benchmarks that count load on it.
         self.requests: Counter[tuple[str, int, int, int]] = Counter()
@@ -186,8 +199,8 @@ class SimulatorServer:
             message = message.pdu
         if isinstance(message, WriteHoldingRegisterRequest):
             self.requests["W", message.device_address, message.register, 1] += 1
-        elif isinstance(message, ReadHoldingRegistersRequest | ReadInputRegistersRequest):
-            kind = "HR" if isinstance(message, ReadHoldingRegistersRequest) else "IR"
+        elif isinstance(message, _READ_KINDS):
+            kind = _kind_of(message)
             self.requests[kind, message.device_address, message.base_register, message.register_count] += 1
         else:
             _logger.debug("ignoring %s", message)
@@ -255,7 +268,7 @@ class SimulatorServer:
                 padding=ERROR_PADDING if rejected else SUCCESS_PADDING,
             )
         else:
-            kind: RegisterKind = "HR" if isinstance(request, ReadHoldingRegistersRequest) else "IR"
+            kind = _kind_of(request)
             values = self.plant.read(address, kind, request.base_register, request.register_count)
             if values is Unanswered.SILENT:
                 return None

@@ -59,6 +59,16 @@ _SCALAR_RULES: dict[int, Callable[[int], bool]] = {
     313: _between(1, 100),  # AC charge limit, %
     314: _between(1, 100),  # AC discharge limit, %
     318: _between(0, 3),  # pause: off, charge, discharge, both
+    # Three-phase (the library's THREE_PHASE write set and GivTCP's 3PH rate registers).
+    **{register: _between(0, 1) for register in (1005, 1112, 1122, 1123)},
+    1078: _between(4, 100),  # battery reserve, three-phase
+    1108: _between(1, 100),  # AC discharge limit, % of the battery rating
+    1109: _between(4, 100),  # discharge floor (HR110's twin)
+    1110: _between(1, 100),  # AC charge limit, %
+    1111: _between(4, 100),  # charge target (HR116's twin)
+    # EMS plant controller.
+    2040: _between(0, 1),  # plant control on/off
+    2071: _between(0, 0xFFFF),  # export power limit, W
     **_CLOCK_RULES,
 }
 
@@ -68,7 +78,7 @@ def value_is_valid(profile: InverterProfile, register: int, value: int) -> bool:
     rule = _SCALAR_RULES.get(register)
     if rule is not None:
         return rule(value)
-    slots = (*profile.charge_slots, *profile.discharge_slots)
+    slots = profile.slot_registers
     if register in {r for slot in slots for r in (slot.start, slot.end)} or register in (319, 320):
         return _is_hhmm(value)
     if register in {slot.target for slot in slots} or register in profile.unpersisted_writes:

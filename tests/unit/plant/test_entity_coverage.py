@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -10,9 +12,30 @@ import pytest
 from givbridge.entities import EntityCatalogue, load_catalogue, resolve_limit
 from givbridge.plant import Snapshot, build_snapshot, vocab
 from givbridge.plant.families import FAMILIES
-from tests.unit.plant.registers import ac_one_pack, gen1_two_packs, gen3_ten_slots, plant_from
+from givbridge.sim import PROFILES
+from tests.unit.plant import family_registers as families
+from tests.unit.plant.registers import Device, ac_one_pack, gen1_two_packs, gen3_ten_slots, plant_from
 
-FIXTURES = {"hybrid-gen1": gen1_two_packs, "hybrid-gen3": gen3_ten_slots, "ac": ac_one_pack}
+# Fixture name -> (family, register factory): the capture-based plants, then one simulated
+# plant per simulated family (a three-unit Gateway and an EMS with every meter slot fitted,
+# so each of their numbered leaves appears).
+FIXTURES: dict[str, tuple[str, Callable[[], dict[int, Device]]]] = {
+    "hybrid-gen1": ("hybrid-gen1", gen1_two_packs),
+    "hybrid-gen3": ("hybrid-gen3", gen3_ten_slots),
+    "ac": ("ac", ac_one_pack),
+    "hybrid-3ph capture": ("hybrid-3ph", families.three_phase_hybrid),
+    "aio capture": ("aio", families.all_in_one),
+    "hybrid-hv-gen3 capture": ("hybrid-hv-gen3", families.hv_gen3),
+    "ems capture": ("ems", families.ems_two_inverters),
+    "gateway capture": ("gateway", families.gateway_two_aios),
+    **{
+        f"{family} simulated": (family, functools.partial(families.simulated, family))
+        for family in sorted(PROFILES)
+        if family not in ("gateway", "ems")
+    },
+    "gateway simulated": ("gateway", functools.partial(families.simulated, "gateway", batteries=3, meters=8)),
+    "ems simulated": ("ems", functools.partial(families.simulated, "ems", batteries=4, meters=8)),
+}
 BRIDGE_OWNED = {"stats.yaml"}
 
 
@@ -26,8 +49,8 @@ def snapshots() -> dict[str, Snapshot]:
     taken_at = datetime(2026, 6, 5, 11, 20, tzinfo=UTC)
     tz = ZoneInfo("Europe/London")
     return {
-        family: build_snapshot(plant_from(make()), family=FAMILIES[family], taken_at=taken_at, tz=tz)
-        for family, make in FIXTURES.items()
+        name: build_snapshot(plant_from(make()), family=FAMILIES[family], taken_at=taken_at, tz=tz)
+        for name, (family, make) in FIXTURES.items()
     }
 
 
@@ -91,6 +114,18 @@ def test_select_options_are_givtcps_words(catalogue: EntityCatalogue) -> None:
     assert catalogue["Battery_pause_mode"].options == vocab.PAUSE_MODES
     assert catalogue["Battery_Calibration"].options == vocab.CALIBRATIONS
     assert set(vocab.CALIBRATION_BY_STAGE.values()) <= set(vocab.CALIBRATIONS)
+    assert catalogue["Car_Charge_Mode"].options == vocab.CAR_CHARGE_MODES
+
+
+def test_enum_options_are_every_word_the_librarys_codes_become(catalogue: EntityCatalogue) -> None:
+    from givenergy_modbus.model.battery import State
+    from givenergy_modbus.model.inverter import Status, WorkMode
+    from givenergy_modbus.model.meter import MeterStatus
+
+    assert catalogue["DC_Status"].options == tuple(vocab.givtcp_enum_word(s.name) for s in Status)
+    assert catalogue["Gateway_State"].options == tuple(vocab.givtcp_enum_word(s.name) for s in State)
+    assert catalogue["Gateway_Mode"].options == tuple(vocab.spaced_word(m.name) for m in WorkMode)
+    assert catalogue["Meter_1_Status"].options == tuple(vocab.givtcp_enum_word(s.name) for s in MeterStatus)
 
 
 def test_predbat_controls_have_the_commands_it_drives(catalogue: EntityCatalogue) -> None:

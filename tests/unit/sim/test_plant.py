@@ -14,45 +14,64 @@ from givenergy_modbus.testing import MockPlant
 from givbridge.clock import ScaledClock
 from givbridge.plant.families import FAMILIES, family_for
 from givbridge.sim import PROFILES, SimulatedPlant, Unanswered, WriteOutcome
-from givbridge.sim.profiles import InverterProfile
+from givbridge.sim.profiles import Layout
 from givbridge.sim.writes import classify_write
 
 NOON = datetime(2026, 6, 20, 11, 0, tzinfo=UTC)
 NIGHT = datetime(2026, 1, 15, 1, 0, tzinfo=UTC)
+#: Single-phase hybrids with LV packs: the families the pack- and slot-level checks apply to.
+LV_HYBRIDS = sorted(f for f, p in PROFILES.items() if p.pack is not None and p.layout is Layout.SINGLE_PHASE)
 
 
 def _sim(
     family: str = "hybrid-gen3",
-    batteries: int = 2,
+    batteries: int | None = 2,
     start: datetime = NOON,
     seed: int = 0,
     serial: str | None = None,
     start_soc: float = 50,
+    meters: int | None = None,
 ) -> SimulatedPlant:
     return SimulatedPlant.create(
-        family, batteries=batteries, serial=serial, clock=ScaledClock(start=start), seed=seed, start_soc=start_soc
+        family,
+        batteries=batteries,
+        serial=serial,
+        clock=ScaledClock(start=start),
+        seed=seed,
+        start_soc=start_soc,
+        meters=meters,
     )
 
 
 @pytest.mark.parametrize("family", sorted(PROFILES))
 def test_each_profile_identifies_as_its_family(family: str) -> None:
-    sim = _sim(family)
+    profile = PROFILES[family]
+    sim = _sim(family, batteries=None)
     assert family in FAMILIES
     assert family_for(sim.holding(0), sim.holding(21)).key == family
-    assert PROFILES[family].rated_power_w == _DTC_RATED_POWER[f"{sim.holding(0):04x}"]
-    assert all(is_valid_serial(s) for s in (sim.serial, sim.dongle_serial, *sim.battery_serials))
-    assert len(set(sim.battery_serials)) == 2
+    if profile.unit is None:
+        assert profile.rated_power_w == _DTC_RATED_POWER[f"{sim.holding(0):04x}"]
+    stored = sim.battery_serials or sim.unit_serials
+    assert all(is_valid_serial(s) for s in (sim.serial, sim.dongle_serial, *stored))
+    assert len(set(stored)) == profile.default_batteries
     serial = b"".join(sim.holding(r).to_bytes(2, "big") for r in range(13, 18)).decode()
     assert serial == sim.serial
-    assert sim.holding(55) == 2 * PROFILES[family].pack.design_ah
+    if profile.pack is not None:
+        assert sim.holding(55) == profile.default_batteries * profile.pack.design_ah
+    elif profile.hv is not None and profile.reports_capacity_ah:
+        assert sim.holding(55) == profile.hv.module_ah  # the stack's modules are in series
+    else:
+        assert sim.holding(55) == 0
 
 
-@pytest.mark.parametrize("profile", PROFILES.values(), ids=list(PROFILES))
-def test_slot_layouts_agree_with_the_librarys_ten_slot_rule(profile: InverterProfile) -> None:
+@pytest.mark.parametrize("family", LV_HYBRIDS)
+def test_slot_layouts_agree_with_the_librarys_ten_slot_rule(family: str) -> None:
+    profile = PROFILES[family]
     ten_slots = len(profile.discharge_slots) == 10
     assert manifest.has_extended_slots(profile.model, profile.arm_firmware) is ten_slots
     assert all(slot.target is not None for slot in profile.charge_slots + profile.discharge_slots) is ten_slots
-    assert profile.battery_max_power_w == (2600 if profile.family == "hybrid-gen1" else 3600)
+    if family in ("hybrid-gen1", "hybrid-gen2", "hybrid-gen3"):
+        assert profile.battery_max_power_w == (2600 if profile.family == "hybrid-gen1" else 3600)
 
 
 def test_the_seed_decides_everything_and_arguments_are_checked() -> None:
@@ -61,10 +80,14 @@ def test_the_seed_decides_everything_and_arguments_are_checked() -> None:
     assert [first.input(r) for r in range(60)] == [again.input(r) for r in range(60)]
     assert first.serial != other.serial
     assert _sim(serial="SD2401G042").serial == "SD2401G042"
-    with pytest.raises(ValueError, match="hybrid-gen1, hybrid-gen2, hybrid-gen3"):
-        _sim("ems")
+    with pytest.raises(ValueError, match="ac, ac-3ph, aio, ems, gateway, hybrid-3ph"):
+        _sim("aio-commercial")  # no facts to simulate it from
     with pytest.raises(ValueError, match="batteries"):
         _sim(batteries=7)
+    with pytest.raises(ValueError, match="batteries must be 1-4 on ems"):
+        _sim("ems", batteries=0)
+    with pytest.raises(ValueError, match="meters"):
+        SimulatedPlant.create("hybrid-gen3", meters=9)
     with pytest.raises(ValueError, match="serial"):
         _sim(serial="XX")
 
@@ -73,13 +96,19 @@ def test_the_seed_decides_everything_and_arguments_are_checked() -> None:
 @pytest.mark.parametrize("start", [NOON, NIGHT])
 def test_every_bank_commits_through_the_librarys_guards(family: str, start: datetime) -> None:
     """What the simulator serves must survive the library's cold-start, splice and bounds guards."""
-    sim = _sim(family, batteries=3, start=start, start_soc=97)
-    spec: dict[int, dict[tuple[type, int], list[int]]] = {
-        0x11: {(HR, base): _values(sim.read(0x11, "HR", base, 60)) for base in (0, 60, 120)}
-        | {(IR, base): _values(sim.read(0x11, "IR", base, 60)) for base in (0, 120, 180)},
-    }
-    for n in range(3):
-        spec[0x32 + n] = {(IR, 60): _values(sim.read(0x32 + n, "IR", 60, 60))}
+    profile = PROFILES[family]
+    sim = _sim(family, batteries=min(3, profile.max_batteries), start=start, start_soc=97, meters=2)
+    spec: dict[int, dict[tuple[type, int], list[int]]] = {}
+    for kind, register_type, banks in (("HR", HR, profile.holding_served), ("IR", IR, profile.input_served)):
+        for bank in banks:
+            for base in range(bank.start, bank.stop, 60):
+                count = min(60, bank.stop - base)
+                spec.setdefault(0x11, {})[register_type, base] = _values(sim.read(0x11, kind, base, count))
+    for address in range(0x01, 0xA1):  # every peripheral that answers IR(60,60) with data
+        page = sim.read(address, "IR", 60, 60)
+        # Blank pages (empty pack slots, absent meters) are what the library's all-zero guard drops.
+        if address != 0x11 and isinstance(page, list) and any(page):
+            spec.setdefault(address, {})[IR, 60] = page
     MockPlant.from_spec(spec, inverter_serial=sim.serial, adapter_serial=sim.dongle_serial)  # raises if any is refused
 
 
