@@ -51,9 +51,11 @@ from pydantic import PrivateAttr
 from givbridge import __version__
 from givbridge.clock import Clock, SystemClock, local_zone
 from givbridge.config import InverterSettings, Settings
+from givbridge.entities import load_catalogue
 from givbridge.log import get_logger
 from givbridge.plant.build import build_snapshot
 from givbridge.plant.families import Family, UnknownModel, family_for
+from givbridge.plant.hygiene import SampleGuard
 from givbridge.plant.snapshot import Scalar, Snapshot
 from givbridge.plant.writes import (
     RegisterWrite,
@@ -73,6 +75,13 @@ T = TypeVar("T")
 # GivTCP reports its own version here and Predbat reads it: a value starting with "3" means
 # "v3 semantics" (watts for rates, the v3 REST shapes), which is what givbridge serves.
 GIVTCP_COMPAT_VERSION = f"3.5 (givbridge {__version__})"
+
+# An inverter clock further than this from ours is worth a warning: timed slots would run
+# at the wrong time (Predbat warns at 30 minutes; GivTCP 3.6 at 5).
+CLOCK_SKEW_WARNING = 300.0
+# How often the hygiene's counter memory is written to disk (and always on disconnect):
+# often enough to survive a crash, rarely enough to spare SD cards.
+COUNTER_SAVE_INTERVAL = 60.0
 
 # GivTCP's list of registers whose writes do not wear EEPROM while Real Time Control is on;
 # writes to them then count as "safe" (Safe_Write_Count) rather than Write_Count.
@@ -156,6 +165,8 @@ class Health:
     reconnects: int = 0
     last_success: datetime | None = None
     last_error: str | None = None
+    last_poll_seconds: float | None = None  # wall time of the last successful poll
+    last_poll_full: bool = False  # whether it also read the settings banks
 
 
 @dataclass(frozen=True)
@@ -260,6 +271,9 @@ class InverterRunner:
         self._next_full = 0.0
         self._last_snapshot_at: datetime | None = None
         self._clock_read_at: datetime | None = None  # when HR(0,60), with the inverter clock, was read
+        self._guard: SampleGuard | None = None  # data hygiene, per device (see plant/hygiene.py)
+        self._guard_saved_at: float | None = None
+        self._skew_warned = False
         self._unconfirmed: set[int] = set()  # written registers whose read-back failed
         self._extras: list[Callable[[], Mapping[str, Scalar]]] = []
         self._restart = asyncio.Event()
@@ -360,7 +374,10 @@ class InverterRunner:
             capabilities=caps,
             writable=writable_registers(caps.device_type, caps.arm_firmware_version, family),
         )
-        self._counters = self._load_counters(serial)
+        self._counters = await asyncio.to_thread(self._load_counters, serial)
+        if self._guard is None:
+            self._guard = SampleGuard(load_catalogue(), self.tz, phases=family.phases)
+            self._guard.restore(await asyncio.to_thread(self.store.load, self._hygiene_doc(serial)))
         self.health.connected = True
         self._log = log.bind(inverter=self.label, serial=serial)
         structlog.contextvars.bind_contextvars(serial=serial)
@@ -378,7 +395,7 @@ class InverterRunner:
         document = self._layout_doc()
         prior = self._plant.capabilities
         if prior is None:
-            stored = self.store.load(document).get("capabilities")
+            stored = (await asyncio.to_thread(self.store.load, document)).get("capabilities")
             if isinstance(stored, dict):
                 try:
                     prior = PlantCapabilities.from_dict(stored)
@@ -398,13 +415,14 @@ class InverterRunner:
                 caps = await client.detect(**kwargs)
         else:
             caps = await client.detect(**kwargs)
-        self.store.save(document, {"capabilities": caps.to_dict()})
+        await asyncio.to_thread(self.store.save, document, {"capabilities": caps.to_dict()})
         return caps
 
     def _layout_doc(self) -> str:
         return f"layout-{self.config.host}_{self.config.port}".replace(":", "_")
 
     async def _disconnect(self) -> None:
+        await self._save_hygiene(force=True)
         self.health.connected = False
         client, self._client = self._client, None
         self._fail_pending(Unreachable(f"lost the connection to {self.label}"))
@@ -485,6 +503,7 @@ class InverterRunner:
         if full:
             self._next_full = now + polling.settings_interval
         partial = False
+        started = self.clock.monotonic()
         try:
             if full:
                 try:
@@ -501,11 +520,23 @@ class InverterRunner:
         except ConnectionLost:
             raise  # the run loop counts it and reconnects
         except (RefreshFailed, TimeoutError, CommunicationError) as exc:
-            await self._record_failure(f"poll failed: {exc}")
-            if self.health.consecutive_failures >= polling.offline_after:
-                raise _Stop("too many failed polls") from exc
+            await self._failed_poll(f"poll failed: {exc}")
             return None
-        return await self._record_success(partial)
+        self.health.last_poll_seconds = round(self.clock.monotonic() - started, 3)
+        self.health.last_poll_full = full
+        snapshot, problem = self._build()
+        if snapshot is None:
+            # Read fine, but not believable: no better than no answer.
+            await self._failed_poll(f"sample rejected: {problem}")
+            return None
+        await self._record_success(partial)
+        await self._emit(snapshot)
+        return snapshot
+
+    async def _failed_poll(self, reason: str) -> None:
+        await self._record_failure(reason)
+        if self.health.consecutive_failures >= self.settings.polling.offline_after:
+            raise _Stop("too many failed polls")
 
     async def _read_extra_settings(self) -> None:
         """Holding registers the library does not poll for this model but givbridge needs.
@@ -519,7 +550,7 @@ class InverterRunner:
             with contextlib.suppress(TimeoutError):
                 await self._read_block(300, 60)
 
-    async def _record_success(self, partial: bool) -> Snapshot:
+    async def _record_success(self, partial: bool) -> None:
         health = self.health
         if partial:
             health.polls_partial += 1
@@ -533,14 +564,19 @@ class InverterRunner:
             health.available = True
             self._log.info("device available")
             await self.on_availability.emit(self)
-        return await self._publish()
 
-    async def _publish(self) -> Snapshot:
-        """Build a snapshot from what the library holds now and hand it to the listeners."""
-        snapshot = self._build()
+    async def _emit(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         await self.on_snapshot.emit(snapshot)
-        return snapshot
+        await self._save_hygiene()
+
+    async def _publish_readback(self) -> None:
+        """After a write: the state follows what was read back, never the intent."""
+        snapshot, problem = self._build()
+        if snapshot is None:
+            self._log.warning("read-back sample rejected; keeping the previous state", reason=problem)
+            return
+        await self._emit(snapshot)
 
     async def _record_failure(self, reason: str) -> None:
         health = self.health
@@ -553,11 +589,13 @@ class InverterRunner:
             self._log.warning("device offline", after=health.consecutive_failures)
             await self.on_availability.emit(self)
 
-    def _build(self) -> Snapshot:
-        assert self.context is not None
+    def _build(self) -> tuple[Snapshot | None, str | None]:
+        """A snapshot of what the library holds now, cleaned; or None and why it was rejected."""
+        assert self.context is not None and self._guard is not None
         taken_at = self.clock.now()
         previous = self._last_snapshot_at
         self._last_snapshot_at = taken_at
+        plant = self._plant
         extras: dict[str, Scalar] = {
             "Stats/Last_Updated_Time": taken_at.astimezone(self.tz),
             "Stats/status": "online",
@@ -567,17 +605,62 @@ class InverterRunner:
             "Stats/Safe_Write_Count": self._counters["safe_write_count"],
             "Stats/Poll_Failures": self.health.polls_failed,
             "Stats/Reconnects": max(0, self.health.reconnects - 1),
+            # The library's own hygiene: frames it refused before they reached us.
+            "Stats/CRC_Errors": sum(plant.crc_failure_count.values()),
+            "Stats/Battery_Splices_Rejected": sum(plant.splice_reject_count.values()),
+            "Stats/Read_Retries": sum(plant.retry_count.values()),
+            "Stats/Poll_Duration": self.health.last_poll_seconds,
         }
         for provider in self._extras:
             extras.update(provider())
-        return build_snapshot(
-            self._plant,
+        built = build_snapshot(
+            plant,
             family=self.context.family,
             taken_at=taken_at,
             tz=self.tz,
             extras=extras,
             clock_read_at=self._clock_read_at,
         )
+        cleaned = self._guard.clean(built.values, taken_at=taken_at, serial=built.serial)
+        if cleaned.sample_rejected is not None:
+            self._log.warning("sample rejected", reason=cleaned.sample_rejected)
+            return None, cleaned.sample_rejected
+        if cleaned.rejected:
+            self._log.info("readings rejected", rejected=cleaned.rejected)
+        values = dict(cleaned.values)
+        values["Stats/Rejected_Values"] = self._guard.rejected_values
+        values["Stats/Rejected_Samples"] = self._guard.rejected_samples
+        skew = self._clock_skew(values.get(f"{built.serial}/Invertor_Time"), taken_at)
+        if skew is not None:
+            values["Stats/Clock_Skew"] = skew
+        return Snapshot(info=built.info, taken_at=taken_at, values=values, raw=built.raw), None
+
+    def _clock_skew(self, inverter_time: Scalar, taken_at: datetime) -> float | None:
+        """Seconds the inverter's clock is ahead of ours (negative: behind); warns once per excursion."""
+        if not isinstance(inverter_time, datetime):
+            return None
+        skew = round((inverter_time - taken_at).total_seconds())
+        if abs(skew) > CLOCK_SKEW_WARNING and not self._skew_warned:
+            self._log.warning("inverter clock is off", skew_seconds=skew, inverter_time=inverter_time.isoformat())
+        self._skew_warned = abs(skew) > CLOCK_SKEW_WARNING
+        return float(skew)
+
+    async def _save_hygiene(self, *, force: bool = False) -> None:
+        """Persist the last good counters so a restart cannot publish a spike either."""
+        if self._guard is None or self.context is None:
+            return
+        now = self.clock.monotonic()
+        if not force and self._guard_saved_at is not None and now - self._guard_saved_at < COUNTER_SAVE_INTERVAL:
+            return
+        self._guard_saved_at = now
+        try:
+            await asyncio.to_thread(self.store.save, self._hygiene_doc(self.context.serial), self._guard.state())
+        except OSError as exc:
+            self._log.warning("could not save the counter history", error=str(exc))
+
+    @staticmethod
+    def _hygiene_doc(serial: str) -> str:
+        return f"counters-{serial}"
 
     # ----------------------------------------------------------------- reads and writes
 
@@ -642,7 +725,7 @@ class InverterRunner:
                     break  # later writes of the plan depend on this one
                 raise Unreachable(f"{self.label} did not acknowledge HR({write.register})") from exc
             written.append(write)
-            self._count_write(write.register)
+            await self._count_write(write.register)
         readback = await self._read_blocks(sorted(plan.registers))
         mismatches = tuple(
             Mismatch(w.register, w.value, readback.get(w.register))
@@ -668,7 +751,7 @@ class InverterRunner:
         )
         # The rest of the settings may have moved with this write (modes couple registers).
         self._next_full = self.clock.monotonic()
-        await self._publish()  # state follows the read-back, never the intent
+        await self._publish_readback()
         return outcome
 
     # ----------------------------------------------------------------- write counters
@@ -681,14 +764,14 @@ class InverterRunner:
         stored = self.store.load(self._counters_doc(serial))
         return {key: int(stored.get(key, 0)) for key in ("write_count", "safe_write_count")}
 
-    def _count_write(self, register: int) -> None:
+    async def _count_write(self, register: int) -> None:
         """Count a register write the way GivTCP does, persistently (EEPROM wear tracking)."""
         assert self.context is not None
         caps = self.context.capabilities
         rtc_on = bool(self._plant.register_caches.get(caps.inverter_address, {}).get(HR(166)))
         key = "safe_write_count" if rtc_on and register in RTC_SAFE_REGISTERS else "write_count"
         self._counters[key] += 1
-        self.store.save(self._counters_doc(self.context.serial), dict(self._counters))
+        await asyncio.to_thread(self.store.save, self._counters_doc(self.context.serial), dict(self._counters))
 
 
 class _IdentityError(Exception):

@@ -34,16 +34,21 @@ little longer: its stop is bounded).
 
 Tests needing mosquitto are skipped, with the reason, only when the binary is not installed
 (CI installs it with apt). amqtt is a Python dependency and always available.
+
+Property tests use the Hypothesis profile named by ``HYPOTHESIS_PROFILE``: ``ci`` (default,
+300 examples) or ``nightly`` (10,000).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from givbridge.config import MqttSettings
 from givbridge.mqtt.client import MqttClient, Publication
@@ -57,6 +62,12 @@ from tests.brokers import (
     TlsFiles,
     make_tls_files,
 )
+
+# Property tests: a quick profile for every run and CI, a thorough one for nightly runs
+# (HYPOTHESIS_PROFILE=nightly scripts/test), with no deadline (CI machines stall at times).
+settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("nightly", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 needs_mosquitto = pytest.mark.skipif(
     MOSQUITTO is None, reason="mosquitto binary not installed (apt-get install mosquitto mosquitto-clients)"

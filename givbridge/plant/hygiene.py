@@ -1,0 +1,229 @@
+"""Data hygiene: what is published must be physically possible and counters must only count up.
+
+Home Assistant's Energy dashboard treats any decrease of a ``total_increasing`` sensor as a
+meter reset and counts the whole value again, so one bad sample costs a user a day of
+statistics (GivTCP #338, #419). The library already drops frames with bad CRCs, all-zero
+dropouts and battery sub-bus splices; this stage adds what needs the values' meaning and
+their history:
+
+* **bounds** per entity (from its definition, with symbolic limits such as the inverter's
+  battery power resolved per device): a reading outside them is dropped;
+* **counters** never decrease and never jump: a value below the last good one, a zero after
+  a dropout, or an increase faster than the site could possibly generate or use (a power
+  ceiling times the time since the last good sample, with margin) is replaced by the last
+  good value and counted as rejected. "Today" counters may reset only in a window around the
+  inverter's own midnight. A jump that persists, consistently, for several samples is a
+  real step (a firmware correction, a long outage) and becomes the new baseline; so is a
+  drop that lasts (totals reset by an installer). A counter is first published only once
+  three readings agree, so a bad first reading cannot become the baseline;
+* **whole samples** that cannot be real (every lifetime counter zero) are rejected outright.
+
+The guard's memory of last good counters is persisted by the caller so a restart compares
+against them too: the first sample after a restart cannot spike HA's statistics either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from itertools import pairwise
+from typing import Any
+
+from givbridge.entities import EntityCatalogue, resolve_limit
+from givbridge.plant.snapshot import Scalar
+
+# Fastest a counter can legitimately grow, by what it counts, in kW. Residential supplies top
+# out around 100 A x 240 V; PV arrays and batteries are bounded by the devices' own ratings
+# where known (see _ceiling). Deliberately generous: the point is to stop absurd spikes
+# (thousands of kWh), not to second-guess real readings.
+_SITE_CEILING_KW = 30.0
+_JUMP_MARGIN = 1.5
+_RESOLUTION_SLACK_KWH = 0.25  # counters move in 0.1 kWh steps; two steps plus rounding
+_NOISE_KWH = 0.1  # firmware sometimes steps a counter back by 0.1: hold it, but it is no fault
+_CONFIRMATIONS = 3  # consecutive consistent samples that make a jump real
+_CONFIRMATIONS_DOWN = 5  # ... and a drop, which must also last a while
+_DOWN_SPAN = timedelta(minutes=10)
+_RESET_VALUE_KWH = 1.0  # a today counter just after midnight is small
+_BEFORE_MIDNIGHT = timedelta(minutes=5)
+_AFTER_MIDNIGHT = timedelta(minutes=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Cleaned:
+    """One sample after hygiene."""
+
+    values: dict[str, Scalar]
+    rejected: dict[str, str]  # path -> why its reading was not published as read
+    sample_rejected: str | None = None  # why nothing of this sample may be published
+
+
+@dataclass(slots=True)
+class _Counter:
+    value: float
+    at: datetime
+    pending: list[tuple[float, datetime]] = field(default_factory=list)  # an unconfirmed jump
+
+
+def midnight_window(local: datetime) -> bool:
+    """Whether a local time is close enough to midnight for a today counter to reset."""
+    since_midnight = timedelta(hours=local.hour, minutes=local.minute, seconds=local.second)
+    return since_midnight <= _AFTER_MIDNIGHT or since_midnight >= timedelta(days=1) - _BEFORE_MIDNIGHT
+
+
+class SampleGuard:
+    """The hygiene rules for one device, with its memory of last good counters."""
+
+    def __init__(self, catalogue: EntityCatalogue, tz: tzinfo, *, phases: int = 1) -> None:
+        self.catalogue = catalogue
+        self.tz = tz
+        self.site_ceiling_kw = _SITE_CEILING_KW * (3 if phases == 3 else 1)
+        self._counters: dict[str, _Counter] = {}
+        self._candidates: dict[str, list[tuple[float, datetime]]] = {}  # first readings awaiting agreement
+        self.rejected_values = 0
+        self.rejected_samples = 0
+
+    # ------------------------------------------------------------------ persistence
+
+    def state(self) -> dict[str, Any]:
+        return {path: [c.value, c.at.isoformat()] for path, c in self._counters.items()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for path, entry in state.items():
+            try:
+                value, at = float(entry[0]), datetime.fromisoformat(entry[1])
+            except (TypeError, ValueError, IndexError):
+                continue  # a damaged entry only costs that counter its history
+            if at.tzinfo is not None:
+                self._counters[path] = _Counter(value, at)
+
+    # ------------------------------------------------------------------ the rules
+
+    def clean(self, values: Mapping[str, Scalar], *, taken_at: datetime, serial: str) -> Cleaned:
+        limits = {
+            "battery_max_power": _number(values.get(f"{serial}/Invertor_Max_Bat_Rate")),
+            "inverter_max_power": _number(values.get(f"{serial}/Invertor_Max_Inv_Rate")),
+        }
+        totals = [v for p, v in values.items() if p.startswith("Energy/Total/") and isinstance(v, int | float)]
+        if totals and not any(totals):
+            self.rejected_samples += 1
+            return Cleaned({}, {}, "every lifetime energy counter reads zero")
+
+        inverter_time = values.get(f"{serial}/Invertor_Time")
+        local = (inverter_time if isinstance(inverter_time, datetime) else taken_at).astimezone(self.tz)
+        near_midnight = midnight_window(local)
+        cleaned: dict[str, Scalar] = {}
+        rejected: dict[str, str] = {}
+        for path, value in values.items():
+            definition = self.catalogue.for_path(path)
+            number = _number(value)
+            reason = None
+            if definition is not None and number is not None and definition.bounds is not None:
+                low = resolve_limit(definition.bounds.min, limits)
+                high = resolve_limit(definition.bounds.max, limits)
+                if (low is not None and number < low) or (high is not None and number > high):
+                    reason = f"{number} is outside {low}..{high}"
+            if definition is not None and definition.counter is not None and number is not None:
+                accepted, counter_reason = self._counter(
+                    path, None if reason else number, definition.counter, taken_at, near_midnight, limits
+                )
+                reason = reason or counter_reason
+                if accepted is not None:
+                    cleaned[path] = _as_read(value, accepted)
+            elif reason is None:
+                cleaned[path] = value
+            if reason is not None:
+                rejected[path] = reason
+        self.rejected_values += len(rejected)
+        return Cleaned(cleaned, rejected)
+
+    def _counter(
+        self,
+        path: str,
+        value: float | None,
+        kind: str,
+        at: datetime,
+        near_midnight: bool,
+        limits: Mapping[str, float | None],
+    ) -> tuple[float | None, str | None]:
+        """The value to publish for a counter, and why the reading was not used (if it was not)."""
+        last = self._counters.get(path)
+        if value is None:  # out of bounds: hold what we had
+            return (last.value if last else None), None
+        if last is None:
+            return self._cold_start(path, value, at, limits), None
+        if at <= last.at:
+            return last.value, None
+        if value < last.value:
+            if kind == "today" and near_midnight and value <= _RESET_VALUE_KWH:
+                self._counters[path] = _Counter(value, at)  # the inverter's midnight reset
+                return value, None
+            if last.value - value <= _NOISE_KWH + 1e-9:
+                return last.value, None  # the firmware's 0.1 step back: hold quietly
+            if self._confirmed(last, value, at, limits, needed=_CONFIRMATIONS_DOWN, span=_DOWN_SPAN):
+                # Consistently lower for a long while: the totals really were reset (an
+                # installer reset, a replaced inverter). Follow them, once.
+                self._counters[path] = _Counter(value, at)
+                return value, None
+            return last.value, f"decreased from {last.value} to {value}"
+        if value - last.value <= self._allowed(path, limits, last.at, at):
+            self._counters[path] = _Counter(value, at)
+            return value, None
+        if self._confirmed(last, value, at, limits, needed=_CONFIRMATIONS, span=timedelta(0)):
+            self._counters[path] = _Counter(value, at)  # a real step: it kept being true
+            return value, None
+        return last.value, f"jumped from {last.value} to {value} in {(at - last.at).total_seconds():.0f}s"
+
+    def _cold_start(self, path: str, value: float, at: datetime, limits: Mapping[str, float | None]) -> float | None:
+        """Publish a counter only once readings agree, so a bad first one cannot become the baseline."""
+        candidates = [*self._candidates.get(path, []), (value, at)]
+        if not all(0 <= b - a <= self._allowed(path, limits, t1, t2) for (a, t1), (b, t2) in pairwise(candidates)):
+            candidates = [(value, at)]
+        if len(candidates) < _CONFIRMATIONS:
+            self._candidates[path] = candidates
+            return None
+        del self._candidates[path]
+        self._counters[path] = _Counter(value, at)
+        return value
+
+    def _confirmed(
+        self,
+        last: _Counter,
+        value: float,
+        at: datetime,
+        limits: Mapping[str, float | None],
+        *,
+        needed: int,
+        span: timedelta,
+    ) -> bool:
+        """Record an out-of-line reading; True once enough consistent ones in a row confirm it."""
+        path = ""  # rate limits for confirmations use the generic ceiling
+        pending = [*last.pending, (value, at)]
+        consistent = all(0 <= b - a <= self._allowed(path, limits, t1, t2) for (a, t1), (b, t2) in pairwise(pending))
+        last.pending = pending if consistent else [(value, at)]
+        return len(last.pending) >= needed and last.pending[-1][1] - last.pending[0][1] >= span
+
+    def _allowed(self, path: str, limits: Mapping[str, float | None], since: datetime, until: datetime) -> float:
+        hours = max(0.0, (until - since).total_seconds()) / 3600
+        return self._ceiling_kw(path, limits) * hours * _JUMP_MARGIN + _RESOLUTION_SLACK_KWH
+
+    def _ceiling_kw(self, path: str, limits: Mapping[str, float | None]) -> float:
+        """The fastest this counter could grow, in kW."""
+        leaf = path.rsplit("/", 1)[-1]
+        battery = limits.get("battery_max_power")
+        if leaf.startswith(("Battery_Charge", "Battery_Discharge", "AC_Charge")) and battery:
+            return battery / 1000 * 1.2
+        if leaf.startswith("Battery_Throughput") and battery:
+            return battery / 1000 * 2.4
+        return self.site_ceiling_kw
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _as_read(original: Scalar, number: float) -> Scalar:
+    """Keep a counter's type (ints stay ints) when publishing a held value."""
+    return round(number) if isinstance(original, int) and not isinstance(original, bool) else number
