@@ -18,10 +18,12 @@ from typing import Any
 from givbridge import __version__
 from givbridge.bridge import Bridge, InverterRunner
 from givbridge.clock import Clock, SystemClock
+from givbridge.commands import CommandExecutor
 from givbridge.config import Settings
 from givbridge.entities import EntityCatalogue, load_catalogue
 from givbridge.log import get_logger
 from givbridge.mqtt.client import MqttClient, Publication
+from givbridge.mqtt.control import ControlSubscriber
 from givbridge.mqtt.state import StatePublisher, ValueStyle
 from givbridge.mqtt.topics import OFFLINE, Topics
 from givbridge.plant.snapshot import Snapshot
@@ -72,6 +74,10 @@ class Application:
             runner.on_snapshot.connect(self._on_snapshot)
             runner.on_availability.connect(self._on_availability)
         self.mqtt.on_connect(self._on_mqtt_connect)
+        # Commands: <root>/control/[<serial>/]<command>, answered on <root>/<serial>/response/<command>.
+        self.commands = CommandExecutor(self.bridge, settings=settings, clock=self.clock)
+        self.control = ControlSubscriber(self.mqtt, self.topics, self.commands)
+        self.control.attach()
 
     async def start(self) -> None:
         self.started_at = self.clock.now()

@@ -1,4 +1,4 @@
-"""``givbridge`` command line: run | demo | simulate | scan | commands | version."""
+"""``givbridge`` command line: run | demo | simulate | watch | commands | version."""
 
 from __future__ import annotations
 
@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch_module.add_arguments(watch)
     watch.set_defaults(handler=watch_module.main)
+
+    commands = sub.add_parser("commands", help="list every command with its payload forms and models")
+    from givbridge.commands import docs as commands_docs
+
+    commands_docs.add_arguments(commands)
+    commands.set_defaults(handler=commands_docs.main)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(handler=None)

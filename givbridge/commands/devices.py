@@ -1,0 +1,303 @@
+"""What kind of device a command faces, and the register numbers each kind uses.
+
+GivTCP picks registers by looking for ``3ph`` or ``ems`` in its model name. givbridge asks
+the detected capabilities instead (three-phase, EMS, the 10-slot map, the AC config block)
+and, for every register a command would write, whether the model's write allowlist
+(:func:`givbridge.plant.writes.writable_registers`) holds it: a command that would need a
+register outside it is ``unsupported`` on that model before anything is sent.
+
+:func:`reference_devices` builds one representative :class:`DeviceContext` per model family
+without any hardware, so the documentation (and the tests) can state which models each
+command applies to from the same predicates the executor uses.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+from givenergy_modbus.model.inverter import Model
+from givenergy_modbus.model.plant import PlantCapabilities
+from givenergy_modbus.model.slot_map import EMS_SLOTS, EXTENDED_SLOTS, SINGLE_PHASE_SLOTS, THREE_PHASE_SLOTS
+
+from givbridge.bridge import DeviceContext
+from givbridge.commands.results import CommandFailed
+from givbridge.commands.spec import Applicability, unsupported
+from givbridge.plant.families import FAMILIES, Family
+from givbridge.plant.writes import has_pause_registers, writable_registers
+
+SlotKind = Literal["charge", "discharge", "export"]
+
+# --- what the device is ---------------------------------------------------------------------
+
+
+def is_three_phase(device: DeviceContext) -> bool:
+    return bool(device.capabilities.is_three_phase)
+
+
+def is_ems(device: DeviceContext) -> bool:
+    return bool(device.capabilities.is_ems)
+
+
+def is_gateway(device: DeviceContext) -> bool:
+    return bool(device.capabilities.is_gateway)
+
+
+def has_extended_slots(device: DeviceContext) -> bool:
+    return bool(device.capabilities.has_extended_slots)
+
+
+def has_ac_config_block(device: DeviceContext) -> bool:
+    return bool(device.capabilities.has_ac_config_block)
+
+
+# --- registers by device kind ------------------------------------------------------------------
+# Single-phase numbers unless noted; GivTCP's givtcp.md §4.1 lists the same map.
+
+ENABLE_CHARGE_TARGET = 20
+ECO_MODE = 27  # 1: match demand (eco), 0: discharge at full power (export)
+CALIBRATION = 29  # SOC force adjust
+CLOCK = (35, 36, 37, 38, 39, 40)  # year - 2000, month, day, hour, minute, second
+ACTIVE_POWER_RATE = 50
+ENABLE_DISCHARGE = 59  # the timed-discharge schedule
+ENABLE_CHARGE = 96  # the AC charge schedule
+CHARGE_LIMIT, DISCHARGE_LIMIT = 111, 112  # C/100 of the battery capacity, 0-50
+REBOOT = 163
+ENABLE_RTC = 166
+CHARGE_LIMIT_AC, DISCHARGE_LIMIT_AC = 313, 314  # % of the AC rating
+PAUSE_MODE, PAUSE_START, PAUSE_END = 318, 319, 320
+# Three-phase
+TPH_DISCHARGE_LIMIT_AC, TPH_CHARGE_LIMIT_AC = 1108, 1110
+TPH_AC_CHARGE_ENABLE, TPH_FORCE_DISCHARGE_ENABLE, TPH_FORCE_CHARGE_ENABLE = 1112, 1122, 1123
+# EMS plant controller
+EMS_PLANT_ENABLE = 2040
+EMS_CAR_CHARGE_BOOST = 2073
+_EMS_EXPORT_SLOTS = ((2062, 2063), (2065, 2066), (2068, 2069))
+
+
+def reserve_register(device: DeviceContext) -> int:
+    """Battery SOC reserve (the floor discharge stops at)."""
+    return 1109 if is_three_phase(device) else 110
+
+
+def cutoff_register(device: DeviceContext) -> int:
+    """Battery discharge cut-off. GivTCP writes HR114 everywhere but reads HR1078 on three-phase
+    units; givbridge writes the register it reads, so the read-back means something."""
+    return 1078 if is_three_phase(device) else 114
+
+
+def charge_target_register(device: DeviceContext) -> int:
+    return 1111 if is_three_phase(device) else 116
+
+
+def charge_enable_registers(device: DeviceContext) -> tuple[int, ...]:
+    """The charge schedule switch: HR96, or force-charge and AC-charge together on three-phase (as GivTCP)."""
+    return (TPH_FORCE_CHARGE_ENABLE, TPH_AC_CHARGE_ENABLE) if is_three_phase(device) else (ENABLE_CHARGE,)
+
+
+def active_power_rate_register(device: DeviceContext) -> int:
+    """Where the output limit is read: HR50, or HR1002 on three-phase units (GivTCP wrote HR50 there)."""
+    return 1002 if is_three_phase(device) else ACTIVE_POWER_RATE
+
+
+def rtc_register(device: DeviceContext) -> int:
+    """Where Real Time Control is read: HR166, or HR1005 on three-phase units (GivTCP wrote HR166 there)."""
+    return 1005 if is_three_phase(device) else ENABLE_RTC
+
+
+def ac_limit_register(device: DeviceContext, *, discharge: bool) -> int:
+    if is_three_phase(device):
+        return TPH_DISCHARGE_LIMIT_AC if discharge else TPH_CHARGE_LIMIT_AC
+    return DISCHARGE_LIMIT_AC if discharge else CHARGE_LIMIT_AC
+
+
+# On 10-slot firmware charge slot 2 lives next to its target in the HR240 block (HR243/244);
+# the library's map still names the legacy HR31/32, which those units leave at the factory
+# value. Reading and writing HR243/244 matches GivTCP and the snapshot builder.
+_TEN_SLOT_CHARGE_2 = (243, 244)
+
+
+def slot_windows(device: DeviceContext, kind: SlotKind) -> tuple[tuple[int, int], ...]:
+    """The (start, end) register pairs of every slot of ``kind``, slot 1 first; () when there are none."""
+    if is_ems(device):
+        if kind == "export":
+            return _EMS_EXPORT_SLOTS
+        return tuple(EMS_SLOTS.charge_slots if kind == "charge" else EMS_SLOTS.discharge_slots)
+    if kind == "export" or is_gateway(device):
+        return ()
+    if is_three_phase(device):
+        layout = THREE_PHASE_SLOTS
+    elif has_extended_slots(device):
+        layout = EXTENDED_SLOTS
+    else:
+        layout = SINGLE_PHASE_SLOTS
+    pairs = list(layout.charge_slots if kind == "charge" else layout.discharge_slots)
+    if kind == "charge" and has_extended_slots(device) and not is_three_phase(device):
+        pairs[1] = _TEN_SLOT_CHARGE_2
+    return tuple((int(start), int(end)) for start, end in pairs)
+
+
+def slot_target_register(device: DeviceContext, kind: SlotKind, slot: int) -> int | None:
+    """The per-slot SOC target of slot ``slot``, or None where the model has no writable one."""
+    if is_ems(device):
+        base = {"discharge": 2046, "charge": 2055, "export": 2064}[kind]
+        register = base + 3 * (slot - 1) if 1 <= slot <= 3 else None
+    elif kind == "export":
+        register = None
+    else:
+        register = (242 if kind == "charge" else 272) + 3 * (slot - 1) if 1 <= slot <= 10 else None
+    return register if register is not None and register in device.writable else None
+
+
+def slot_window(device: DeviceContext, kind: SlotKind, slot: int) -> tuple[int, int]:
+    """The (start, end) registers of one slot, or ``unsupported`` saying how many slots the model has."""
+    windows = slot_windows(device, kind)
+    if not windows:
+        raise unsupported(f"{device.family.display} has no {kind} slots")
+    if not 1 <= slot <= len(windows):
+        raise unsupported(f"{device.family.display} has {len(windows)} {kind} slots; there is no slot {slot}")
+    window = windows[slot - 1]
+    missing = [r for r in window if r not in device.writable]
+    if missing:
+        raise unsupported(f"{kind} slot {slot} registers {missing} are not writable on {device.family.display}")
+    return window
+
+
+# --- applicability ---------------------------------------------------------------------------
+
+
+def _not_writable(device: DeviceContext, registers: Iterable[int]) -> str | None:
+    missing = sorted(set(registers) - device.writable)
+    if missing:
+        listed = ", ".join(f"HR{r}" for r in missing)
+        return f"{listed} not writable on {device.family.display} (not in its write allowlist)"
+    return None
+
+
+def _inverter_reason(device: DeviceContext) -> str | None:
+    if is_ems(device):
+        return "an EMS is a plant controller, not an inverter: use the EMS commands"
+    if is_gateway(device):
+        return "the Gateway has no inverter or battery registers of its own"
+    return None
+
+
+def applies(
+    describe: str,
+    *,
+    when: Callable[[DeviceContext], str | None] | None = None,
+    registers: Callable[[DeviceContext], Iterable[int]] | None = None,
+    inverter: bool = True,
+    battery: bool = False,
+) -> Applicability:
+    """An :class:`Applicability` from the usual conditions, checked in order.
+
+    ``inverter``: not an EMS or Gateway. ``battery``: the family can have a battery.
+    ``when``: any further condition. ``registers``: the registers the command writes on this
+    device, all of which must be in its write allowlist.
+    """
+
+    def check(device: DeviceContext) -> str | None:
+        if inverter and (reason := _inverter_reason(device)):
+            return reason
+        if battery and not device.family.has_battery:
+            return f"{device.family.display} has no battery"
+        if when is not None and (reason := when(device)):
+            return reason
+        if registers is not None:
+            return _not_writable(device, registers(device))
+        return None
+
+    return Applicability(describe, check)
+
+
+def fixed_registers(*registers: int) -> Callable[[DeviceContext], Iterable[int]]:
+    return lambda device: registers
+
+
+def needs_pause(device: DeviceContext) -> str | None:
+    if has_pause_registers(device.family):
+        return None
+    return f"{device.family.display} firmware has no battery pause registers (HR318-320)"
+
+
+def needs_three_phase(device: DeviceContext) -> str | None:
+    return None if is_three_phase(device) else "only three-phase inverters have this control"
+
+
+def needs_ems(device: DeviceContext) -> str | None:
+    return None if is_ems(device) else "only an EMS plant controller has this control"
+
+
+def needs_slot(kind: SlotKind, slot: int) -> Callable[[DeviceContext], str | None]:
+    """The device has slot ``slot`` of ``kind``, with writable registers, and storage to schedule
+    (a battery, or the EMS, which schedules its plant's)."""
+
+    def check(device: DeviceContext) -> str | None:
+        if not (device.family.has_battery or is_ems(device)):
+            return f"{device.family.display} has no battery to schedule"
+        try:
+            slot_window(device, kind, slot)
+        except CommandFailed as failure:
+            return failure.message
+        return None
+
+    return check
+
+
+def needs_slot_target(kind: SlotKind, slot: int) -> Callable[[DeviceContext], str | None]:
+    def check(device: DeviceContext) -> str | None:
+        if slot_target_register(device, kind, slot) is None:
+            return f"{device.family.display} has no writable per-slot {kind} SOC target for slot {slot}"
+        return None
+
+    return check
+
+
+def any_slot_target(kind: SlotKind) -> Callable[[DeviceContext], str | None]:
+    return needs_slot_target(kind, 1)
+
+
+# --- reference devices for documentation and tests ------------------------------------------------
+
+# A representative model and ARM firmware per family (Gen3 above 302: the 10-slot map).
+_REFERENCE_MODELS: dict[str, tuple[Model, int]] = {
+    "hybrid-gen1": (Model.HYBRID_GEN1, 449),
+    "hybrid-gen2": (Model.HYBRID_GEN2, 920),
+    "hybrid-gen3": (Model.HYBRID_GEN3, 310),
+    "hybrid-gen3-plus": (Model.HYBRID, 500),
+    "hybrid-gen4": (Model.HYBRID_GEN4, 500),
+    "polar": (Model.POLAR, 500),
+    "pv": (Model.HYBRID, 500),
+    "ac": (Model.AC, 500),
+    "aio": (Model.ALL_IN_ONE, 500),
+    "aio-hybrid": (Model.ALL_IN_ONE_HYBRID, 500),
+    "aio-commercial": (Model.AIO_COMMERCIAL, 500),
+    "hybrid-hv-gen3": (Model.HYBRID_HV_GEN3, 500),
+    "hybrid-3ph": (Model.HYBRID_3PH, 500),
+    "ac-3ph": (Model.AC_3PH, 500),
+    "ems": (Model.EMS, 500),
+    "ems-commercial": (Model.EMS_COMMERCIAL, 500),
+    "gateway": (Model.GATEWAY, 500),
+}
+
+
+def reference_device(family_key: str, *, arm_firmware: int | None = None, serial: str = "XX0000X000") -> DeviceContext:
+    """A :class:`DeviceContext` for a family as detection would build it, without hardware."""
+    family: Family = FAMILIES[family_key]
+    model, default_firmware = _REFERENCE_MODELS[family_key]
+    firmware = default_firmware if arm_firmware is None else arm_firmware
+    capabilities = PlantCapabilities(device_type=model, arm_firmware_version=firmware)
+    return DeviceContext(
+        serial=serial,
+        family=family,
+        capabilities=capabilities,
+        writable=writable_registers(model, firmware, family),
+    )
+
+
+@functools.cache
+def reference_devices() -> tuple[DeviceContext, ...]:
+    """One reference device per family, in :data:`~givbridge.plant.families.FAMILIES` order."""
+    return tuple(reference_device(key) for key in FAMILIES)

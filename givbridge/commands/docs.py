@@ -1,0 +1,227 @@
+"""Describing commands to people: ``givbridge commands`` and ``docs/commands.md``, from the registry.
+
+Payload examples come from the payload models' field examples and the models each command
+applies to from its applicability predicate, evaluated against a reference device of every
+family, so the documentation cannot drift from what the executor does.
+
+Regenerate the committed file with ``givbridge commands --format markdown > docs/commands.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from givbridge.commands.devices import reference_devices
+from givbridge.commands.results import HTTP_OK, HTTP_STATUS, ErrorCode
+from givbridge.commands.schemas import MAX_PAYLOAD_BYTES, NoPayload, SettingsPayload
+from givbridge.commands.spec import Command
+
+if TYPE_CHECKING:
+    from givbridge.commands.registry import Registry
+
+REGENERATE = "givbridge commands --format markdown > docs/commands.md"
+
+_ERROR_MEANINGS: dict[ErrorCode, str] = {
+    ErrorCode.INVALID_PAYLOAD: "the payload is malformed, out of range or not UTF-8, or over the size limit; "
+    "nothing was written",
+    ErrorCode.UNKNOWN_COMMAND: "no command has that name (names are case-sensitive)",
+    ErrorCode.UNKNOWN_INVERTER: "no configured inverter has that serial, or the serial was left out while "
+    "several inverters are configured",
+    ErrorCode.UNSUPPORTED: "the model cannot do this (the message says why), or givbridge does not do it yet",
+    ErrorCode.READ_ONLY: "givbridge runs with `read_only: true`",
+    ErrorCode.NOT_PERSISTED: "the inverter acknowledged the write but the read-back shows other values; "
+    "`error.registers` lists register, wanted and actual",
+    ErrorCode.REJECTED: "the inverter refused the write; `error.registers` lists the refused registers",
+    ErrorCode.UNREACHABLE: "the inverter is not connected, did not answer, or did not come back in time",
+    ErrorCode.INTERNAL: "a bug in givbridge (logged with a traceback)",
+}
+
+
+def example_object(command: Command) -> dict[str, Any]:
+    """A JSON payload for ``command`` built from its fields' examples (fields its name fixes left out)."""
+    example: dict[str, Any] = {}
+    for name, field in command.payload.model_fields.items():
+        if name in command.fixed or not field.examples:
+            continue
+        example[name] = field.examples[0]
+    return example
+
+
+def raw_example(command: Command) -> str | None:
+    if command.raw_field is None:
+        return None
+    examples = command.payload.model_fields[command.raw_field].examples or []
+    return str(examples[0]) if examples else None
+
+
+def accepted_forms(command: Command) -> str:
+    """One line saying what a payload for ``command`` may look like."""
+    if issubclass(command.payload, NoPayload):
+        return "no payload (anything sent is ignored)"
+    if issubclass(command.payload, SettingsPayload):
+        return "a JSON object: a whole givbridge configuration document"
+    forms = []
+    raw = raw_example(command)
+    if raw is not None:
+        forms.append(f"raw `{raw}`")
+    forms.append(f"JSON `{json.dumps(example_object(command))}`")
+    return " or ".join(forms)
+
+
+def field_notes(command: Command) -> list[str]:
+    notes = []
+    for name, field in command.payload.model_fields.items():
+        if name in command.fixed or field.description is None:
+            continue
+        optional = "" if field.is_required() else " (optional)"
+        notes.append(f"`{name}`{optional}: {field.description}")
+    return notes
+
+
+def applies_to(command: Command) -> str:
+    """The model families the command applies to, by display name; "every model" when all."""
+    if command.status == "dead":
+        return "none (GivTCP never implemented it)"
+    if command.status == "later":
+        return "none yet"
+    if command.target != "inverter":
+        return "the bridge" if command.target == "bridge" else "EV chargers"
+    devices = reference_devices()
+    names = [device.family.display for device in devices if command.applies.reason(device) is None]
+    others = [device.family.display for device in devices if device.family.display not in names]
+    if not others:
+        return "every model"
+    if not names:
+        return "none of the known models"
+    if len(others) < len(names):
+        return "every model except " + ", ".join(others)
+    return ", ".join(names)
+
+
+def _status_word(command: Command) -> str:
+    return {"ready": "", "later": " (not available yet)", "dead": " (GivTCP stub, not implemented)"}[command.status]
+
+
+def render_text(registry: Registry) -> str:
+    """The ``givbridge commands`` listing: one block per command."""
+    lines: list[str] = []
+    for group, commands in registry.groups().items():
+        lines.append(f"{group}:")
+        for command in commands:
+            aliases = f" (also {', '.join(command.aliases)})" if command.aliases else ""
+            lines.append(f"  {command.name}{aliases}{_status_word(command)}")
+            lines.append(f"      {command.summary}")
+            lines.append(f"      payload: {accepted_forms(command)}")
+            lines.append(f"      models:  {applies_to(command)}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(registry: Registry) -> str:
+    """``docs/commands.md``."""
+    out: list[str] = [
+        "# givbridge commands",
+        "",
+        f"<!-- Generated from givbridge/commands; do not edit. Regenerate with: {REGENERATE} -->",
+        "",
+        "Every command is one definition in `givbridge/commands/`: the MQTT control topics, the HTTP shim, "
+        "Home Assistant's command topics and this page all come from it.",
+        "",
+        "## Sending a command",
+        "",
+        "- MQTT: publish to `<root>/control/<serial>/<command>` (root `GivEnergy` unless configured), or to "
+        "`<root>/control/<command>` when exactly one inverter is configured. Retained messages are ignored "
+        "(a retained command would run again on every reconnect).",
+        "- Payload: GivTCP's raw value (`80`, `80.0`, `enable`, `16:30`, `16:30:00`, `Eco (Paused)`) or a JSON "
+        "object with the api.json keys, values as strings or numbers, optionally with a `transaction` "
+        f"(string or number) that the answer echoes. At most {MAX_PAYLOAD_BYTES} bytes of UTF-8.",
+        "- Answer: exactly one JSON document on `<root>/<serial>/response/<command>` (not retained), sent after "
+        "the inverter has been read back: `ok` is never sent for a value that was not read back.",
+        "",
+        "```json",
+        '{"status": "ok", "command": "setChargeTarget", "transaction": "42", '
+        '"data": {"Target_SOC": 80, "Enable_Charge_Target": "enable"}}',
+        '{"status": "error", "command": "setChargeTarget", "transaction": "42", '
+        '"error": {"code": "invalid_payload", "message": "..."}}',
+        "```",
+        "",
+        "`data` holds the values read back after the write, keyed by GivTCP leaf name (the command's *Updates*).",
+        "",
+        "| Error code | HTTP status | Meaning |",
+        "|---|---|---|",
+        f"| (ok) | {HTTP_OK} | done and read back |",
+        *(f"| `{code.value}` | {HTTP_STATUS[code]} | {_ERROR_MEANINGS[code]} |" for code in ErrorCode),
+        "",
+    ]
+    groups = registry.groups()
+    out += ["## Contents", ""]
+    for group, commands in groups.items():
+        out.append(f"- **{group}**: " + ", ".join(f"[{c.name}](#{c.name.lower()})" for c in commands))
+    out.append("")
+    for group, commands in groups.items():
+        out += [f"## {group}", ""]
+        for command in commands:
+            out += _command_markdown(command)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _command_markdown(command: Command) -> list[str]:
+    lines = [f"### {command.name}", "", f"{command.summary}{_status_word(command)}", ""]
+    facts = [f"- Payload: {accepted_forms(command)}"]
+    facts += [f"  - {note}" for note in field_notes(command)]
+    facts.append(f"- Models: {applies_to(command)}")
+    if command.updates:
+        facts.append(f"- Updates: {_leaves(command.updates)}")
+    facts.append(f"- HTTP: `{command.method} /{command.name}`")
+    if command.aliases:
+        facts.append(f"- Also called: {', '.join(f'`{alias}`' for alias in command.aliases)}")
+    if command.notes:
+        facts.append(f"- Notes: {command.notes}")
+    return [*lines, *facts, ""]
+
+
+def _leaves(paths: Iterable[str]) -> str:
+    return ", ".join(f"`{path.rsplit('/', 1)[-1]}`" for path in paths)
+
+
+def render_json(registry: Registry) -> str:
+    """A machine-readable listing, for tools that build on the command set."""
+    listing = [
+        {
+            "name": command.name,
+            "aliases": list(command.aliases),
+            "group": command.group,
+            "summary": command.summary,
+            "status": command.status,
+            "method": command.method,
+            "target": command.target,
+            "raw_field": command.raw_field,
+            "example": example_object(command),
+            "payload_schema": command.payload.model_json_schema(),
+            "models": applies_to(command),
+            "updates": list(command.updates),
+        }
+        for command in registry
+    ]
+    return json.dumps(listing, indent=2, default=str) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=["text", "markdown", "json"],
+        default="text",
+        help=f"markdown is docs/commands.md ({REGENERATE})",
+    )
+
+
+async def main(args: argparse.Namespace) -> int:
+    """``givbridge commands``."""
+    from givbridge.commands.registry import REGISTRY
+
+    render = {"text": render_text, "markdown": render_markdown, "json": render_json}[args.format]
+    print(render(REGISTRY), end="")
+    return 0

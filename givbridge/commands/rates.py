@@ -1,0 +1,187 @@
+"""Battery and inverter power limits.
+
+The battery rate registers (HR111/112) hold a current limit in hundredths of C, so a watt
+request becomes the nearest register step (1 % of capacity, about 95 W on a 9.5 kWh pack),
+capped by the rated battery power; :mod:`givbridge.plant.derive` does both conversions and
+the answer reports the watts the read-back register really allows. Three-phase units have
+only the AC-side percentage limits, so watts are scaled against the rated battery power there.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from givbridge.bridge import DeviceContext
+from givbridge.commands import devices as dev
+from givbridge.commands.schemas import (
+    ActivePowerRatePayload,
+    CarChargeBoostPayload,
+    ChargeRateAcPayload,
+    ChargeRatePayload,
+    DischargeRateAcPayload,
+    DischargeRatePayload,
+)
+from givbridge.commands.spec import Command, PlanInput, Planned, invalid, unsupported
+from givbridge.plant import derive
+from givbridge.plant.writes import WritePlan
+
+GROUP = "Power limits"
+
+
+def _number(given: PlanInput, leaf: str) -> float | None:
+    value = given.snapshot.get(f"{given.device.serial}/{leaf}")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def rate_register(device: DeviceContext, *, discharge: bool) -> int:
+    """The register limiting battery power: HR111/112, or the AC-side limit on three-phase units."""
+    if dev.is_three_phase(device):
+        return dev.ac_limit_register(device, discharge=discharge)
+    return dev.DISCHARGE_LIMIT if discharge else dev.CHARGE_LIMIT
+
+
+def battery_rate_writes(given: PlanInput, watts: int, *, discharge: bool) -> list[tuple[int, int]]:
+    """The register write that limits battery charge (or discharge) power to about ``watts``."""
+    max_power = _number(given, "Invertor_Max_Bat_Rate")
+    if dev.is_three_phase(given.device):
+        if not max_power:
+            raise unsupported("the battery's rated power is not known yet, so watts cannot be converted")
+        percent = round(watts * 100 / max_power)
+        if percent < 1:
+            raise invalid(f"the lowest three-phase limit is 1 % ({max_power / 100:.0f} W); 0 W cannot be set")
+        return [(rate_register(given.device, discharge=discharge), min(percent, 100))]
+    capacity = _number(given, "Battery_Capacity_kWh")
+    if not capacity:
+        raise unsupported("no battery capacity is known for this inverter, so watts cannot be converted")
+    setting = derive.watts_to_rate_register(
+        watts, capacity_kwh=capacity, max_power=int(max_power) if max_power else None
+    )
+    return [(rate_register(given.device, discharge=discharge), setting.register)]
+
+
+def plan_charge_rate(payload: ChargeRatePayload, given: PlanInput) -> Planned:
+    pairs = battery_rate_writes(given, payload.chargeRate, discharge=False)
+    return Planned(WritePlan.of(pairs, f"charge rate {payload.chargeRate} W"))
+
+
+def plan_discharge_rate(payload: DischargeRatePayload, given: PlanInput) -> Planned:
+    pairs = battery_rate_writes(given, payload.dischargeRate, discharge=True)
+    return Planned(WritePlan.of(pairs, f"discharge rate {payload.dischargeRate} W"))
+
+
+def plan_charge_rate_ac(payload: ChargeRateAcPayload, given: PlanInput) -> Planned:
+    register = dev.ac_limit_register(given.device, discharge=False)
+    return Planned(WritePlan.of([(register, payload.chargeRate)], f"AC charge rate {payload.chargeRate} %"))
+
+
+def plan_discharge_rate_ac(payload: DischargeRateAcPayload, given: PlanInput) -> Planned:
+    register = dev.ac_limit_register(given.device, discharge=True)
+    return Planned(WritePlan.of([(register, payload.dischargeRate)], f"AC discharge rate {payload.dischargeRate} %"))
+
+
+def plan_active_power_rate(payload: ActivePowerRatePayload, given: PlanInput) -> Planned:
+    rate = payload.activePowerRate
+    register = dev.active_power_rate_register(given.device)
+    return Planned(WritePlan.of([(register, rate)], f"active power rate {rate} %"))
+
+
+def plan_car_charge_boost(payload: CarChargeBoostPayload, given: PlanInput) -> Planned:
+    return Planned(WritePlan.of([(dev.EMS_CAR_CHARGE_BOOST, payload.boost)], f"car charge boost {payload.boost} W"))
+
+
+def _ac_rate_block(device: DeviceContext) -> str | None:
+    if dev.has_ac_config_block(device) or dev.is_three_phase(device):
+        return None
+    return f"{device.family.display} has no AC-side battery limits (the HR300 block is on AC-coupled units and the AIO)"
+
+
+_rate = functools.partial(Command, group=GROUP)
+
+_WATTS_NOTE = (
+    "Single-phase: HR111/112 = watts as C/100 of the battery capacity, capped at 50 (a request at or above "
+    "the rated battery power asks for 50). The answer reports the watts the read-back register allows, so "
+    "a caller comparing it with its request sees the register step. Three-phase: the AC limit "
+    "(HR1110/1108) = watts / rated battery power in %, 1-100."
+)
+
+COMMANDS: tuple[Command, ...] = (
+    _rate(
+        name="setChargeRate",
+        summary="Battery charge power limit in watts.",
+        payload=ChargeRatePayload,
+        raw_field="chargeRate",
+        plan=plan_charge_rate,
+        updates=("Control/Battery_Charge_Rate", "Control/Battery_Charge_Rate_AC"),
+        applies=dev.applies(
+            "inverters with a battery", battery=True, registers=lambda d: (rate_register(d, discharge=False),)
+        ),
+        notes=_WATTS_NOTE,
+    ),
+    _rate(
+        name="setDischargeRate",
+        summary="Battery discharge power limit in watts.",
+        payload=DischargeRatePayload,
+        raw_field="dischargeRate",
+        plan=plan_discharge_rate,
+        updates=("Control/Battery_Discharge_Rate", "Control/Battery_Discharge_Rate_AC"),
+        applies=dev.applies(
+            "inverters with a battery", battery=True, registers=lambda d: (rate_register(d, discharge=True),)
+        ),
+        notes=_WATTS_NOTE,
+    ),
+    _rate(
+        name="setChargeRateAC",
+        summary="AC-side battery charge limit, % of the AC rating (HR313; three-phase HR1110).",
+        payload=ChargeRateAcPayload,
+        raw_field="chargeRate",
+        plan=plan_charge_rate_ac,
+        updates=("Control/Battery_Charge_Rate_AC", "Control/Battery_Charge_Rate"),
+        applies=dev.applies(
+            "AC-coupled, All-in-One and three-phase units",
+            battery=True,
+            when=_ac_rate_block,
+            registers=lambda d: (dev.ac_limit_register(d, discharge=False),),
+        ),
+    ),
+    _rate(
+        name="setDischargeRateAC",
+        summary="AC-side battery discharge limit, % of the AC rating (HR314; three-phase HR1108).",
+        payload=DischargeRateAcPayload,
+        raw_field="dischargeRate",
+        plan=plan_discharge_rate_ac,
+        updates=("Control/Battery_Discharge_Rate_AC", "Control/Battery_Discharge_Rate"),
+        applies=dev.applies(
+            "AC-coupled, All-in-One and three-phase units",
+            battery=True,
+            when=_ac_rate_block,
+            registers=lambda d: (dev.ac_limit_register(d, discharge=True),),
+        ),
+    ),
+    _rate(
+        name="setActivePowerRate",
+        summary="Inverter output limit, % of its rated power (HR50).",
+        payload=ActivePowerRatePayload,
+        raw_field="activePowerRate",
+        plan=plan_active_power_rate,
+        updates=("Control/Active_Power_Rate",),
+        applies=dev.applies("inverters", registers=lambda d: (dev.active_power_rate_register(d),)),
+        notes="GivTCP does not validate the value; givbridge accepts 0-100. Three-phase units report it in "
+        "HR1002, outside their write allowlist, so it is unsupported there (GivTCP wrote HR50).",
+    ),
+    _rate(
+        name="setCarChargeBoost",
+        summary="EMS car charge boost in watts (HR2073).",
+        payload=CarChargeBoostPayload,
+        raw_field="boost",
+        plan=plan_car_charge_boost,
+        updates=("Control/Car_Charge_Boost",),
+        applies=dev.applies(
+            "EMS plant controllers",
+            inverter=False,
+            when=dev.needs_ems,
+            registers=dev.fixed_registers(dev.EMS_CAR_CHARGE_BOOST),
+        ),
+        notes="Not implemented in GivTCP. HR2073 is outside the library's EMS write allowlist, so this answers "
+        "unsupported everywhere until a capture confirms the register.",
+    ),
+)
