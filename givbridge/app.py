@@ -24,6 +24,7 @@ from givbridge.entities import EntityCatalogue, load_catalogue
 from givbridge.log import get_logger
 from givbridge.mqtt.client import MqttClient, Publication
 from givbridge.mqtt.control import ControlSubscriber
+from givbridge.mqtt.discovery import DiscoveryPublisher
 from givbridge.mqtt.state import StatePublisher, ValueStyle
 from givbridge.mqtt.topics import OFFLINE, Topics
 from givbridge.plant.snapshot import Snapshot
@@ -70,6 +71,21 @@ class Application:
             clock=self.clock,
         )
         self._announced: dict[str, object] = {}  # serial -> identity last put in bridge/info
+        # Home Assistant discovery; it subscribes to HA's birth topic, so it exists before start().
+        self.discovery = (
+            DiscoveryPublisher(
+                self.mqtt,
+                self.topics,
+                settings.mqtt,
+                inverters=self.bridge.runners,
+                catalogue=self.catalogue,
+                store=self.bridge.store,
+                republish_states=self._republish_states,
+                clock=self.clock,
+            )
+            if settings.mqtt.discovery
+            else None
+        )
         for runner in self.bridge.runners:
             runner.on_snapshot.connect(self._on_snapshot)
             runner.on_availability.connect(self._on_availability)
@@ -87,6 +103,8 @@ class Application:
     async def stop(self) -> None:
         """Stop polling, say offline, disconnect: well within two seconds."""
         await self.bridge.stop(timeout=0.8)
+        if self.discovery is not None:
+            await self.discovery.stop()
         final = [
             Publication(self.topics.availability(runner.serial), OFFLINE, retain=True)
             for runner in self.bridge.runners
@@ -98,9 +116,15 @@ class Application:
     # --------------------------------------------------------------- MQTT side
 
     async def _on_mqtt_connect(self) -> None:
-        self.state.forget()
         self.state.bridge_online()
         self.state.bridge_info(self.info())
+        if self.discovery is not None:
+            self.discovery.publish_all()  # before the states, which may not be retained
+        self._republish_states()
+
+    def _republish_states(self) -> None:
+        """Every device's availability and full state, as if nothing had been published."""
+        self.state.forget()
         for runner in self.bridge.runners:
             if runner.serial:
                 self.state.device_availability(runner.serial, runner.health.available)
@@ -112,6 +136,8 @@ class Application:
         if self._announced.get(snapshot.serial) != identity:
             self._announced[snapshot.serial] = identity
             self.state.bridge_info(self.info())
+        if self.discovery is not None:
+            self.discovery.on_snapshot(snapshot)  # a new entity's config goes before its state
         sent = self.state.publish_snapshot(snapshot)
         log.debug("published", serial=snapshot.serial, messages=sent)
 
@@ -140,6 +166,7 @@ class Application:
             )
         return {
             "version": __version__,
+            "log_level": self.settings.log.level,  # the state of the bridge device's log-level select
             "started": self.started_at.isoformat(timespec="seconds") if self.started_at else None,
             "inverters": inverters,
             "config": self.settings.summary(),

@@ -82,6 +82,11 @@ class MqttSettings(_Section):
     full_refresh_interval: float = Field(300.0, ge=10, description="seconds between full state republishes")
     publish_raw: bool = Field(False, description="also publish GivTCP's raw/ register dump")
     slot_entities: Literal["select", "time"] = "select"
+    migrate_givtcp_discovery: bool = Field(
+        False,
+        description="take over GivTCP's Home Assistant entities (HA's migrate_discovery procedure), keeping "
+        "their entity ids, names, areas and history; turn on when replacing GivTCP, with GivTCP stopped",
+    )
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
     @field_validator("root", "discovery_prefix")

@@ -1,0 +1,423 @@
+"""Discovery documents, built offline from register-level snapshots of each model.
+
+Every payload is checked against Home Assistant's rules (``test_discovery_schema.problems``);
+the ids, units, options and limits Predbat's GivTCP template reads are checked one by one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from givbridge.entities import TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
+from givbridge.mqtt.discovery import (
+    LOG_LEVELS,
+    DeviceConfig,
+    DiscoveryBuilder,
+    InverterDiscovery,
+    address_of,
+)
+from givbridge.mqtt.state import MESSAGES_PATH
+from givbridge.mqtt.topics import Topics
+from givbridge.plant import Snapshot, build_snapshot
+from givbridge.plant.families import FAMILIES
+from tests.unit.plant.registers import ac_one_pack, gen1_two_packs, gen3_ten_slots, plant_from
+from tests.unit.test_discovery_schema import problems
+
+FIXTURES = {"hybrid-gen1": gen1_two_packs, "hybrid-gen3": gen3_ten_slots, "ac": ac_one_pack}
+TAKEN_AT = datetime(2026, 6, 5, 11, 20, tzinfo=UTC)
+ZONE = ZoneInfo("Europe/London")
+
+# The bridge-side values a runner adds to every snapshot (givbridge.bridge.InverterRunner._build).
+STATS: dict[str, Any] = {
+    "Stats/Last_Updated_Time": TAKEN_AT.astimezone(ZONE),
+    "Stats/status": "online",
+    "Stats/Time_Since_Last_Update": 15.0,
+    "Stats/GivTCP_Version": "3.5 (givbridge test)",
+    "Stats/Write_Count": 0,
+    "Stats/Safe_Write_Count": 0,
+    "Stats/Poll_Failures": 0,
+    "Stats/Reconnects": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> EntityCatalogue:
+    return load_catalogue()
+
+
+@pytest.fixture(scope="module")
+def snapshots() -> dict[str, Snapshot]:
+    return {
+        family: build_snapshot(plant_from(make()), family=FAMILIES[family], taken_at=TAKEN_AT, tz=ZONE, extras=STATS)
+        for family, make in FIXTURES.items()
+    }
+
+
+def builder(catalogue: EntityCatalogue, **overrides: Any) -> DiscoveryBuilder:
+    options: dict[str, Any] = {
+        "topics": Topics("GivEnergy"),
+        "discovery_prefix": "homeassistant",
+        "catalogue": catalogue,
+        **overrides,
+    }
+    return DiscoveryBuilder(**options)
+
+
+def discover(catalogue: EntityCatalogue, snapshot: Snapshot, prefix: str = "givtcp", **kw: Any) -> InverterDiscovery:
+    return builder(catalogue, **kw).inverter(snapshot, prefix=prefix, paths={*snapshot.values, MESSAGES_PATH})
+
+
+def entities(devices: tuple[DeviceConfig, ...]) -> dict[str, dict[str, Any]]:
+    """default_entity_id -> component config, over every device."""
+    found: dict[str, dict[str, Any]] = {}
+    for device in devices:
+        for component in device.document["components"].values():
+            assert component["default_entity_id"] not in found, component["default_entity_id"]
+            found[component["default_entity_id"]] = component
+    return found
+
+
+def roundtrip(device: DeviceConfig) -> dict[str, Any]:
+    """What a subscriber parses from the payload."""
+    parsed: dict[str, Any] = json.loads(device.text())
+    return parsed
+
+
+# --------------------------------------------------------------------------- HA's rules
+
+
+@pytest.mark.parametrize("family", sorted(FIXTURES))
+@pytest.mark.parametrize("slots", ["select", "time"])
+def test_every_document_follows_home_assistants_rules(
+    catalogue: EntityCatalogue, snapshots: dict[str, Snapshot], family: str, slots: str
+) -> None:
+    build = builder(catalogue, slot_entities=slots)
+    discovery = build.inverter(snapshots[family], prefix="givtcp", paths=snapshots[family].values)
+    found = [line for device in discovery.devices for line in problems(device.topic, roundtrip(device))]
+    bridge = build.bridge()
+    found += problems(bridge.topic, roundtrip(bridge))
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("slots", ["select", "time"])
+def test_every_definition_makes_a_valid_entity(
+    catalogue: EntityCatalogue, snapshots: dict[str, Snapshot], slots: str
+) -> None:
+    """Every entry of every template file, published or not by the fixtures above."""
+    snapshot = snapshots["hybrid-gen3"]
+    paths = [f"Power/Power/{key}" for key in catalogue]
+    limits = {"battery_max_power": 3600.0, "inverter_max_power": 5000.0}
+    discovery = builder(catalogue, slot_entities=slots).inverter(snapshot, prefix="givtcp", paths=paths, limits=limits)
+    assert discovery.unresolved == () and discovery.undefined == ()
+    [device] = discovery.devices
+    assert len(device.components) == len(catalogue)
+    found = problems(device.topic, roundtrip(device))
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("family", sorted(FIXTURES))
+def test_every_published_leaf_is_discovered(
+    catalogue: EntityCatalogue, snapshots: dict[str, Snapshot], family: str
+) -> None:
+    snapshot = snapshots[family]
+    discovery = discover(catalogue, snapshot)
+    assert discovery.undefined == () and discovery.unresolved == ()
+    unique_ids = {key for device in discovery.devices for key in device.components}
+    published = {address_of(path, snapshot.serial).unique_id("givtcp") for path in {*snapshot.values, MESSAGES_PATH}}
+    assert unique_ids == published
+
+
+def test_a_leaf_without_definition_is_reported_not_published(
+    catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]
+) -> None:
+    snapshot = snapshots["hybrid-gen3"]
+    discovery = builder(catalogue).inverter(snapshot, prefix="givtcp", paths=[*snapshot.values, "Power/Power/Nonsense"])
+    assert discovery.undefined == ("Nonsense",)
+    assert not any("Nonsense" in key for device in discovery.devices for key in device.components)
+
+
+def test_energy_dashboard_semantics(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    found = entities(discover(catalogue, snapshots["hybrid-gen3"]).devices)
+    serial = snapshots["hybrid-gen3"].serial.lower()
+
+    def sensor(name: str) -> tuple[Any, ...]:
+        c = found[f"sensor.givtcp_{serial}_{name}"]
+        return c["device_class"], c.get("state_class"), c["unit_of_measurement"]
+
+    for name in ("import", "export", "pv", "load", "battery_charge", "battery_discharge", "ac_charge"):
+        assert sensor(f"{name}_energy_today_kwh") == ("energy", "total_increasing", "kWh")
+    for name in ("import", "export", "pv"):  # lifetime battery totals depend on the firmware
+        assert sensor(f"{name}_energy_total_kwh") == ("energy", "total_increasing", "kWh")
+    # Two always-positive sensors per direction, as the dashboard's "two sensors" power mode wants.
+    for name in ("import_power", "export_power", "charge_power", "discharge_power", "pv_power", "load_power"):
+        assert sensor(name) == ("power", "measurement", "W")
+    assert sensor("soc") == ("battery", "measurement", "%")
+    for key, component in found.items():
+        if component.get("device_class") == "energy":
+            assert component["state_class"] in ("total", "total_increasing"), key
+            assert component["unit_of_measurement"] == "kWh", key
+
+
+def test_categories_settings_config_identity_diagnostic(
+    catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]
+) -> None:
+    snapshot = snapshots["hybrid-gen3"]
+    found = entities(discover(catalogue, snapshot).devices)
+    serial = snapshot.serial.lower()
+    for platform, component in ((c["platform"], c) for c in found.values()):
+        if platform in ("number", "select", "switch", "time"):
+            assert component["entity_category"] == "config", component["unique_id"]
+    for name in ("invertor_serial_number", "invertor_firmware", "write_count", "last_updated_time", "status"):
+        assert found[f"sensor.givtcp_{serial}_{name}"]["entity_category"] == "diagnostic"
+    pack = snapshot.info.battery_serials[0].lower()
+    assert found[f"sensor.givtcp_{pack}_battery_firmware_version"]["entity_category"] == "diagnostic"
+    assert found[f"sensor.givtcp_{pack}_battery_cycles"]["entity_category"] == "diagnostic"
+
+
+# --------------------------------------------------------------------------- Predbat's entities
+
+
+def predbat_entities(sn: str) -> dict[str, dict[str, Any]]:
+    """What Predbat's GivTCP template (and its documented watchdog) reads: id -> expected attributes."""
+    time_slot = {"options": list(TIME_SLOT_OPTIONS)}
+    return {
+        f"sensor.givtcp_{sn}_soc_kwh": {"unit_of_measurement": "kWh"},
+        f"sensor.givtcp_{sn}_battery_capacity_kwh": {"unit_of_measurement": "kWh"},
+        f"number.givtcp_{sn}_battery_charge_rate": {"unit_of_measurement": "W", "min": 0},
+        f"number.givtcp_{sn}_battery_discharge_rate": {"unit_of_measurement": "W", "min": 0},
+        f"number.givtcp_{sn}_battery_power_reserve": {"unit_of_measurement": "%", "max": 100},
+        f"number.givtcp_{sn}_target_soc": {"unit_of_measurement": "%", "max": 100},
+        f"number.givtcp_{sn}_discharge_target_soc_1": {"unit_of_measurement": "%"},
+        f"switch.givtcp_{sn}_enable_charge_target": {"payload_on": "enable", "payload_off": "disable"},
+        f"switch.givtcp_{sn}_enable_charge_schedule": {"payload_on": "enable", "payload_off": "disable"},
+        f"switch.givtcp_{sn}_real_time_control": {"payload_on": "enable", "payload_off": "disable"},
+        f"select.givtcp_{sn}_mode": {
+            "options": ["Eco", "Eco (Paused)", "Timed Demand", "Timed Export", "Unknown", "Export (Paused)"]
+        },
+        f"select.givtcp_{sn}_battery_pause_mode": {
+            "options": ["Disabled", "PauseCharge", "PauseDischarge", "PauseBoth"]
+        },
+        f"select.givtcp_{sn}_charge_start_time_slot_1": time_slot,
+        f"select.givtcp_{sn}_charge_end_time_slot_1": time_slot,
+        f"select.givtcp_{sn}_discharge_start_time_slot_1": time_slot,
+        f"select.givtcp_{sn}_discharge_end_time_slot_1": time_slot,
+        f"select.givtcp_{sn}_battery_pause_start_time_slot": time_slot,
+        f"select.givtcp_{sn}_battery_pause_end_time_slot": time_slot,
+        f"sensor.givtcp_{sn}_invertor_time": {"device_class": "timestamp"},
+        f"sensor.givtcp_{sn}_battery_power": {"unit_of_measurement": "W"},
+        f"sensor.givtcp_{sn}_pv_power": {"unit_of_measurement": "W"},
+        f"sensor.givtcp_{sn}_load_power": {"unit_of_measurement": "W"},
+        f"sensor.givtcp_{sn}_grid_power": {"unit_of_measurement": "W"},
+        f"sensor.givtcp_{sn}_load_energy_today_kwh": {"unit_of_measurement": "kWh"},
+        f"sensor.givtcp_{sn}_import_energy_today_kwh": {"unit_of_measurement": "kWh"},
+        f"sensor.givtcp_{sn}_export_energy_today_kwh": {"unit_of_measurement": "kWh"},
+        f"sensor.givtcp_{sn}_pv_energy_today_kwh": {"unit_of_measurement": "kWh"},
+        "sensor.givtcp_battery_stack_1_bms_temperature": {"unit_of_measurement": "°C"},
+        f"sensor.givtcp_{sn}_last_updated_time": {"device_class": "timestamp"},
+        f"sensor.givtcp_{sn}_status": {},
+        f"sensor.givtcp_{sn}_invertor_temperature": {"unit_of_measurement": "°C"},
+        f"button.givtcp_{sn}_reboot_invertor": {"payload_press": "restart"},
+    }
+
+
+def test_predbat_finds_every_entity_it_reads(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    snapshot = snapshots["hybrid-gen3"]
+    found = entities(discover(catalogue, snapshot).devices)
+    expected = predbat_entities(snapshot.serial.lower())
+    missing = sorted(set(expected) - set(found))
+    assert not missing, f"Predbat's entities not discovered: {missing}"
+    for entity_id, attributes in expected.items():
+        assert {key: found[entity_id].get(key) for key in attributes} == attributes, entity_id
+    # Predbat's serial auto-detection regex, and the max attribute it reads as the battery rate.
+    assert any(e.startswith("sensor.givtcp_") and e.endswith("_soc_kwh") for e in found)
+    max_rate = snapshot[f"{snapshot.serial}/Invertor_Max_Bat_Rate"]
+    assert max_rate == 3600
+    for rate in ("battery_charge_rate", "battery_discharge_rate"):
+        assert found[f"number.givtcp_{snapshot.serial.lower()}_{rate}"]["max"] == max_rate
+    # Each pack's cell count, for Predbat's documented watchdog.
+    for pack in snapshot.info.battery_serials:
+        assert f"sensor.givtcp_{pack.lower()}_battery_cells" in found
+
+
+def test_unique_ids_are_givtcps_strings(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    snapshot = snapshots["hybrid-gen3"]
+    serial = snapshot.serial
+    pack = snapshot.info.battery_serials[0]
+    keys = {key for device in discover(catalogue, snapshot).devices for key in device.components}
+    assert f"givtcp_{serial}_SOC_kWh" in keys
+    assert f"givtcp_{serial}_Invertor_Time" in keys
+    assert f"givtcp_{pack}_Battery_SOC" in keys
+    assert "givtcp_Battery_Stack_1_BMS_Temperature" in keys
+    assert f"givtcp_Meter_ID{snapshot.info.meter_ids[0]}_Import_Energy_kWh" in keys
+
+
+def test_the_rate_limit_is_each_inverters_own(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    for snapshot in snapshots.values():
+        found = entities(discover(catalogue, snapshot).devices)
+        rate = found[f"number.givtcp_{snapshot.serial.lower()}_battery_charge_rate"]
+        assert rate["max"] == snapshot[f"{snapshot.serial}/Invertor_Max_Bat_Rate"]
+
+
+def test_a_number_without_a_known_limit_is_left_out(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    snapshot = snapshots["hybrid-gen1"]
+    discovery = builder(catalogue).inverter(
+        snapshot, prefix="givtcp", paths=snapshot.values, limits={"battery_max_power": None}
+    )
+    assert "Battery_Charge_Rate" in discovery.unresolved
+    assert f"givtcp_{snapshot.serial}_Battery_Charge_Rate" not in discovery.devices[0].components
+
+
+def test_inverters_get_their_own_prefix(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    first, second = snapshots["hybrid-gen3"], snapshots["hybrid-gen1"]
+    one = entities(discover(catalogue, first, "givtcp").devices)
+    two = entities(discover(catalogue, second, "givtcp2").devices)
+    assert not set(one) & set(two)
+    assert "sensor.givtcp_battery_stack_1_bms_temperature" in one
+    assert "sensor.givtcp2_battery_stack_1_bms_temperature" in two
+    assert f"sensor.givtcp2_{second.serial.lower()}_soc_kwh" in two
+    assert f"number.givtcp2_{second.serial.lower()}_battery_charge_rate" in two
+    assert all(e.split(".", 1)[1].startswith("givtcp2_") for e in two)
+    custom = entities(discover(catalogue, first, "house").devices)
+    assert f"select.house_{first.serial.lower()}_mode" in custom
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def test_device_layout(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    snapshot = snapshots["hybrid-gen3"]
+    serial = snapshot.serial
+    build = builder(catalogue)
+    discovery = build.inverter(snapshot, prefix="givtcp", paths=snapshot.values, name="Garage")
+    by_topic = {device.topic: device.document for device in discovery.devices}
+    inverter = by_topic[f"homeassistant/device/givbridge_{serial}/config"]
+    assert inverter["device"] == {
+        "identifiers": [f"givbridge_{serial}", f"{serial}_{serial}"],
+        "name": "Garage",
+        "manufacturer": "GivEnergy",
+        "model": "Hybrid Gen3",
+        "serial_number": serial,
+        "via_device": build.bridge_identifier,
+        "sw_version": snapshot.info.firmware,
+    }
+    assert inverter["origin"]["name"] == "givbridge" and inverter["origin"]["sw_version"]
+    assert inverter["origin"]["support_url"].startswith("https://")
+    assert inverter["availability"] == [
+        {"topic": "GivEnergy/bridge/state"},
+        {"topic": f"GivEnergy/{serial}/availability"},
+    ]
+    assert inverter["availability_mode"] == "all"
+    for pack in snapshot.info.battery_serials:
+        battery = by_topic[f"homeassistant/device/givbridge_{pack}/config"]
+        assert battery["device"]["via_device"] == f"givbridge_{serial}"
+        assert battery["device"]["serial_number"] == pack
+        assert battery["device"]["sw_version"]
+        assert battery["availability"] == inverter["availability"]
+        assert all(key.startswith(f"givtcp_{pack}_") for key in battery["components"])
+    meter = by_topic[f"homeassistant/device/givbridge_{serial}_Meter_ID{snapshot.info.meter_ids[0]}/config"]
+    assert meter["device"]["via_device"] == f"givbridge_{serial}"
+    # Stack-level BMS readings stay with the inverter that measures them.
+    assert "givtcp_Battery_Stack_1_BMS_Temperature" in inverter["components"]
+    assert len(by_topic) == 1 + len(snapshot.info.battery_serials) + len(snapshot.info.meter_ids)
+    # Packs and meters after their inverter, which they name as via_device.
+    assert discovery.devices[0].topic.endswith(f"givbridge_{serial}/config")
+
+
+def test_state_and_command_topics_are_givtcps(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    snapshot = snapshots["hybrid-gen3"]
+    sn = snapshot.serial
+    found = entities(discover(catalogue, snapshot).devices)
+    target = found[f"number.givtcp_{sn.lower()}_target_soc"]
+    assert target["state_topic"] == f"GivEnergy/{sn}/Control/Target_SOC"
+    assert target["command_topic"] == f"GivEnergy/control/{sn}/setChargeTarget"
+    pack = snapshot.info.battery_serials[0]
+    assert (
+        found[f"sensor.givtcp_{pack.lower()}_battery_soc"]["state_topic"]
+        == f"GivEnergy/{sn}/Battery_Details/Battery_Stack_1/{pack}/Battery_SOC"
+    )
+    reboot = found[f"button.givtcp_{sn.lower()}_reboot_invertor"]
+    assert "state_topic" not in reboot and reboot["command_topic"] == f"GivEnergy/control/{sn}/rebootInverter"
+    assert "value_template" not in json.dumps([c for c in found.values()])
+
+
+def test_time_entities_instead_of_selects(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    snapshot = snapshots["hybrid-gen3"]
+    sn = snapshot.serial.lower()
+    as_selects = entities(discover(catalogue, snapshot).devices)
+    as_times = entities(discover(catalogue, snapshot, slot_entities="time").devices)
+    assert len(as_selects) == len(as_times)
+    start = as_times[f"time.givtcp_{sn}_charge_start_time_slot_1"]
+    assert start["unique_id"] == f"givtcp_{snapshot.serial}_Charge_start_time_slot_1"
+    assert start["command_topic"] == f"GivEnergy/control/{snapshot.serial}/setChargeStart1"
+    assert "options" not in start
+    assert f"time.givtcp_{sn}_battery_pause_end_time_slot" in as_times
+    assert f"select.givtcp_{sn}_charge_start_time_slot_1" not in as_times
+    assert f"select.givtcp_{sn}_mode" in as_times  # only time slots change platform
+
+
+def test_bridge_device(catalogue: EntityCatalogue) -> None:
+    bridge = builder(catalogue, topics=Topics("home/GivEnergy")).bridge()
+    assert bridge.topic == "homeassistant/device/givbridge_bridge_home_GivEnergy/config"
+    components = {c["platform"]: c for c in bridge.document["components"].values()}
+    state = components["binary_sensor"]
+    assert (state["state_topic"], state["device_class"]) == ("home/GivEnergy/bridge/state", "connectivity")
+    assert "availability" not in state  # it must show "disconnected", not "unavailable"
+    assert components["button"]["command_topic"] == "home/GivEnergy/bridge/request/restart"
+    log_level = components["select"]
+    assert log_level["command_topic"] == "home/GivEnergy/bridge/request/log_level"
+    assert log_level["options"] == list(LOG_LEVELS) == ["debug", "info", "warning", "error"]
+    assert log_level["state_topic"] == "home/GivEnergy/bridge/info"
+    assert components["sensor"]["value_template"] == "{{ value_json.version }}"
+
+
+# --------------------------------------------------------------------------- GivTCP's old topics
+
+
+def test_givtcp_topic_of_each_kind_of_entity(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    snapshot = snapshots["hybrid-gen3"]
+    sn = snapshot.serial
+    pack = snapshot.info.battery_serials[0]
+    meter = snapshot.info.meter_ids[0]
+    legacy = discover(catalogue, snapshot, slot_entities="time").legacy_topics
+    expected = {
+        f"homeassistant/sensor/GivEnergy/{sn}_PV_Power/config",
+        f"homeassistant/number/GivEnergy/{sn}_Target_SOC/config",
+        f"homeassistant/select/GivEnergy/{sn}_Charge_start_time_slot_1/config",  # GivTCP's platform
+        f"homeassistant/button/GivEnergy/{sn}_Reboot_Invertor/config",
+        f"homeassistant/sensor/GivEnergy/{sn}_{pack}_Battery_SOC/config",
+        f"homeassistant/sensor/GivEnergy/{sn}_Battery_Stack_1_BMS_Temperature/config",
+        f"homeassistant/sensor/GivEnergy/{sn}_Meter_ID{meter}_Import_Energy_kWh/config",
+    }
+    assert expected <= legacy
+    build = builder(catalogue)
+    assert all(build.legacy_object_id(topic) for topic in legacy)
+    assert build.legacy_object_id(f"homeassistant/device/givbridge_{sn}/config") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "scope", "holder"),
+    [
+        ("Power/Power/SOC", "inverter", "SA1234G567"),
+        ("SA1234G567/Invertor_Time", "inverter", "SA1234G567"),
+        ("Battery_Details/Battery_Stack_1/BG1234G001/Battery_SOC", "battery", "BG1234G001"),
+        ("Battery_Details/Battery_Stack_1/BMS_Temperature", "inverter", "Battery_Stack_1"),
+        ("Meter_Details/Meter_ID2/Frequency", "meter", "Meter_ID2"),
+    ],
+)
+def test_address_of(path: str, scope: str, holder: str) -> None:
+    where = address_of(path, "SA1234G567")
+    assert (where.scope, where.holder, where.leaf) == (scope, holder, path.rsplit("/", 1)[-1])
+
+
+def test_removal_marks_components_by_platform(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    device = discover(catalogue, snapshots["ac"]).devices[0]
+    key = next(iter(device.components))
+    document = json.loads(device.text(removed={key: "select", "gone_entity": "sensor"}))
+    assert document["components"][key] == {"platform": "select"}
+    assert document["components"]["gone_entity"] == {"platform": "sensor"}
+    assert len(document["components"]) == len(device.components) + 1
