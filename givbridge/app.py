@@ -21,6 +21,7 @@ from givbridge.clock import Clock, SystemClock
 from givbridge.commands import CommandExecutor
 from givbridge.config import Settings
 from givbridge.entities import EntityCatalogue, load_catalogue
+from givbridge.health import HealthWriter
 from givbridge.log import get_logger
 from givbridge.mqtt.client import MqttClient, Publication
 from givbridge.mqtt.control import ControlSubscriber
@@ -94,14 +95,24 @@ class Application:
         self.commands = CommandExecutor(self.bridge, settings=settings, clock=self.clock)
         self.control = ControlSubscriber(self.mqtt, self.topics, self.commands)
         self.control.attach()
+        # health.json in the data dir, for `givbridge health` (container HEALTHCHECK) without the HTTP shim.
+        self.health_writer = HealthWriter(
+            self.bridge.store,
+            mqtt=self.mqtt,
+            runners=self.bridge.runners,
+            interval=settings.polling.poll_interval,
+            clock=self.clock,
+        )
 
     async def start(self) -> None:
         self.started_at = self.clock.now()
         await self.mqtt.start()
         await self.bridge.start()
+        self.health_writer.start()
 
     async def stop(self) -> None:
         """Stop polling, say offline, disconnect: well within two seconds."""
+        await self.health_writer.stop()
         await self.bridge.stop(timeout=0.8)
         if self.discovery is not None:
             await self.discovery.stop()

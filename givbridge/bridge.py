@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -66,6 +67,7 @@ from givbridge.plant.writes import (
     unwritable,
     writable_registers,
 )
+from givbridge.scan import find_serial
 from givbridge.store import JsonStore
 
 log = get_logger(__name__)
@@ -285,6 +287,9 @@ class InverterRunner:
         self.label = f"{self.config.host}:{self.config.port}"
         self._log = log.bind(inverter=self.label)
         self._counters: dict[str, int] = {"write_count": 0, "safe_write_count": 0}
+        # follow_serial: the other runners (set by Bridge), whose connected addresses a search skips.
+        self.peers: Sequence[InverterRunner] = ()
+        self.follower = SerialFollower(self) if self.config.follow_serial and self.config.serial else None
 
     # ----------------------------------------------------------------- public API
 
@@ -318,12 +323,22 @@ class InverterRunner:
 
         return await self._submit(_READ_PRIORITY, fresh)  # type: ignore[no-any-return]
 
+    def move_to(self, host: str, why: str) -> None:
+        """Talk to the inverter at ``host`` from the next connection on (``follow_serial``)."""
+        self._log.warning("inverter moved", serial=self.config.serial, old=self.config.host, new=host, why=why)
+        self.config = self.config.model_copy(update={"host": host})
+        self.label = f"{self.config.host}:{self.config.port}"
+        self._log = log.bind(inverter=self.label)
+        structlog.contextvars.bind_contextvars(inverter=self.label)
+
     def request_restart(self) -> None:
         """Drop the connection and start over (the ``restart`` command)."""
         self._restart.set()
 
     async def run(self) -> None:
         """Connect, poll and serve jobs until cancelled; never returns on its own."""
+        if self.follower is not None:
+            await self.follower.restore()
         structlog.contextvars.bind_contextvars(inverter=self.label)
         while True:
             try:
@@ -347,6 +362,9 @@ class InverterRunner:
                 self._restart.clear()
                 self._backoff.reset()
                 continue
+            if self.follower is not None and await self.follower.search_if_lost():
+                self._backoff.reset()
+                continue  # found at a new address: connect there at once
             await self.clock.sleep(self._backoff.next())
 
     # ----------------------------------------------------------------- connection
@@ -786,6 +804,81 @@ def _default_client(host: str, port: int, plant: Plant, request_gap: float) -> C
     )
 
 
+class SerialFollower:
+    """``follow_serial``: find a runner's inverter again after DHCP has given it another address.
+
+    Once the inverter has not answered for ``lost_after`` seconds, the old address's /24 (or
+    the configured ``search_network``) is searched for its serial, skipping addresses other
+    runners are connected to (one connection per dongle), and again every ``search_every``
+    seconds while it stays lost. A find moves the runner there and is remembered in the data
+    dir, so a restart starts at the new address; a changed ``host`` in the settings wins
+    over the remembered one.
+    """
+
+    LOST_AFTER = 120.0
+    SEARCH_EVERY = 600.0
+
+    def __init__(self, runner: InverterRunner) -> None:
+        assert runner.config.serial is not None
+        self.runner = runner
+        self.serial = runner.config.serial
+        self.configured_host = runner.config.host
+        self.lost_after = self.LOST_AFTER
+        self.search_every = self.SEARCH_EVERY
+        self._started = runner.clock.now()
+        self._next_search: datetime | None = None
+
+    @property
+    def document(self) -> str:
+        return f"address-{self.serial}"
+
+    def network(self) -> ipaddress.IPv4Network:
+        configured = self.runner.config.search_network
+        if configured is not None:
+            return configured
+        return ipaddress.IPv4Interface(f"{self.configured_host}/24").network
+
+    async def restore(self) -> None:
+        """Start where the serial was last found, if the settings still name the address it moved from."""
+        stored = await asyncio.to_thread(self.runner.store.load, self.document)
+        host = stored.get("host")
+        if stored.get("configured_host") != self.configured_host or not isinstance(host, str) or not host:
+            return  # nothing remembered, or the settings have been changed since
+        if host != self.runner.config.host:
+            self.runner.move_to(host, "remembered from the last search")
+
+    async def search_if_lost(self) -> bool:
+        """Search if the inverter has been lost long enough; True when it was found somewhere else."""
+        runner = self.runner
+        if runner.health.consecutive_failures == 0:
+            return False
+        now = runner.clock.now()
+        lost_since = runner.health.last_success or self._started
+        if (now - lost_since).total_seconds() < self.lost_after:
+            return False
+        if self._next_search is not None and now < self._next_search:
+            return False
+        self._next_search = now + timedelta(seconds=self.search_every)
+        network = self.network()
+        busy = {peer.config.host for peer in runner.peers if peer is not runner and peer.health.connected}
+        runner._log.info("inverter lost; searching for its serial", serial=self.serial, network=str(network))
+        found = await find_serial(
+            self.serial, [network], port=runner.config.port, wait=runner.settings.polling.timeout, exclude=busy
+        )
+        if found is None:
+            runner._log.warning("serial not found; searching again later", serial=self.serial, network=str(network))
+            return False
+        if found.host == runner.config.host:
+            return False  # back where it was; the normal reconnect takes over
+        runner.move_to(found.host, f"found by searching {network}")
+        record = {"configured_host": self.configured_host, "host": found.host, "found": now.isoformat()}
+        try:
+            await asyncio.to_thread(runner.store.save, self.document, record)
+        except OSError as exc:
+            runner._log.warning("could not remember the new address", error=str(exc))
+        return True
+
+
 class Bridge:
     """Starts, supervises and stops every device runner."""
 
@@ -798,6 +891,8 @@ class Bridge:
             for i, inverter in enumerate(settings.inverters)
             if inverter.enabled
         ]
+        for runner in self.runners:
+            runner.peers = self.runners
         self._tasks: list[asyncio.Task[None]] = []
 
     def runner_for(self, serial: str) -> InverterRunner | None:

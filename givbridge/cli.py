@@ -1,4 +1,4 @@
-"""``givbridge`` command line: run | demo | simulate | watch | commands | version."""
+"""``givbridge`` command line: run | demo | simulate | watch | scan | health | migrate-givtcp | commands | version."""
 
 from __future__ import annotations
 
@@ -62,16 +62,28 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(getattr(args, "config", None), _overrides(args))
+def _settings(args: argparse.Namespace, addon_defaults: dict[str, Any] | None = None) -> Settings:
+    settings = load_settings(getattr(args, "config", None), _overrides(args), addon_defaults=addon_defaults)
     configure_logging(settings.log.level, settings.log.format)
+    return settings
+
+
+async def _bridge_settings(args: argparse.Namespace) -> Settings:
+    """Settings for ``run``; in the Home Assistant add-on, the Supervisor's MQTT broker goes beneath the options."""
+    from givbridge import addon
+
+    # The Supervisor lookup is blocking HTTP: in a worker thread, never on the event loop.
+    supervisor = await asyncio.to_thread(addon.mqtt_from_supervisor) if addon.in_addon() else None
+    settings = _settings(args, addon_defaults=supervisor.defaults if supervisor else None)
+    if supervisor is not None:
+        (log.warning if supervisor.level == "warning" else log.info)(supervisor.message)
     return settings
 
 
 async def _run(args: argparse.Namespace) -> int:
     from givbridge.app import Application, run_until_signalled
 
-    settings = _settings(args)
+    settings = await _bridge_settings(args)
     if not settings.inverters:
         raise ConfigError("no inverters configured: add an `inverters:` list to the config file or pass --inverter")
     app = Application(settings)
@@ -118,6 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch_module.add_arguments(watch)
     watch.set_defaults(handler=watch_module.main)
+
+    scan = sub.add_parser("scan", help="find GivEnergy inverters and EV chargers on the LAN; print their config")
+    from givbridge import scan as scan_module
+
+    scan_module.add_arguments(scan)
+    scan.set_defaults(handler=scan_module.main)
+
+    health = sub.add_parser("health", help="exit 0 if the running bridge is healthy (for container health checks)")
+    from givbridge import health as health_module
+
+    _add_common(health)
+    health_module.add_arguments(health)
+    health.set_defaults(handler=health_module.main)
+
+    migrate = sub.add_parser("migrate-givtcp", help="turn GivTCP's allsettings.json into a givbridge config file")
+    from givbridge import migrate as migrate_module
+
+    migrate_module.add_arguments(migrate)
+    migrate.set_defaults(handler=migrate_module.main)
 
     commands = sub.add_parser("commands", help="list every command with its payload forms and models")
     from givbridge.commands import docs as commands_docs

@@ -2,8 +2,9 @@
 
 Priority, highest first: command-line flags > environment (``GIVBRIDGE_*``, nested with
 ``__``, e.g. ``GIVBRIDGE_MQTT__HOST``) > the YAML/JSON file given with ``--config`` > the
-Home Assistant add-on's ``/data/options.json`` when it exists > defaults. Every source has
-the same shape as the YAML file (see ``deploy/config.example.yaml``).
+Home Assistant add-on's ``/data/options.json`` when it exists > the MQTT broker the
+Supervisor offers the add-on > defaults. Every source has the same shape as the YAML file
+(see ``deploy/config.example.yaml``).
 
 A config that does not validate raises :class:`ConfigError` whose message names each bad
 field and what it accepts; the CLI prints it and exits with status 2.
@@ -18,6 +19,7 @@ import re
 import socket
 from collections.abc import Mapping
 from contextvars import ContextVar
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,10 +40,22 @@ ADDON_OPTIONS = Path("/data/options.json")
 _SERIAL = re.compile(r"^[A-Z]{2}\d{4}[A-Z]\d{3}$|^[A-Z]{3}\d{7}$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _TOPIC_ROOT = re.compile(r"^[^#+\s/][^#+\s]*$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+FOLLOW_MAX_PREFIX = 20  # follow_serial searches at most a /20 (4094 addresses)
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; ``str()`` is a message for a person."""
+
+
+def default_prefix(index: int) -> str:
+    """GivTCP's entity-id prefix for its inverter slot ``index`` (from 0): givtcp, givtcp2, ..."""
+    return "givtcp" if index == 0 else f"givtcp{index + 1}"
+
+
+def is_serial(value: str) -> bool:
+    """Whether ``value`` is a GivEnergy inverter serial as the settings accept it."""
+    return bool(_SERIAL.match(value))
 
 
 class _Section(BaseModel):
@@ -105,6 +119,14 @@ class InverterSettings(_Section):
     prefix: str | None = Field(None, description="entity-id prefix, GivTCP's device prefix (givtcp, givtcp2, ...)")
     name: str | None = Field(None, description="friendly name shown in Home Assistant")
     enabled: bool = True
+    follow_serial: bool = Field(
+        False,
+        description="when the inverter has stopped answering for a while, look for its serial on the network "
+        "and follow it to its new address (needs serial)",
+    )
+    search_network: ipaddress.IPv4Network | None = Field(
+        None, description="where follow_serial looks; default: the /24 around host"
+    )
 
     @field_validator("serial")
     @classmethod
@@ -125,6 +147,24 @@ class InverterSettings(_Section):
         if not _PREFIX.match(value):
             raise ValueError("must be lower-case letters, digits and underscores, starting with a letter")
         return value
+
+    @model_validator(mode="after")
+    def _follow_needs_identity(self) -> InverterSettings:
+        if self.search_network is not None and self.search_network.prefixlen < FOLLOW_MAX_PREFIX:
+            # Searching is repeated while the inverter stays lost; keep each search short.
+            raise ValueError(f"search_network may be at most a /{FOLLOW_MAX_PREFIX}")
+        if not self.follow_serial:
+            return self
+        if self.serial is None:
+            raise ValueError("follow_serial needs serial: the inverter is recognised by it at its new address")
+        if self.search_network is None:
+            try:
+                ipaddress.IPv4Address(self.host)
+            except ValueError:
+                raise ValueError(
+                    "follow_serial with a host name needs search_network (there is no /24 around a name)"
+                ) from None
+        return self
 
 
 class PollingSettings(_Section):
@@ -181,6 +221,52 @@ class EvcSettings(_Section):
     poll_interval: float = Field(10.0, ge=2, le=3600)
 
 
+class TariffSettings(_Section):
+    """Electricity prices, per kWh in ``currency`` units (GivTCP's day/night/export rates).
+
+    The day rate applies from ``day_start`` and the night rate from ``night_start``; without
+    a night rate the day rate applies all day. With ``dynamic`` the current rate is switched
+    by command (GivTCP's ``switchRate``, e.g. from an Octopus automation) instead of by the clock.
+    """
+
+    currency: str = Field("GBP", description="ISO 4217 code of the prices, e.g. GBP or EUR")
+    import_day_rate: float = Field(allow_inf_nan=False, description="price of a kWh imported at the day rate")
+    import_night_rate: float | None = Field(
+        None, allow_inf_nan=False, description="price of a kWh imported at the night rate; omit for a single rate"
+    )
+    export_rate: float = Field(0.0, allow_inf_nan=False, description="price paid for a kWh exported")
+    day_start: time | None = Field(None, description="local time the day rate starts, e.g. '05:30'")
+    night_start: time | None = Field(None, description="local time the night rate starts, e.g. '23:30'")
+    dynamic: bool = Field(False, description="rates are switched by command rather than by the clock")
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency_code(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            if not _CURRENCY.match(value):
+                raise ValueError("must be a three-letter ISO 4217 code such as GBP or EUR")
+        return value
+
+    @field_validator("day_start", "night_start", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted 23:30 as the base-60 integer 1410; refuse it rather than
+        # guess, so a time is never silently taken as seconds.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError("write the time in quotes, e.g. '23:30' (unquoted, YAML reads it as a number)")
+        return value
+
+    @model_validator(mode="after")
+    def _two_rates_need_times(self) -> TariffSettings:
+        if self.import_night_rate is not None and not self.dynamic:
+            if self.day_start is None or self.night_start is None:
+                raise ValueError("a night rate needs day_start and night_start (or dynamic: true)")
+            if self.day_start == self.night_start:
+                raise ValueError("day_start and night_start must differ")
+        return self
+
+
 def _default_data_dir() -> Path:
     if ADDON_OPTIONS.parent.is_dir() and os.access(ADDON_OPTIONS.parent, os.W_OK):
         return ADDON_OPTIONS.parent
@@ -206,6 +292,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     evc: EvcSettings | None = None
+    tariffs: TariffSettings | None = None
     data_dir: Path = Field(default_factory=_default_data_dir)
     read_only: bool = Field(False, description="refuse every write to the inverters")
     timezone: str | None = Field(None, description="IANA zone of the inverter clocks; default: this host's")
@@ -257,10 +344,7 @@ class Settings(BaseSettings):
 
     def prefix_for(self, index: int) -> str:
         """GivTCP's entity-id prefix for the inverter at ``index``: givtcp, givtcp2, ..."""
-        configured = self.inverters[index].prefix
-        if configured:
-            return configured
-        return "givtcp" if index == 0 else f"givtcp{index + 1}"
+        return self.inverters[index].prefix or default_prefix(index)
 
     def summary(self) -> dict[str, Any]:
         """The configuration without secrets, for ``bridge/info`` and the logs."""
@@ -337,12 +421,20 @@ def load_settings(
     config_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     addon_options: Path = ADDON_OPTIONS,
+    addon_defaults: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build the settings from every source, in priority order."""
+    """Build the settings from every source, in priority order.
+
+    ``addon_defaults`` are settings the Home Assistant add-on learnt from the Supervisor (its
+    MQTT broker, see :mod:`givbridge.addon`): the lowest source, beneath the add-on's options.
+    """
     if config_file is None and os.environ.get("GIVBRIDGE_CONFIG"):
         config_file = Path(os.environ["GIVBRIDGE_CONFIG"])
     files: dict[str, Any] = {}
     used = []
+    if addon_defaults:
+        files = _deep_merge(files, addon_defaults)
+        used.append("Supervisor")
     if addon_options.is_file():
         files = _deep_merge(files, _read_file(addon_options))
         used.append(str(addon_options))
