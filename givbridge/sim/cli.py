@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8899, help="TCP port (default: 8899, the dongle's; 0 = any)")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds before each answer (default: 0.2)")
     parser.add_argument("--jitter", type=float, default=0.0, help="extra random latency, up to this many seconds")
+    parser.add_argument(
+        "--service-time",
+        type=float,
+        default=0.1,
+        help="seconds the inverter spends on each request, one at a time (default: 0.1)",
+    )
     parser.add_argument("--speed", type=_positive, default=1.0, help="simulated seconds per real second (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed for serials, weather and household (default: 0)")
     parser.add_argument("--heartbeat", type=_positive, default=180.0, help="seconds between dongle heartbeats")
@@ -80,6 +86,7 @@ async def main(args: argparse.Namespace) -> int:
         port=args.port,
         latency=args.latency,
         jitter=args.jitter,
+        service_time=args.service_time,
         heartbeat_interval=args.heartbeat,
         fan_out=args.fan_out,
         seed=args.seed,

@@ -2,8 +2,10 @@
 
 Frames are decoded with the library's ``ServerFramer`` and answered with its PDU classes, so
 CRCs, padding and envelopes are exactly what the library (and the real dongle) produce.
-Like the real HF-A21 and inverter, requests from every connection go through one queue and
-are answered strictly one at a time, each after the configured latency. Absent devices stay
+Like the real dongle and inverter, requests from every connection go through one queue and
+are answered in order: each after the configured latency (time in flight, during which
+requests overlap), and no sooner than ``service_time`` after the previous answer (the
+inverter handles one request at a time). Absent devices stay
 silent, missing banks get error responses (see ``SimulatedPlant.read``), and the dongle
 sends a heartbeat every ``heartbeat_interval`` seconds, closing a connection that leaves
 three in a row unanswered.
@@ -95,6 +97,7 @@ class SimulatorServer:
         port: int = 0,
         latency: float = 0.0,
         jitter: float = 0.0,
+        service_time: float = 0.0,
         heartbeat_interval: float = 180.0,
         heartbeat_timeout: float = 5.0,
         fan_out: bool = False,
@@ -104,6 +107,8 @@ class SimulatorServer:
         self.host = host
         self.latency = latency
         self.jitter = jitter
+        #: Time the inverter itself spends on each request, one request at a time.
+        self.service_time = service_time
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         #: Send every response to every connected client, as the HF-A21 does in multi-session mode.
@@ -114,7 +119,8 @@ class SimulatorServer:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
-        self._queue: asyncio.Queue[tuple[_Connection, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[_Connection, Any, float]] = asyncio.Queue()
+        self._free_at = 0.0  # loop time when the inverter finished its last request
         self._worker: asyncio.Task[None] | None = None
         #: Every request received, keyed ("HR"|"IR"|"MR", device address, base, count) for reads and
         #: ("W", device address, register, 1) for writes: what the dongle was asked, for tests
@@ -205,7 +211,7 @@ class SimulatorServer:
         else:
             _logger.debug("ignoring %s", message)
             return
-        self._queue.put_nowait((connection, message))
+        self._queue.put_nowait((connection, message, asyncio.get_running_loop().time()))
 
     def _drop_connections(self) -> None:
         for connection in list(self._connections):
@@ -233,13 +239,21 @@ class SimulatorServer:
     # -- the inverter --------------------------------------------------------------
 
     async def _answer_requests(self) -> None:
-        """Answer queued requests one at a time, each after the configured latency."""
+        """Answer queued requests in order: each after the latency, one service time apart.
+
+        A dongle's latency is mostly transport: requests overlap in flight (a Gen3 dongle
+        answers five staggered reads in ~2.1 s at ~1.1 s each, peers.md 4.1), while the
+        inverter behind it handles them one at a time, ``service_time`` each.
+        """
+        loop = asyncio.get_running_loop()
         while True:
-            connection, request = await self._queue.get()
+            connection, request, arrived = await self._queue.get()
             spread = self.jitter + self.faults.extra_jitter
             delay = self.latency + self.faults.extra_latency + (self._rng.uniform(0, spread) if spread else 0.0)
-            if delay > 0:
-                await asyncio.sleep(delay)
+            answer_at = max(arrived + delay, self._free_at + self.service_time)
+            if answer_at > loop.time():
+                await asyncio.sleep(answer_at - loop.time())
+            self._free_at = loop.time()
             if self.faults.silent:
                 continue
             frame = self._response_to(request)
