@@ -81,6 +81,9 @@ GIVTCP_COMPAT_VERSION = f"3.5 (givbridge {__version__})"
 # An inverter clock further than this from ours is worth a warning: timed slots would run
 # at the wrong time (Predbat warns at 30 minutes; GivTCP 3.6 at 5).
 CLOCK_SKEW_WARNING = 300.0
+# After a write, the whole settings bank set is re-read this many seconds later, unless the
+# next scheduled settings read comes sooner.
+SETTLE_AFTER_WRITE = 10.0
 # How often the hygiene's counter memory is written to disk (and always on disconnect):
 # often enough to survive a crash, rarely enough to spare SD cards.
 COUNTER_SAVE_INTERVAL = 60.0
@@ -705,10 +708,12 @@ class InverterRunner:
         return values
 
     async def _read_blocks(self, registers: list[int]) -> dict[int, int]:
+        """Read the banks holding ``registers``, all in flight together (the dongle overlaps them)."""
         values: dict[int, int] = {}
         try:
-            for base, count in blocks_for(registers):
-                values.update(await self._read_block(base, count))
+            reads = [self._read_block(base, count) for base, count in blocks_for(registers)]
+            for block in await asyncio.gather(*reads):
+                values.update(block)
         except TimeoutError as exc:
             raise Unreachable(f"{self.label} did not answer a read of HR{registers}") from exc
         return {r: values[r] for r in registers}
@@ -767,8 +772,10 @@ class InverterRunner:
             skipped=len(skipped),
             mismatches=[(m.register, m.wanted, m.actual) for m in mismatches],
         )
-        # The rest of the settings may have moved with this write (modes couple registers).
-        self._next_full = self.clock.monotonic()
+        # The rest of the settings may have moved with this write (modes couple registers):
+        # read them all soon, but not between the commands of a burst (Predbat sends several
+        # in a row; each would otherwise wait behind a full poll).
+        self._next_full = min(self._next_full, self.clock.monotonic() + SETTLE_AFTER_WRITE)
         await self._publish_readback()
         return outcome
 
