@@ -26,6 +26,7 @@ from givbridge.log import get_logger
 from givbridge.mqtt.client import MqttClient, Publication
 from givbridge.mqtt.control import ControlSubscriber
 from givbridge.mqtt.discovery import DiscoveryPublisher
+from givbridge.mqtt.requests import BridgeRequests
 from givbridge.mqtt.state import StatePublisher, ValueStyle
 from givbridge.mqtt.topics import OFFLINE, Topics
 from givbridge.plant.snapshot import Snapshot
@@ -95,6 +96,9 @@ class Application:
         self.commands = CommandExecutor(self.bridge, settings=settings, clock=self.clock)
         self.control = ControlSubscriber(self.mqtt, self.topics, self.commands)
         self.control.attach()
+        # The bridge device's restart button and log-level select, through the same executor.
+        self.requests = BridgeRequests(self.mqtt, self.topics, self.commands, self._announce)
+        self.requests.attach()
         # health.json in the data dir, for `givbridge health` (container HEALTHCHECK) without the HTTP shim.
         self.health_writer = HealthWriter(
             self.bridge.store,
@@ -155,6 +159,9 @@ class Application:
     async def _on_availability(self, runner: InverterRunner) -> None:
         if runner.serial:
             self.state.device_availability(runner.serial, runner.health.available)
+        self.state.bridge_info(self.info())
+
+    def _announce(self) -> None:
         self.state.bridge_info(self.info())
 
     def info(self) -> dict[str, Any]:

@@ -40,7 +40,6 @@ def configure_logging(
 ) -> None:
     """Set up structlog and the stdlib root logger. Safe to call more than once."""
     stream = stream if stream is not None else sys.stderr
-    numeric = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -70,16 +69,21 @@ def configure_logging(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(numeric)
+    logging.getLogger().handlers[:] = [handler]
+    set_log_level(level)
+    logging.captureWarnings(True)
+
+
+def set_log_level(level: str) -> None:
+    """Change the level of every logger givbridge set up, while running (the bridge device's select)."""
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    logging.getLogger().setLevel(numeric)
     for name in _QUIET_AT_INFO:
         logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
     # The library warns about every write echo outside its own allowlist, including the
     # registers givbridge deliberately extends it with (plant/writes.py); that module logs
     # nothing else.
     logging.getLogger("givenergy_modbus.pdu.write_registers").setLevel(max(numeric, logging.ERROR))
-    logging.captureWarnings(True)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -364,6 +364,15 @@ class DurationPayload(Payload):
     duration: Duration = Field(description="minutes 1-1440, or Cancel (also Normal or 0)", examples=["30"])
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class LogLevelPayload(Payload):
+    level: Annotated[str, BeforeValidator(choice(LOG_LEVELS))] = Field(
+        description="debug, info, warning or error (any case)", examples=["debug"]
+    )
+
+
 class SettingsPayload(Payload):
     """A whole givbridge configuration document; checked against givbridge.config when run."""
 

@@ -13,9 +13,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from givbridge.bridge import InverterRunner, Unreachable, WriteStatus
 from givbridge.commands import devices as dev
 from givbridge.commands.results import CommandFailed, ErrorCode, json_safe
-from givbridge.commands.schemas import NoPayload, SettingsPayload
+from givbridge.commands.schemas import LogLevelPayload, NoPayload, SettingsPayload
 from givbridge.commands.spec import ActionContext, Command
 from givbridge.config import Settings
+from givbridge.log import set_log_level
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan
 
@@ -121,6 +122,13 @@ async def restart(payload: NoPayload, context: ActionContext) -> Mapping[str, An
     return {"restarted": [runner.serial or runner.label for runner in runners]}
 
 
+async def set_level(payload: LogLevelPayload, context: ActionContext) -> Mapping[str, Any]:
+    """Change the log level of the running bridge (not saved: the configuration's level applies at the next start)."""
+    set_log_level(payload.level)
+    context.settings.log.level = payload.level  # type: ignore[assignment]  # validated by the payload model
+    return {"log_level": payload.level}
+
+
 class _DocumentSettings(Settings):
     """The settings model reading nothing but the document given (no environment, no files)."""
 
@@ -215,6 +223,16 @@ COMMANDS: tuple[Command, ...] = (
         writes=False,
         notes="GivTCP restarted its add-on through the Supervisor (and its MQTT form raised a TypeError). "
         "givbridge reconnects every device runner instead, which is what that restart was for.",
+    ),
+    _system(
+        name="setLogLevel",
+        summary="Change givbridge's log level while it runs (until the next start).",
+        payload=LogLevelPayload,
+        raw_field="level",
+        action=set_level,
+        target="bridge",
+        writes=False,
+        notes="givbridge only; also the bridge device's log-level select in Home Assistant.",
     ),
     _system(
         name="readData",

@@ -1,0 +1,71 @@
+"""The bridge device's controls: ``<root>/bridge/request/<name>`` in, ``<root>/bridge/response/<command>`` out.
+
+Home Assistant's "givbridge" device has a restart button and a log-level select (see
+:mod:`givbridge.mqtt.discovery`). Their topics name a request, which is carried out as the
+registry's command of the same meaning, through the same executor as every other command,
+so validation and answers are the same as on ``<root>/control/...``:
+
+=============  ===============  =====================================
+request        command          payload
+=============  ===============  =====================================
+``restart``    ``restart``      anything (the button sends ``restart``)
+``log_level``  ``setLogLevel``  ``debug``, ``info``, ``warning``, ``error``
+=============  ===============  =====================================
+
+After a log-level change ``<root>/bridge/info`` (the select's state) is republished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from givbridge.commands.executor import CommandExecutor
+from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
+from givbridge.log import get_logger
+from givbridge.mqtt.client import Message, MqttClient
+from givbridge.mqtt.control import BRIDGE_DEVICE
+from givbridge.mqtt.topics import Topics
+
+log = get_logger(__name__)
+
+#: Request name (the last topic level) -> the command that carries it out.
+REQUESTS = {"restart": "restart", "log_level": "setLogLevel"}
+
+
+class BridgeRequests:
+    """Answers the bridge device's requests; ``changed`` runs after each successful one."""
+
+    def __init__(
+        self, mqtt: MqttClient, topics: Topics, executor: CommandExecutor, changed: Callable[[], None]
+    ) -> None:
+        self._mqtt = mqtt
+        self._topics = topics
+        self._executor = executor
+        self._changed = changed
+
+    def attach(self) -> None:
+        self._mqtt.subscribe(self._topics.bridge_request, self.handle, qos=1)
+
+    async def handle(self, message: Message) -> None:
+        name = message.topic.rsplit("/", 1)[-1]
+        if message.retain:
+            log.warning(
+                "ignoring a retained bridge request: it would run again on every reconnect", topic=message.topic
+            )
+            return
+        command = REQUESTS.get(name)
+        if command is None:
+            known = ", ".join(REQUESTS)
+            result = CommandResult.failure(
+                name,
+                None,
+                BRIDGE_DEVICE,
+                CommandFailed(ErrorCode.UNKNOWN_COMMAND, f"no bridge request {name!r} ({known})"),
+            )
+        else:
+            result = await self._executor.execute(command, message.payload)
+            if result.ok:
+                self._changed()
+        topic = self._topics.response(BRIDGE_DEVICE, result.command)
+        if not self._mqtt.publish(topic, result.to_json(), retain=False, qos=1):
+            log.warning("could not publish a bridge request's answer (not connected)", topic=topic)

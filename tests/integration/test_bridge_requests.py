@@ -1,0 +1,65 @@
+"""The bridge device's restart button and log-level select, over a real broker."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from tests.brokers import Broker
+from tests.conftest import MakeProbe
+from tests.integration.test_mqtt_state import ROOT, running, topic
+
+REQUEST = f"{ROOT}/bridge/request"
+RESPONSE = f"{ROOT}/bridge/response"
+
+
+async def test_log_level_select_changes_the_running_level_and_its_state(
+    broker: Broker, make_probe: MakeProbe, tmp_path: Path
+) -> None:
+    probe = await make_probe(broker)
+    root_logger = logging.getLogger()
+    before = root_logger.level
+    try:
+        async with running(broker, tmp_path) as (_, sim, _):
+            await probe.wait_for(topic(sim, "availability"), lambda m: m.text == "online", timeout=15)
+            mark = probe.mark()
+            await probe.publish(f"{REQUEST}/log_level", "DEBUG")
+            answer = json.loads((await probe.wait_for(f"{RESPONSE}/setLogLevel", after=mark, timeout=10)).text)
+            assert answer["status"] == "ok", answer
+            assert root_logger.level == logging.DEBUG
+            # The select's state: bridge/info, republished with the new level.
+            await probe.wait_for(
+                f"{ROOT}/bridge/info", lambda m: json.loads(m.text)["log_level"] == "debug", after=mark, timeout=10
+            )
+
+            mark = probe.mark()
+            await probe.publish(f"{REQUEST}/log_level", "chatty")
+            refused = json.loads((await probe.wait_for(f"{RESPONSE}/setLogLevel", after=mark, timeout=10)).text)
+            assert refused["error"]["code"] == "invalid_payload"
+            assert "debug, info, warning, error" in refused["error"]["message"]
+            assert root_logger.level == logging.DEBUG  # unchanged by bad input
+    finally:
+        root_logger.setLevel(before)
+
+
+async def test_restart_button_reconnects_every_inverter_and_answers(
+    broker: Broker, make_probe: MakeProbe, tmp_path: Path
+) -> None:
+    probe = await make_probe(broker)
+    async with running(broker, tmp_path) as (app, sim, _):
+        await probe.wait_for(topic(sim, "availability"), lambda m: m.text == "online", timeout=15)
+        runner = app.bridge.runners[0]
+        reconnects = runner.health.reconnects
+        mark = probe.mark()
+        await probe.publish(f"{REQUEST}/restart", "restart")
+        answer = json.loads((await probe.wait_for(f"{RESPONSE}/restart", after=mark, timeout=20)).text)
+        assert answer["status"] == "ok", answer
+        assert answer["data"]["restarted"] == [sim.serial]
+        assert runner.health.reconnects > reconnects
+
+        mark = probe.mark()
+        await probe.publish(f"{REQUEST}/shutdown", "now")
+        unknown = json.loads((await probe.wait_for(f"{RESPONSE}/shutdown", after=mark, timeout=10)).text)
+        assert unknown["error"]["code"] == "unknown_command"
+        assert runner.health.connected
