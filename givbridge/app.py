@@ -211,7 +211,8 @@ async def run_until_signalled(
         log.info("stopping")
     finally:
         try:
-            await asyncio.wait_for(stop(), timeout=stop_timeout)
+            async with asyncio.timeout(stop_timeout):
+                await stop()
         except TimeoutError:
             log.warning("shutdown took too long; exiting anyway")
         for sig in (signal.SIGINT, signal.SIGTERM):

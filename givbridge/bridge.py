@@ -228,6 +228,18 @@ _WRITE_PRIORITY = 0
 _READ_PRIORITY = 1
 
 
+def honour_cancellation() -> None:
+    """Raise CancelledError if this task was asked to stop but the request got lost on the way.
+
+    Python 3.11 lets a cancellation vanish when the awaited thing finishes in the same instant
+    (``asyncio.wait_for`` returning its result; a library catching CancelledError). A runner's
+    loop calls this between attempts, so stopping it never waits for a backoff and a reconnect.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Backoff:
     """Exponential reconnect delay with jitter, reset after a success."""
 
@@ -361,6 +373,7 @@ class InverterRunner:
                 await self._record_failure(f"internal error: {exc!r}")
             finally:
                 await self._disconnect()
+            honour_cancellation()
             if self._restart.is_set():
                 self._restart.clear()
                 self._backoff.reset()
@@ -449,7 +462,8 @@ class InverterRunner:
         self._fail_pending(Unreachable(f"lost the connection to {self.label}"))
         if client is not None:
             try:
-                await asyncio.wait_for(client.close(), timeout=5.0)
+                async with asyncio.timeout(5.0):
+                    await client.close()
             except Exception as exc:  # a failed close must not wedge the runner
                 self._log.warning("closing the connection failed", error=repr(exc))
 

@@ -372,7 +372,8 @@ class MqttClient:
         if future is None:
             return False
         try:
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             log.debug("mqtt publish not acknowledged in time", topic=topic, timeout=timeout)
             return False
@@ -576,7 +577,8 @@ class MqttClient:
         future: asyncio.Future[list[bool]] = self._loop.create_future()
         self._pending_subacks[mid] = future
         try:
-            failures = await asyncio.wait_for(future, SUBACK_TIMEOUT)
+            async with asyncio.timeout(SUBACK_TIMEOUT):
+                failures = await future
         except TimeoutError:
             log.warning("mqtt subscriptions not acknowledged in time", filters=len(filters))
             return

@@ -227,7 +227,8 @@ class SimulatorServer:
             connection.heartbeat_answered.clear()
             connection.send(frame)
             try:
-                await asyncio.wait_for(connection.heartbeat_answered.wait(), self.heartbeat_timeout)
+                async with asyncio.timeout(self.heartbeat_timeout):
+                    await connection.heartbeat_answered.wait()
                 missed = 0
             except TimeoutError:
                 missed += 1

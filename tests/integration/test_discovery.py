@@ -164,11 +164,14 @@ async def test_stale_configs_are_removed_across_restarts(broker: Broker, make_pr
             for pack in sim.battery_serials:
                 await config(probe, f"givbridge_{pack}")
             await config(probe, f"givbridge_{sim.serial}")
+        running_mark = probe.mark()
     kept, removed = first_sims[0].battery_serials
     other_pack = first_sims[1].battery_serials[0]
+    # The first run's last word: everything it published before (QoS 1, one client) has arrived.
+    stopped = await probe.wait_for_payload(f"{ROOT}/bridge/state", b"offline", timeout=5, after=running_mark)
 
     # Restarted with one pack fewer, a new prefix, and the second inverter gone from the config.
-    mark = probe.mark()
+    mark = probe.received.index(stopped) + 1
     sims = [simulated(fast_clock(), batteries=1)]
     async with running(broker, tmp_path, sims, inverters=[{"prefix": "house"}]):
         for object_id in (f"givbridge_{removed}", f"givbridge_{OTHER}", f"givbridge_{other_pack}"):
