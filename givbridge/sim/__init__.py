@@ -16,6 +16,8 @@ In-process use::
     server = SimulatorServer(sim, host="127.0.0.1", port=0, latency=0.0, heartbeat_interval=180.0)
     await server.start()            # server.port is the ephemeral port
     server.faults.silence(5)        # see givbridge.sim.faults for every fault
+    server.connections[0].faults.extra_latency = 2  # one connection's own faults
+    await FaultScript.parse("drop/120,crc=0.05").run(server.faults)  # givbridge.sim.fault_script
     await server.stop()
 
     async with SimulatorServer(sim) as server:
@@ -37,6 +39,10 @@ packs, HV modules or managed units; ``meters`` the energy meters at 0x01 upwards
 ``SimulatorServer`` also takes
 ``jitter`` (extra random latency), ``heartbeat_timeout`` (5 s on real dongles), ``fan_out``
 (send every response to every client) and ``seed`` (for the jitter).
+
+A GivEnergy EV charger (plain Modbus TCP, a pymodbus server with session physics) is
+:mod:`givbridge.sim.evc`; ``sim.extra_load = lambda: charger.power_w`` puts its draw in the
+plant's house load, as a real charger on the house circuit is.
 
 Time: the plant only moves when something reads or writes it, integrating from its last
 update to ``clock.now()`` in steps of at most 5 simulated seconds, so a ``ScaledClock`` (and

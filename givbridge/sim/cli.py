@@ -13,6 +13,8 @@ import signal
 import sys
 
 from givbridge.clock import Clock, ScaledClock, SystemClock
+from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
+from givbridge.sim.fault_script import SYNTAX, FaultScript, FaultSpecError
 from givbridge.sim.plant import SimulatedPlant
 from givbridge.sim.profiles import MAX_PACKS, METER_ADDRESSES, PROFILES
 from givbridge.sim.server import SimulatorServer
@@ -23,6 +25,13 @@ def _positive(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than zero, not {text}")
     return value
+
+
+def _fault_script(text: str) -> FaultScript:
+    try:
+        return FaultScript.parse(text)
+    except FaultSpecError as exc:  # argparse shows this message, then exits with status 2
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tz", default="Europe/London", help="the inverter's time zone (default: Europe/London)")
     parser.add_argument("--start-soc", type=float, default=50.0, help="battery state of charge at start, %%")
     parser.add_argument("--fan-out", action="store_true", help="send every response to every connected client")
+    parser.add_argument("--faults", type=_fault_script, metavar="SPEC", help=f"misbehave on a schedule: {SYNTAX}")
+    parser.add_argument(
+        "--evc",
+        type=int,
+        metavar="PORT",
+        help="also serve a simulated EV charger (Modbus TCP) with a car plugged in on this port (0 = any free port)",
+    )
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -91,7 +107,15 @@ async def main(args: argparse.Namespace) -> int:
         fan_out=args.fan_out,
         seed=args.seed,
     )
+    charger: EvcSimulatorServer | None = None
+    if args.evc is not None:
+        # Same seed: the charger sees the inverter's grid voltage; its draw is in the inverter's house load.
+        car_charger = EvcSimulator(clock=clock, tz=args.tz, seed=args.seed)
+        car_charger.plug_in(Car())
+        plant.extra_load = lambda: car_charger.power_w
+        charger = EvcSimulatorServer(car_charger, host=args.host, port=args.evc)
     stop = asyncio.Event()
+    script: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
@@ -105,10 +129,23 @@ async def main(args: argparse.Namespace) -> int:
             f"meters: {meters}) on {args.host}:{server.port}",
             flush=True,
         )
+        if charger is not None:
+            await charger.start()
+            print(f"simulating EV charger {charger.sim.serial} on {args.host}:{charger.port}", flush=True)
+        if args.faults is not None:
+            # Real seconds from now: link faults are measured against real client timeouts.
+            script = asyncio.create_task(args.faults.run(server.faults), name="sim-faults")
+            print(f"faults: {args.faults}", flush=True)
         await stop.wait()
     finally:
+        if script is not None:
+            script.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await script
         for signum in signals:
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signum)
+        if charger is not None:
+            await charger.stop()
         await server.stop()
     return 0

@@ -460,6 +460,7 @@ class Environment:
     zone: tzinfo
     clock_offset: timedelta  # inverter RTC minus true time
     offline_until: datetime | None = None  # rebooting: no conversion until then
+    extra_load_w: float = 0.0  # drawn by the house beyond house_load() (a simulated EV charger)
 
     def inverter_time(self, moment: datetime) -> datetime:
         """The inverter's local wall-clock time at a true UTC moment."""
@@ -470,7 +471,7 @@ def step(state: PlantState, moment: datetime, env: Environment) -> PlantState:
     """Integrate from ``state.moment`` to ``moment`` with the flows evaluated at ``moment``."""
     seconds = max(0.0, (moment - state.moment).total_seconds())
     online = env.offline_until is None or moment >= env.offline_until
-    load = house_load(moment.astimezone(env.zone), env.site.seed)
+    load = house_load(moment.astimezone(env.zone), env.site.seed) + env.extra_load_w
     clock = env.inverter_time(moment)
     rating = env.rating
     if online:

@@ -172,6 +172,9 @@ class SimulatedPlant:
         self._frozen = False
         self.persist_writes = True
         self.reboot_seconds = DEFAULT_REBOOT_SECONDS
+        # Watts drawn on the house circuit beyond the household model, now: a simulated EV charger
+        # (givbridge.sim.evc) sets this so the inverter sees the car in its load, as a real one does.
+        self.extra_load: Callable[[], float] | None = None
         now = clock.now()
         env = self._environment()
         self._state = physics.initial_state(
@@ -670,6 +673,7 @@ class SimulatedPlant:
             zone=self.zone,
             clock_offset=self._clock_offset,
             offline_until=self._offline_until,
+            extra_load_w=self.extra_load() if self.extra_load is not None else 0.0,
         )
 
     def _advance(self) -> None:

@@ -8,16 +8,19 @@ requests overlap), and no sooner than ``service_time`` after the previous answer
 inverter handles one request at a time). Absent devices stay
 silent, missing banks get error responses (see ``SimulatedPlant.read``), and the dongle
 sends a heartbeat every ``heartbeat_interval`` seconds, closing a connection that leaves
-three in a row unanswered.
+three in a row unanswered. Faults for the whole dongle are ``server.faults``; each open
+connection (``server.connections``) has its own (see :mod:`givbridge.sim.faults`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -34,7 +37,7 @@ from givenergy_modbus.pdu import (
     WriteHoldingRegisterResponse,
 )
 
-from givbridge.sim.faults import Faults
+from givbridge.sim.faults import Faults, LinkFaults
 from givbridge.sim.plant import RegisterKind, SimulatedPlant, Unanswered
 from givbridge.sim.writes import WriteOutcome
 
@@ -72,14 +75,21 @@ class _ModelWriteResponse(WriteHoldingRegisterResponse):  # type: ignore[misc]  
         WriteHoldingRegister.ensure_valid_state(self)
 
 
-class _Connection:
-    """One client socket."""
+RequestKey = tuple[str, int, int, int]
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+
+class Connection:
+    """One client socket, with the faults that apply to it alone."""
+
+    def __init__(self, writer: asyncio.StreamWriter, number: int, rng: random.Random) -> None:
         self.writer = writer
+        #: 1 for the first connection the server accepted, 2 for the next, ...
+        self.number = number
+        self.faults = LinkFaults(self.close, rng)
         self.heartbeat_answered = asyncio.Event()
 
     def send(self, frame: bytes) -> None:
+        """Put bytes on the wire now (tests use it to send the client anything at all)."""
         if not self.writer.is_closing():
             self.writer.write(frame)
 
@@ -113,19 +123,21 @@ class SimulatorServer:
         self.heartbeat_timeout = heartbeat_timeout
         #: Send every response to every connected client, as the HF-A21 does in multi-session mode.
         self.fan_out = fan_out
-        self.faults = Faults(plant, self._drop_connections)
         self._requested_port = port
         self._rng = random.Random(seed)
+        self.faults = Faults(plant, self._drop_connections, self._rng)
         self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: dict[Connection, None] = {}  # in the order they were accepted
+        self._numbers = itertools.count(1)
         self._handlers: set[asyncio.Task[None]] = set()
-        self._queue: asyncio.Queue[tuple[_Connection, Any, float]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Connection, Any, float]] = asyncio.Queue()
+        self._request_seen = asyncio.Event()
         self._free_at = 0.0  # loop time when the inverter finished its last request
         self._worker: asyncio.Task[None] | None = None
         #: Every request received, keyed ("HR"|"IR"|"MR", device address, base, count) for reads and
         #: ("W", device address, register, 1) for writes: what the dongle was asked, for tests
         #: and benchmarks that count load on it.
-        self.requests: Counter[tuple[str, int, int, int]] = Counter()
+        self.requests: Counter[RequestKey] = Counter()
 
     @property
     def port(self) -> int:
@@ -137,6 +149,21 @@ class SimulatorServer:
     @property
     def connection_count(self) -> int:
         return len(self._connections)
+
+    @property
+    def connections(self) -> tuple[Connection, ...]:
+        """The open connections, oldest first; each has its own ``faults``."""
+        return tuple(self._connections)
+
+    async def requested(self, match: Callable[[RequestKey], bool], *, after: Counter[RequestKey] | None = None) -> None:
+        """Until a request whose key (as in :attr:`requests`) satisfies ``match`` has been received.
+
+        With ``after`` (a copy of :attr:`requests` taken earlier), only requests received since then count.
+        """
+        baseline = after if after is not None else Counter()
+        while not any(match(key) and count > baseline[key] for key, count in self.requests.items()):
+            self._request_seen.clear()
+            await self._request_seen.wait()
 
     async def start(self) -> None:
         """Listen; after a stop(), start() listens on the same port again (a dongle coming back)."""
@@ -179,8 +206,8 @@ class SimulatorServer:
         task = asyncio.current_task()
         assert task is not None  # start_server runs every handler in its own task
         self._handlers.add(task)
-        connection = _Connection(writer)
-        self._connections.add(connection)
+        connection = Connection(writer, next(self._numbers), self._rng)
+        self._connections[connection] = None
         heartbeat = asyncio.create_task(self._heartbeat(connection), name="sim-heartbeat")
         framer = ServerFramer()
         try:
@@ -191,11 +218,11 @@ class SimulatorServer:
             _logger.debug("client reset the connection")
         finally:
             heartbeat.cancel()
-            self._connections.discard(connection)
+            self._connections.pop(connection, None)
             connection.close()
             self._handlers.discard(task)
 
-    def _receive(self, connection: _Connection, message: Any) -> None:
+    def _receive(self, connection: Connection, message: Any) -> None:
         if isinstance(message, HeartbeatResponse):
             connection.heartbeat_answered.set()
             return
@@ -212,12 +239,13 @@ class SimulatorServer:
             _logger.debug("ignoring %s", message)
             return
         self._queue.put_nowait((connection, message, asyncio.get_running_loop().time()))
+        self._request_seen.set()
 
     def _drop_connections(self) -> None:
         for connection in list(self._connections):
             connection.close()
 
-    async def _heartbeat(self, connection: _Connection) -> None:
+    async def _heartbeat(self, connection: Connection) -> None:
         frame = HeartbeatRequest(
             data_adapter_serial_number=self.plant.dongle_serial, data_adapter_type=_ADAPTER_TYPE
         ).encode()
@@ -247,27 +275,37 @@ class SimulatorServer:
         inverter behind it handles them one at a time, ``service_time`` each.
         """
         loop = asyncio.get_running_loop()
+        device = self.faults
         while True:
             connection, request, arrived = await self._queue.get()
-            spread = self.jitter + self.faults.extra_jitter
-            delay = self.latency + self.faults.extra_latency + (self._rng.uniform(0, spread) if spread else 0.0)
+            link = connection.faults
+            spread = self.jitter + device.extra_jitter + link.extra_jitter
+            delay = self.latency + device.extra_latency + link.extra_latency
+            delay += self._rng.uniform(0, spread) if spread else 0.0
             answer_at = max(arrived + delay, self._free_at + self.service_time)
             if answer_at > loop.time():
                 await asyncio.sleep(answer_at - loop.time())
             self._free_at = loop.time()
-            if self.faults.silent:
-                continue
-            frame = self._response_to(request)
+            if device.silent or link.silent:
+                continue  # lost on the way: the inverter never sees it
+            frame = self.response_to(request)
             if frame is None:
                 continue
-            if self.faults.take_crc_corruption():
-                frame = frame[:-2] + bytes(b ^ 0xFF for b in frame[-2:])
-            frame = self.faults.take_garbage() + frame
+            if device.take_crc_corruption():
+                frame = _bad_crc(frame)
+            frame = device.take_garbage() + frame
             for target in list(self._connections) if self.fan_out else [connection]:
-                target.send(frame)
+                if target.faults.silent:
+                    continue
+                on_wire = _bad_crc(frame) if target.faults.take_crc_corruption() else frame
+                target.send(target.faults.take_garbage() + on_wire)
 
-    def _response_to(self, request: Any) -> bytes | None:
-        """The encoded answer to one request, or None when the inverter stays silent."""
+    def response_to(self, request: Any) -> bytes | None:
+        """The encoded answer to one request, or None when the inverter stays silent.
+
+        The plant carries a write out as it answers it; tests call this directly for frames
+        exactly as the dongle would send them (no socket needed).
+        """
         address: int = request.device_address
         response: Any
         if isinstance(request, WriteHoldingRegisterRequest):
@@ -293,7 +331,7 @@ class SimulatorServer:
                 response.padding = ERROR_PADDING
                 response.register_values = []
             else:
-                zeroed = (address, kind, request.base_register) in self.faults.zeroed_banks
+                zeroed = self.faults.take_zeroed(address, kind, request.base_register)
                 response.register_values = [0] * len(values) if zeroed else values
                 response.padding = SUCCESS_PADDING
         response.data_adapter_serial_number = self.plant.dongle_serial
@@ -302,3 +340,8 @@ class SimulatorServer:
         response.inverter_serial_number = self.plant.serial
         frame: bytes = response.encode()
         return frame
+
+
+def _bad_crc(frame: bytes) -> bytes:
+    """``frame`` with its CRC (the last two bytes) inverted."""
+    return frame[:-2] + bytes(b ^ 0xFF for b in frame[-2:])
