@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -83,6 +84,53 @@ class ScaledClock:
         # Re-check after each real sleep: advance() may have brought the deadline closer.
         while (remaining := deadline - self.monotonic()) > 0:  # noqa: ASYNC110 (this is the clock itself)
             await asyncio.sleep(min(remaining / self.speed, 0.25))
+
+
+#: Test and development only: run ``givbridge run`` on a shared accelerated clock. The value is
+#: ``<speed>@<start>@<epoch>``: the clock read ``start`` (ISO-8601 with an offset) at the Unix
+#: time ``epoch`` and runs ``speed`` times faster than real time. Every process given the same
+#: value is on the same time line, so a test can kill the bridge and start it again (its
+#: timed actions resuming) against a simulator on that clock without waiting real minutes.
+DEV_CLOCK_ENV = "GIVBRIDGE_DEV_CLOCK"
+
+
+def shared_scaled_clock(speed: float, start: datetime, epoch: float) -> ScaledClock:
+    """A :class:`ScaledClock` that read ``start`` at Unix time ``epoch``, the same in every process."""
+    return ScaledClock(speed=speed, start=start + timedelta(seconds=(time.time() - epoch) * speed))
+
+
+def dev_clock_setting(speed: float, start: datetime, epoch: float) -> str:
+    """The :data:`DEV_CLOCK_ENV` value for :func:`shared_scaled_clock` ``(speed, start, epoch)``."""
+    return f"{speed}@{start.isoformat()}@{epoch}"
+
+
+def clock_from_environment(environ: Mapping[str, str] | None = None) -> Clock:
+    """The system clock, unless :data:`DEV_CLOCK_ENV` asks for a shared accelerated one (tests only)."""
+    value = (os.environ if environ is None else environ).get(DEV_CLOCK_ENV)
+    if not value:
+        return SystemClock()
+    try:
+        speed, start, epoch = value.split("@")
+        clock = shared_scaled_clock(float(speed), datetime.fromisoformat(start), float(epoch))
+    except ValueError as exc:
+        raise ValueError(f"{DEV_CLOCK_ENV} must be <speed>@<ISO start with offset>@<unix epoch>: {exc}") from None
+    return clock
+
+
+def wall_time_near(wall: datetime, zone: tzinfo, near: datetime) -> datetime:
+    """The instant a zone-less wall-clock reading in ``zone`` stands for, taken nearest to ``near``.
+
+    An inverter clock shows local time without saying which side of a DST change it is on:
+    in the autumn hour that happens twice (01:30 in October, London) and in the spring hour
+    that never happens (01:30 in March), either reading has two candidate instants. The one
+    closer to ``near`` (our own clock) is the only sensible reading, so the skew a DST change
+    causes is measured as what it is and never as an extra hour.
+    """
+    naive = wall.replace(tzinfo=None)
+    candidates = (naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1))
+    # Compared in UTC: two datetimes sharing a tzinfo subtract as wall times, ignoring fold.
+    reference = near.astimezone(UTC)
+    return min(candidates, key=lambda moment: abs((moment.astimezone(UTC) - reference).total_seconds()))
 
 
 def local_zone(name: str | None = None) -> ZoneInfo:

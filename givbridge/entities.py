@@ -45,9 +45,15 @@ _SYMBOLIC_LIMIT = re.compile(r"^-?(?P<name>[a-z_]+)$")
 TIME_SLOTS_SYMBOL = "time_slots"
 TIME_SLOT_OPTIONS: tuple[str, ...] = tuple(f"{h:02d}:{m:02d}:00" for h in range(24) for m in range(60))
 
+# Money is in the configured currency, unknown until the settings are read: a definition says
+# "currency" (or "currency/kWh" for a price) and discovery puts the ISO code in (see unit_for).
+CURRENCY_UNIT = "currency"
+CURRENCY_UNITS = frozenset({CURRENCY_UNIT, f"{CURRENCY_UNIT}/kWh"})
+
 # Units Home Assistant accepts per device class (None = unitless). A device class missing here
 # is not one givbridge uses, so it is rejected as a probable typo.
 _SENSOR_UNITS: dict[str, frozenset[str | None]] = {
+    "monetary": frozenset(CURRENCY_UNITS),
     "energy": frozenset({"Wh", "kWh", "MWh"}),
     "energy_storage": frozenset({"Wh", "kWh", "MWh"}),
     "power": frozenset({"W", "kW"}),
@@ -63,6 +69,7 @@ _SENSOR_UNITS: dict[str, frozenset[str | None]] = {
 }
 # State classes Home Assistant allows per sensor device class; absent = any.
 _SENSOR_STATE_CLASSES: dict[str, frozenset[str | None]] = {
+    "monetary": frozenset({"total", None}),
     "energy": frozenset({"total", "total_increasing"}),
     "energy_storage": frozenset({"measurement", None}),
     "timestamp": frozenset({None}),
@@ -92,6 +99,13 @@ _DEFAULT_DEADBANDS: dict[str, float] = {
     "temperature": 0.3,  # °C
     "duration": 1.0,  # s
 }
+
+
+def unit_for(unit: str | None, currency: str) -> str | None:
+    """A definition's unit as Home Assistant is told it: ``currency`` becomes e.g. ``GBP``."""
+    if unit in CURRENCY_UNITS:
+        return unit.replace(CURRENCY_UNIT, currency)
+    return unit
 
 
 class EntityDefinitionError(ValueError):

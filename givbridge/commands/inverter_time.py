@@ -2,14 +2,14 @@
 
 The clock keeps running while it is written and read back, so the read-back cannot be
 compared register by register: the runner confirms the date registers and
-:func:`_clock_check` confirms the whole time is within :data:`CLOCK_TOLERANCE` of where it
+:func:`clock_check` confirms the whole time is within :data:`CLOCK_TOLERANCE` of where it
 should be by then.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from givbridge.commands import devices as dev
@@ -42,19 +42,29 @@ def clock_plan(wall_time: datetime, planned_at: datetime, description: str) -> P
         skip_unchanged=False,  # a second that happens to match must still be written
         description=description,
     )
-    return Planned(plan, check=_clock_check(wall_time, planned_at))
+    return Planned(plan, check=clock_check(wall_time, planned_at))
 
 
-def _clock_check(wall_time: datetime, planned_at: datetime) -> ReadbackCheck:
+def clock_check(
+    wall_time: datetime,
+    planned_at: datetime,
+    *,
+    registers: Sequence[int] = dev.CLOCK,
+    year_base: int = 2000,
+    device: str = "the inverter",
+) -> ReadbackCheck:
+    """A read-back check that the clock in ``registers`` (year - ``year_base``, month, day, hour,
+    minute, second) shows ``wall_time`` plus the time since ``planned_at``, within the tolerance."""
+
     def check(readback: Mapping[int, int], now: datetime) -> str | None:
         try:
-            year, month, day, hour, minute, second = (readback[r] for r in dev.CLOCK)
-            found = datetime(year + 2000, month, day, hour, minute, second)
+            year, month, day, hour, minute, second = (readback[r] for r in registers)
+            found = datetime(year + year_base, month, day, hour, minute, second)
         except (KeyError, ValueError):
-            return "the inverter clock read back is not a valid date and time"
+            return f"{device}'s clock read back is not a valid date and time"
         expected = wall_time + (now - planned_at)
         if abs(found - expected) > CLOCK_TOLERANCE:
-            return f"the inverter clock reads {found:%Y-%m-%d %H:%M:%S}, expected about {expected:%Y-%m-%d %H:%M:%S}"
+            return f"{device}'s clock reads {found:%Y-%m-%d %H:%M:%S}, expected about {expected:%Y-%m-%d %H:%M:%S}"
         return None
 
     return check

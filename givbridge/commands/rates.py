@@ -50,7 +50,8 @@ def battery_rate_writes(given: PlanInput, watts: int, *, discharge: bool) -> lis
         if percent < 1:
             raise invalid(f"the lowest three-phase limit is 1 % ({max_power / 100:.0f} W); 0 W cannot be set")
         return [(rate_register(given.device, discharge=discharge), min(percent, 100))]
-    capacity = _number(given, "Battery_Capacity_kWh")
+    # The registers are a share of the configured capacity, which can differ from the packs' real one.
+    capacity = _number(given, "Battery_Nominal_Capacity_kWh") or _number(given, "Battery_Capacity_kWh")
     if not capacity:
         raise unsupported("no battery capacity is known for this inverter, so watts cannot be converted")
     setting = derive.watts_to_rate_register(
@@ -95,6 +96,14 @@ def _ac_rate_block(device: DeviceContext) -> str | None:
     return f"{device.family.display} has no AC-side battery limits (the HR300 block is on AC-coupled units and the AIO)"
 
 
+def _rates_of_its_own(device: DeviceContext) -> str | None:
+    if dev.is_gateway(device):
+        # GivTCP drives a Gateway's rates through HR313/314, a bank the library neither reads
+        # nor lets anyone write on a Gateway; HR111/112 there is not known to mean anything.
+        return "the Gateway's battery rates (HR313/314) are neither read nor writable through the library"
+    return None
+
+
 _rate = functools.partial(Command, group=GROUP)
 
 _WATTS_NOTE = (
@@ -113,7 +122,10 @@ COMMANDS: tuple[Command, ...] = (
         plan=plan_charge_rate,
         updates=("Control/Battery_Charge_Rate", "Control/Battery_Charge_Rate_AC"),
         applies=dev.applies(
-            "inverters with a battery", battery=True, registers=lambda d: (rate_register(d, discharge=False),)
+            "inverters with a battery",
+            battery=True,
+            when=_rates_of_its_own,
+            registers=lambda d: (rate_register(d, discharge=False),),
         ),
         notes=_WATTS_NOTE,
     ),
@@ -125,7 +137,10 @@ COMMANDS: tuple[Command, ...] = (
         plan=plan_discharge_rate,
         updates=("Control/Battery_Discharge_Rate", "Control/Battery_Discharge_Rate_AC"),
         applies=dev.applies(
-            "inverters with a battery", battery=True, registers=lambda d: (rate_register(d, discharge=True),)
+            "inverters with a battery",
+            battery=True,
+            when=_rates_of_its_own,
+            registers=lambda d: (rate_register(d, discharge=True),),
         ),
         notes=_WATTS_NOTE,
     ),

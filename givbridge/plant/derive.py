@@ -12,6 +12,7 @@ data-hygiene decisions that need history, and they belong to the layer above.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +29,9 @@ RATE_REGISTER_MAX = 50
 # Nominal volts that turn Ah into Wh: an LV pack (16 LiFePO4 cells) and one 24-cell HV module.
 LV_PACK_VOLTS = 51.2
 HV_MODULE_VOLTS = 76.8
+# A pack's calibrated capacity as a share of its design capacity that can be believed. Aged
+# packs fall towards 70 %; captures show healthy packs calibrated up to ~119 % of design.
+PLAUSIBLE_HEALTH = (0.5, 1.25)
 # GivTCP publishes an HV stack's capacity as usable energy: 90 % of nominal.
 HV_USABLE_FRACTION = 0.9
 # GivTCP's three-phase battery rating: 25 A at 80 V per battery (per HV module here).
@@ -167,11 +171,45 @@ def battery_max_power(family: Family, rated_power: int | None) -> int | None:
 
 
 def battery_capacity_kwh(nominal_kwh: float | None) -> float | None:
-    """Nominal capacity as published (two decimals); every kWh figure derived from it uses this value.
+    """Nominal capacity (two decimals), the basis of the rate registers (C/100 of this capacity).
 
     0 means no battery is configured (HR55 reads 0 Ah) and is returned as None.
     """
     return round(nominal_kwh, 2) if nominal_kwh else None
+
+
+def usable_capacity_kwh(
+    packs: Sequence[tuple[float | None, float | None]],
+    *,
+    nominal_kwh: float | None = None,
+    volts: float = LV_PACK_VOLTS,
+) -> float | None:
+    """What the LV packs really hold when full (kWh, two decimals), from their own registers.
+
+    ``packs`` is each pack's (calibrated, design) capacity in Ah. The calibrated figure is the
+    BMS's measured full-charge capacity, the one its SOC is a percentage of: design capacity
+    times state of health. It replaces the nominal figure (HR55, the capacity the inverter
+    was configured with) so ``SOC_kWh`` is the energy actually stored. None (use the nominal
+    figure) unless every pack reports both and each calibrated figure is plausible for its
+    design (:data:`PLAUSIBLE_HEALTH`), and so is their sum for ``nominal_kwh``: a default or
+    garbage reading, or packs the inverter is not configured for, must not become the
+    battery's size (GivTCP #268).
+    """
+    if not packs:
+        return None
+    total = 0.0
+    for calibrated, design in packs:
+        if not calibrated or not design or not _plausible(calibrated, design):
+            return None
+        total += calibrated
+    usable = round(total * volts / 1000, 2)
+    if nominal_kwh and not _plausible(usable, nominal_kwh):
+        return None
+    return usable
+
+
+def _plausible(measured: float, rated: float) -> bool:
+    return PLAUSIBLE_HEALTH[0] <= measured / rated <= PLAUSIBLE_HEALTH[1]
 
 
 def capacity_from_ah(capacity_ah: int | float | None, volts: float) -> float | None:

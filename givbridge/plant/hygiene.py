@@ -12,7 +12,8 @@ their history:
   a dropout, or an increase faster than the site could possibly generate or use (a power
   ceiling times the time since the last good sample, with margin) is replaced by the last
   good value and counted as rejected. "Today" counters may reset only in a window around the
-  inverter's own midnight. A jump that persists, consistently, for several samples is a
+  inverter's own midnight, and only once per day (a zero read after the reset would make HA
+  count the day's energy twice). A jump that persists, consistently, for several samples is a
   real step (a firmware correction, a long outage) and becomes the new baseline; so is a
   drop that lasts (totals reset by an installer). A counter is first published only once
   three readings agree, so a bad first reading cannot become the baseline;
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from itertools import pairwise
 from typing import Any
 
@@ -63,6 +64,12 @@ class _Counter:
     value: float
     at: datetime
     pending: list[tuple[float, datetime]] = field(default_factory=list)  # an unconfirmed jump
+    reset_day: date | None = None  # the inverter day whose midnight reset this counter has had
+
+
+def reset_day(local: datetime) -> date:
+    """The inverter day a today counter's reset at ``local`` starts (23:58 belongs to the next day)."""
+    return (local + _BEFORE_MIDNIGHT).date()
 
 
 def midnight_window(local: datetime) -> bool:
@@ -86,16 +93,20 @@ class SampleGuard:
     # ------------------------------------------------------------------ persistence
 
     def state(self) -> dict[str, Any]:
-        return {path: [c.value, c.at.isoformat()] for path, c in self._counters.items()}
+        return {
+            path: [c.value, c.at.isoformat(), c.reset_day.isoformat() if c.reset_day else None]
+            for path, c in self._counters.items()
+        }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         for path, entry in state.items():
             try:
                 value, at = float(entry[0]), datetime.fromisoformat(entry[1])
+                day = date.fromisoformat(entry[2]) if len(entry) > 2 and entry[2] else None
             except (TypeError, ValueError, IndexError):
                 continue  # a damaged entry only costs that counter its history
             if at.tzinfo is not None:
-                self._counters[path] = _Counter(value, at)
+                self._counters[path] = _Counter(value, at, reset_day=day)
 
     # ------------------------------------------------------------------ the rules
 
@@ -111,7 +122,6 @@ class SampleGuard:
 
         inverter_time = values.get(f"{serial}/Invertor_Time")
         local = (inverter_time if isinstance(inverter_time, datetime) else taken_at).astimezone(self.tz)
-        near_midnight = midnight_window(local)
         cleaned: dict[str, Scalar] = {}
         rejected: dict[str, str] = {}
         for path, value in values.items():
@@ -125,7 +135,7 @@ class SampleGuard:
                     reason = f"{number} is outside {low}..{high}"
             if definition is not None and definition.counter is not None and number is not None:
                 accepted, counter_reason = self._counter(
-                    path, None if reason else number, definition.counter, taken_at, near_midnight, limits
+                    path, None if reason else number, definition.counter, taken_at, local, limits
                 )
                 reason = reason or counter_reason
                 if accepted is not None:
@@ -143,7 +153,7 @@ class SampleGuard:
         value: float | None,
         kind: str,
         at: datetime,
-        near_midnight: bool,
+        local: datetime,
         limits: Mapping[str, float | None],
     ) -> tuple[float | None, str | None]:
         """The value to publish for a counter, and why the reading was not used (if it was not)."""
@@ -151,30 +161,33 @@ class SampleGuard:
         if value is None:  # out of bounds: hold what we had
             return (last.value if last else None), None
         if last is None:
-            return self._cold_start(path, value, at, limits), None
+            return self._cold_start(path, value, at, local, limits), None
         if at <= last.at:
             return last.value, None
         if value < last.value:
-            if kind == "today" and near_midnight and value <= _RESET_VALUE_KWH:
-                self._counters[path] = _Counter(value, at)  # the inverter's midnight reset
+            day = reset_day(local)
+            if kind == "today" and midnight_window(local) and value <= _RESET_VALUE_KWH and last.reset_day != day:
+                self._counters[path] = _Counter(value, at, reset_day=day)  # the inverter's midnight reset
                 return value, None
             if last.value - value <= _NOISE_KWH + 1e-9:
                 return last.value, None  # the firmware's 0.1 step back: hold quietly
             if self._confirmed(last, value, at, limits, needed=_CONFIRMATIONS_DOWN, span=_DOWN_SPAN):
                 # Consistently lower for a long while: the totals really were reset (an
                 # installer reset, a replaced inverter). Follow them, once.
-                self._counters[path] = _Counter(value, at)
+                self._counters[path] = _Counter(value, at, reset_day=last.reset_day)
                 return value, None
             return last.value, f"decreased from {last.value} to {value}"
         if value - last.value <= self._allowed(path, limits, last.at, at):
-            self._counters[path] = _Counter(value, at)
+            self._counters[path] = _Counter(value, at, reset_day=last.reset_day)
             return value, None
         if self._confirmed(last, value, at, limits, needed=_CONFIRMATIONS, span=timedelta(0)):
-            self._counters[path] = _Counter(value, at)  # a real step: it kept being true
+            self._counters[path] = _Counter(value, at, reset_day=last.reset_day)  # a real step: it kept being true
             return value, None
         return last.value, f"jumped from {last.value} to {value} in {(at - last.at).total_seconds():.0f}s"
 
-    def _cold_start(self, path: str, value: float, at: datetime, limits: Mapping[str, float | None]) -> float | None:
+    def _cold_start(
+        self, path: str, value: float, at: datetime, local: datetime, limits: Mapping[str, float | None]
+    ) -> float | None:
         """Publish a counter only once readings agree, so a bad first one cannot become the baseline."""
         candidates = [*self._candidates.get(path, []), (value, at)]
         if not all(0 <= b - a <= self._allowed(path, limits, t1, t2) for (a, t1), (b, t2) in pairwise(candidates)):
@@ -183,7 +196,9 @@ class SampleGuard:
             self._candidates[path] = candidates
             return None
         del self._candidates[path]
-        self._counters[path] = _Counter(value, at)
+        # Small just after midnight: today's reset has happened, and a zero now would be a dropout.
+        after_reset = midnight_window(local) and local.hour == 0 and value <= _RESET_VALUE_KWH
+        self._counters[path] = _Counter(value, at, reset_day=reset_day(local) if after_reset else None)
         return value
 
     def _confirmed(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, time, tzinfo
 
+from givbridge.clock import wall_time_near
 from givbridge.plant import derive, vocab
 from givbridge.plant._library import HvStackView, JsonScalar, ModelView, PlantView
 from givbridge.plant.families import Family
@@ -90,8 +91,14 @@ def lv_battery_section(view: PlantView, sink: ValueSink) -> None:
     stack.put("BMS_Voltage", view.inverter.number("v_battery"))
 
 
+def lv_usable_capacity_kwh(view: PlantView, nominal_kwh: float | None) -> float | None:
+    """The LV packs' real full-charge capacity (kWh), or None to use the nominal one (see derive)."""
+    packs = [(pack.number("cap_calibrated"), pack.number("cap_design")) for pack in view.batteries]
+    return derive.usable_capacity_kwh(packs, nominal_kwh=nominal_kwh)
+
+
 def battery_capacity_kwh(view: PlantView, family: Family) -> float | None:
-    """Nominal battery capacity (kWh) as published, the basis of SOC_kWh, rates and times.
+    """Nominal battery capacity (kWh): the basis of the rate registers, and of SOC_kWh without a better one.
 
     The library multiplies HR55 (Ah) by the nominal voltage of the model's *coarse* device
     family, the first digit of the device type code. That is right for the LV families
@@ -191,13 +198,13 @@ def inverter_time(view: PlantView, *, taken_at: datetime, tz: tzinfo) -> datetim
     clock = view.inverter.timestamp("system_time")
     if clock is None or clock.year <= _FACTORY_CLOCK_YEAR:
         return None
-    # The inverter keeps local wall time with no zone; GivTCP attaches the site's zone.
-    moment = clock.replace(tzinfo=tz)
     if view.clock_read_at is not None and view.clock_read_at <= taken_at:
         # The clock was read with the settings, less often than this poll: it has run on
-        # since then exactly as ours has.
-        moment += taken_at - view.clock_read_at
-    return moment.replace(microsecond=0)
+        # since then exactly as ours has (as a wall clock: it knows nothing of DST).
+        clock += taken_at - view.clock_read_at
+    # The inverter keeps local wall time with no zone; GivTCP attaches the site's zone. In
+    # the hour a DST change repeats or skips, the reading nearest our clock is the one meant.
+    return wall_time_near(clock, tz, taken_at).replace(microsecond=0)
 
 
 def timeslots_section(view: PlantView, family: Family, sink: ValueSink) -> None:

@@ -24,6 +24,7 @@ from givbridge.plant.sections import (
     control_section,
     inverter_time,
     lv_battery_section,
+    lv_usable_capacity_kwh,
     meter_section,
     raw_section,
     timeslots_section,
@@ -39,7 +40,10 @@ _COMBINED_GENERATION = frozenset({"hybrid-gen3", "hybrid-gen3-plus", "hybrid-gen
 
 def build_single_phase(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
     inv = view.inverter
-    capacity = battery_capacity_kwh(view, family)
+    nominal = battery_capacity_kwh(view, family)  # HR55: what the rate registers are a share of
+    # What the packs hold when full: the basis of SOC_kWh and the times (and of Battery_Capacity_kWh,
+    # which Predbat divides SOC_kWh by, so the two must agree).
+    capacity = lv_usable_capacity_kwh(view, nominal) or nominal
     max_battery_power = derive.battery_max_power(family, inv.integer("battery_max_power"))
     device = DeviceValues(
         info=DeviceInfo(
@@ -59,12 +63,13 @@ def build_single_phase(view: PlantView, family: Family, *, taken_at: datetime, t
         family,
         sink.under(view.serial),
         capacity=capacity,
+        nominal=nominal,
         max_battery_power=max_battery_power,
         tz=tz,
         taken_at=taken_at,
     )
     timeslots_section(view, family, sink.under("Timeslots"))
-    control_section(view, family, sink.under("Control"), capacity=capacity, max_battery_power=max_battery_power)
+    control_section(view, family, sink.under("Control"), capacity=nominal, max_battery_power=max_battery_power)
     lv_battery_section(view, sink)
     meter_section(view, sink)
     device.raw = raw_section(view)
@@ -259,6 +264,7 @@ def _inverter_details(
     sink: ValueSink,
     *,
     capacity: float | None,
+    nominal: float | None,
     max_battery_power: int | None,
     tz: tzinfo,
     taken_at: datetime,
@@ -271,6 +277,7 @@ def _inverter_details(
     sink.put("Meter_Type", vocab.givtcp_enum_word(inv.enum_name("meter_type")))
     sink.put("Battery_Type", vocab.givtcp_enum_word(inv.enum_name("battery_type")))
     sink.put("Battery_Capacity_kWh", capacity)
+    sink.put("Battery_Nominal_Capacity_kWh", nominal)
     sink.put("Invertor_Max_Inv_Rate", inv.integer("inverter_max_power"))
     sink.put("Invertor_Max_Bat_Rate", max_battery_power)
     sink.put("Invertor_Temperature", inv.number("t_inverter_heatsink"))

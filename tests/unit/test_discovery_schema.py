@@ -39,6 +39,9 @@ SENSOR_CLASSES: dict[str, tuple[set[str | None], set[str | None] | None]] = {
     "timestamp": ({None}, {None}),
     "enum": ({None}, {None}),
 }
+# Money: an ISO 4217 code, or a price per kWh in one (HA allows only "total" as a state class).
+MONETARY_UNIT = re.compile(r"^[A-Z]{3}(/kWh)?$")
+MONETARY_STATE_CLASSES = {"total", None}
 
 
 def problems(topic: str, document: Mapping[str, Any]) -> list[str]:
@@ -144,6 +147,12 @@ def _sensor_problems(c: Mapping[str, Any]) -> Iterator[str]:
         yield f"state_class {state_class!r}"
     if device_class is None:
         return
+    if device_class == "monetary":
+        if not isinstance(unit, str) or not MONETARY_UNIT.match(unit):
+            yield f"a monetary sensor's unit is a currency code (or code/kWh), not {unit!r}"
+        if state_class not in MONETARY_STATE_CLASSES:
+            yield f"device_class monetary takes state_class total or none, not {state_class!r}"
+        return
     if device_class not in SENSOR_CLASSES:
         yield f"sensor device_class {device_class!r} is not one givbridge should use"
         return
@@ -205,6 +214,8 @@ def test_a_good_document_passes() -> None:
         (lambda d: _sensor(d).update(object_id="x"), "object_id"),
         (lambda d: _sensor(d).update(state_class="measurement"), "state_class"),
         (lambda d: _sensor(d).update(unit_of_measurement="Ah"), "unit"),
+        (lambda d: _sensor(d).update(device_class="monetary", unit_of_measurement="currency"), "currency code"),
+        (lambda d: _sensor(d).update(device_class="monetary", unit_of_measurement="EUR"), "monetary takes"),
         (lambda d: _sensor(d).update(entity_category="config"), "config"),
         (lambda d: _sensor(d).update(default_entity_id="sensor.GivTCP_x"), "default_entity_id"),
         (lambda d: _sensor(d).pop("unique_id"), "unique_id"),

@@ -73,7 +73,8 @@ def test_gen1_power(gen1: Snapshot) -> None:
     assert power["Inverter_Output_Frequency"] == 50.08
     assert (power["Invertor_Power"], power["AC_Charge_Power"], power["EPS_Power"]) == (3371, 0, 293)
     assert (power["Load_Power"], power["Self_Consumption_Power"]) == (4092, 3371)
-    assert (power["SOC"], power["SOC_kWh"]) == (83, 14.71)
+    # 83 % of what the packs hold when full: (189.61 + 150.88) Ah calibrated at 51.2 V = 17.43 kWh.
+    assert (power["SOC"], power["SOC_kWh"]) == (83, 14.47)
     assert (power["Battery_Power"], power["Charge_Power"], power["Discharge_Power"]) == (-937, 937, 0)
     assert (power["Battery_Voltage"], power["Battery_Current"]) == (53.87, -12.37)
     assert "Combined_Generation_Power" not in power  # not a Gen1 register
@@ -132,7 +133,8 @@ def test_gen1_inverter_details(gen1: Snapshot) -> None:
         "Modbus_Version": "1.40",
         "Meter_Type": "Em115",
         "Battery_Type": "Lithium",
-        "Battery_Capacity_kWh": 17.72,
+        "Battery_Capacity_kWh": 17.43,  # the packs' calibrated capacity; SOC_kWh is a share of it
+        "Battery_Nominal_Capacity_kWh": 17.72,  # HR55, the rate registers' basis
         "Invertor_Max_Inv_Rate": 5000,
         "Invertor_Max_Bat_Rate": 2600,
         "Invertor_Temperature": 48.1,
@@ -237,9 +239,9 @@ def test_gen3_power_battery_and_meter(gen3: Snapshot) -> None:
     power = group(gen3, "Power/Power")
     assert power["Combined_Generation_Power"] == 412
     assert (power["Battery_Power"], power["Discharge_Power"], power["SOC"]) == (441, 441, 46)
-    # 42 % of 9.52 kWh above the 4 % reserve at 441 W.
-    assert power["Discharge_Time_Remaining"] == 544
-    assert power["Discharge_Completion_Time"] == datetime(2026, 6, 5, 21, 24, 0, tzinfo=LONDON)
+    # 42 % of 7.73 kWh (the pack's calibrated 150.88 Ah, not the nominal 9.52) above the 4 % reserve at 441 W.
+    assert power["Discharge_Time_Remaining"] == 441
+    assert power["Discharge_Completion_Time"] == datetime(2026, 6, 5, 19, 41, 0, tzinfo=LONDON)
     assert group(gen3, "Power/Flows")["Battery_to_House"] == 376
     assert gen3["Control/Battery_Charge_Rate"] == 1523  # HR111 = 16 % of 9.52 kWh
     # The library does not route battery energy for Gen3; GivTCP's IR36/37 are used.

@@ -190,7 +190,7 @@ def test_gen4_capacity_uses_lv_volts() -> None:
     devices = gen3_ten_slots()
     devices[INVERTER].hr(r0=0x8304)  # Gen4 (DTC family 8, which the library reads as the All-in-One's 307 V)
     details = group(build(devices, "hybrid-gen4"), "SA2301G003")
-    assert details["Battery_Capacity_kWh"] == round(186 * 51.2 / 1000, 2)
+    assert details["Battery_Nominal_Capacity_kWh"] == round(186 * 51.2 / 1000, 2)
     assert details["Invertor_Max_Bat_Rate"] == 6000
 
 
