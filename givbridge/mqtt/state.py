@@ -150,6 +150,14 @@ class StatePublisher:
         self.total_messages += sent
         return sent
 
+    def publish_values(self, serial: str, values: Mapping[str, Scalar]) -> int:
+        """Publish a few of a device's leaves between its snapshots (a timed action's state), if changed.
+
+        The next snapshot carries the same values, so it sends them again only if they changed since.
+        """
+        device = self._devices.setdefault(serial, _DeviceState())
+        return sum(self._publish_leaf(serial, device, path, value, False) for path, value in values.items())
+
     def _publish_leaf(self, serial: str, device: _DeviceState, path: str, value: Scalar, full: bool) -> int:
         style = self._style_for(path)
         payload = render(value, style)

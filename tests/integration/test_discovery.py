@@ -198,7 +198,7 @@ async def test_stale_configs_are_removed_across_restarts(broker: Broker, make_pr
 async def test_migration_from_givtcp(broker: Broker, make_probe: MakeProbe, tmp_path: Path) -> None:
     probe = await make_probe(broker)
     old_soc = f"homeassistant/sensor/GivEnergy/{SERIAL}_SOC/config"
-    old_extra = f"homeassistant/select/GivEnergy/{SERIAL}_Force_Charge/config"  # nothing in givbridge matches
+    old_extra = f"homeassistant/select/GivEnergy/{SERIAL}_Local_control_mode/config"  # nothing in givbridge matches
     foreign = f"homeassistant/sensor/GivEnergy/{OTHER}_SOC/config"  # another GivTCP's inverter: not ours
     givtcp = {
         topic: json.dumps({"unique_id": unique_id, "stat_t": f"{ROOT}/x", "device": {"identifiers": "x"}})

@@ -1,0 +1,543 @@
+"""Running timed actions: the baseline, the countdown and a revert that always happens.
+
+:class:`TimedActions` carries out the four timed commands of :mod:`givbridge.commands.timed`
+inside the bridge's own process; nothing depends on Redis, pickle files or a second process
+(GivTCP ran its reverts as RQ jobs, which a restart could lose and nothing checked).
+
+Starting an action (the command's handler holds the device's command lock):
+
+1. every action on the device it cannot run alongside is reverted first;
+2. the registers it will write are read from the inverter (not from a cache), together with
+   the inverter's clock, which places a slot;
+3. the baseline, the end time (on the bridge's clock) and the state are saved to the data
+   directory (JSON, atomic replace) *before* anything is written, so a crash at any moment
+   after this leaves a revert behind;
+4. the registers are written and read back; only then does the command answer ``ok``. If
+   the write fails, whatever may have been written is put back at once.
+
+Sent again while it runs, an action runs N minutes from now and keeps its first baseline.
+
+The revert, at the end time, on ``Cancel`` or when another action replaces it, writes the
+baseline back (enables first) and reads it back; it takes the device's command lock, so it
+never interleaves with a command. At the end time it publishes a result on the command's
+response topic (through :attr:`TimedActions.on_result`). If the inverter cannot be reached
+it says the revert is pending (once) and keeps trying with backoff, and at once when the
+inverter reports again. A register the inverter refuses to take back is left out and named
+in the result. After a restart, actions whose end has passed are reverted as soon as their
+inverter is connected; the others count down where they were.
+
+The state entities (``Force_Charge`` = Normal/Running, ``Force_Charge_Num`` = minutes left,
+rounded up) are part of every snapshot (runner extras) and are also published between polls
+through :attr:`TimedActions.on_state` whenever they change: when an action starts or ends,
+and every minute while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from givbridge.bridge import Backoff, Bridge, InverterRunner, NotWritable, Signal, Unreachable, WriteStatus
+from givbridge.clock import Clock
+from givbridge.commands import devices as dev
+from givbridge.commands.executor import confirm
+from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
+from givbridge.commands.timed import KINDS, TimedKind, kinds_for, next_change
+from givbridge.log import get_logger
+from givbridge.plant.snapshot import Scalar
+from givbridge.plant.writes import WritePlan, unwritable
+from givbridge.store import JsonStore
+
+log = get_logger(__name__)
+
+#: The data-directory document holding every running action (``timed-actions.json``).
+DOCUMENT = "timed-actions"
+_FORMAT = 1
+
+Key = tuple[str, str]  # (inverter serial, command name)
+
+
+class Phase(StrEnum):
+    RUNNING = "running"  # written; counting down
+    PENDING = "pending"  # due (ended, cancelled or replaced) but not reverted yet: retrying
+
+
+@dataclass
+class Action:
+    """One running timed action, as kept in memory and in :data:`DOCUMENT`."""
+
+    kind: str
+    serial: str
+    baseline: tuple[tuple[int, int], ...]  # (register, value) as read before the first write, in writing order
+    started: datetime
+    ends: datetime  # on the bridge's clock
+    minutes: int
+    phase: Phase = Phase.RUNNING
+    reason: str = "ended"  # why it is (to be) reverted
+    attempts: int = 0  # failed revert attempts
+    error: str | None = None  # the last one's problem
+
+    @property
+    def key(self) -> Key:
+        return (self.serial, self.kind)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "action": self.kind,
+            "serial": self.serial,
+            "baseline": [list(pair) for pair in self.baseline],
+            "started": self.started.isoformat(),
+            "ends": self.ends.isoformat(),
+            "minutes": self.minutes,
+            "state": self.phase.value,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Action:
+        """The action a record describes; raises ValueError (or KeyError/TypeError) when it is not one."""
+        kind = str(record["action"])
+        if kind not in KINDS:
+            raise ValueError(f"unknown timed action {kind!r}")
+        baseline = tuple((int(register), int(value)) for register, value in record["baseline"])
+        if not baseline or any(not 0 <= value <= 0xFFFF for _, value in baseline):
+            raise ValueError("the baseline is empty or holds a value that is not a register word")
+        started, ends = datetime.fromisoformat(record["started"]), datetime.fromisoformat(record["ends"])
+        if started.tzinfo is None or ends.tzinfo is None:
+            raise ValueError("times must carry their offset")
+        return cls(
+            kind=kind,
+            serial=str(record["serial"]),
+            baseline=baseline,
+            started=started,
+            ends=ends,
+            minutes=int(record["minutes"]),
+            phase=Phase(record.get("state", Phase.RUNNING)),
+            reason=str(record.get("reason") or "ended"),
+            attempts=int(record.get("attempts") or 0),
+            error=record.get("error"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Reverted:
+    data: dict[str, Any]
+    refused: tuple[tuple[int, int], ...]  # baseline values the inverter would not take back
+
+
+def inverter_time(values: Mapping[int, int]) -> datetime | None:
+    """The inverter's wall-clock time from HR35-40, or None when they do not hold a date."""
+    try:
+        year, month, day, hour, minute, second = (values[r] for r in dev.CLOCK)
+        return datetime(2000 + year, month, day, hour, minute, second)
+    except (KeyError, ValueError):
+        return None
+
+
+def _leaves(values: Mapping[str, Scalar]) -> dict[str, Scalar]:
+    """Snapshot paths as the leaf names results use."""
+    return {path.rsplit("/", 1)[-1]: value for path, value in values.items()}
+
+
+def _read_back(kind: TimedKind, runner: InverterRunner) -> dict[str, Scalar]:
+    """The values ``kind`` writes as the runner last read them back, by leaf name."""
+    snapshot = runner.snapshot
+    if snapshot is None:
+        return {}
+    return _leaves({path: snapshot[path] for path in kind.reported if path in snapshot})
+
+
+def _registers(pairs: Iterable[tuple[int, int]]) -> dict[str, int]:
+    return {f"HR{register}": value for register, value in pairs}
+
+
+def _problem(exc: BaseException) -> tuple[ErrorCode, str]:
+    if isinstance(exc, CommandFailed):
+        return exc.code, exc.message
+    if isinstance(exc, Unreachable):
+        return ErrorCode.UNREACHABLE, str(exc) or "the inverter did not answer"
+    if isinstance(exc, PermissionError):
+        return ErrorCode.READ_ONLY, str(exc)
+    return ErrorCode.INTERNAL, f"internal error: {exc!r}"
+
+
+class TimedActions:
+    """Starts, counts down, persists and reverts the timed actions of every device runner."""
+
+    #: Backoff between revert attempts, in clock seconds.
+    RETRY_MIN = 5.0
+    RETRY_MAX = 300.0
+    #: How long (clock seconds) a due revert waits for its inverter to be connected at all
+    #: (a restart) before it says the revert is pending.
+    CONNECT_GRACE = 60.0
+
+    def __init__(self, bridge: Bridge, *, clock: Clock | None = None, store: JsonStore | None = None) -> None:
+        self.bridge = bridge
+        self.clock = clock if clock is not None else bridge.clock
+        self.store = store if store is not None else bridge.store
+        self._actions: dict[Key, Action] = {}
+        self._reverts: dict[Key, asyncio.Task[None]] = {}
+        self._shown: dict[Key, dict[str, Scalar]] = {}  # the state last announced per action
+        self._changed = asyncio.Event()  # wakes the countdown: an action started, ended or moved
+        self._reported = asyncio.Event()  # pulsed on every snapshot: some inverter answers again
+        self._save_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        #: A revert's result (ok, pending or failed), for ``<root>/<serial>/response/<command>``.
+        self.on_result: Signal[CommandResult] = Signal("timed action result")
+        #: (serial, snapshot path -> value): the state entities changed between polls.
+        self.on_state: Signal[tuple[str, Mapping[str, Scalar]]] = Signal("timed action state")
+        for runner in bridge.runners:
+            runner.add_extras(functools.partial(self.state_of, runner))
+            runner.on_snapshot.connect(self._on_snapshot)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load the actions a previous run left and start counting down (reverting those already due)."""
+        stored = await asyncio.to_thread(self.store.load, DOCUMENT)
+        now = self.clock.now()
+        for record in stored.get("actions", []) if isinstance(stored.get("actions"), list) else []:
+            try:
+                action = Action.from_record(record)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("ignoring an unreadable timed action in the data directory", record=record, error=str(exc))
+                continue
+            if action.phase is Phase.RUNNING and action.ends <= now:
+                action.reason = "ended while givbridge was not running"
+            self._actions[action.key] = action
+            log.info(
+                "timed action resumed",
+                action=action.kind,
+                serial=action.serial,
+                ends=action.ends.isoformat(),
+                due=action.ends <= now or action.phase is Phase.PENDING,
+            )
+        self._task = asyncio.create_task(self._countdown(), name="timed actions")
+
+    async def stop(self) -> None:
+        """Stop counting down; what is running stays in the data directory for the next start."""
+        tasks = [task for task in (self._task, *self._reverts.values()) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        self._reverts.clear()
+
+    # ------------------------------------------------------------------ what is running
+
+    def running(self, serial: str) -> dict[str, Action]:
+        """The actions on the inverter ``serial``, by command name (copies)."""
+        return {kind: replace(action) for (owner, kind), action in self._actions.items() if owner == serial}
+
+    def state_of(self, runner: InverterRunner) -> dict[str, Scalar]:
+        """The state entities of ``runner``'s device (a snapshot extras provider)."""
+        context = runner.context
+        if context is None:
+            return {}
+        now = self.clock.now()
+        values: dict[str, Scalar] = {}
+        for kind in kinds_for(context):
+            action = self._actions.get((context.serial, kind.name))
+            values.update(kind.state(action.ends if action else None, now))
+        return values
+
+    # ------------------------------------------------------------------ commands (device lock held)
+
+    async def begin(self, kind: TimedKind, minutes: int, runner: InverterRunner) -> dict[str, Any]:
+        """Start ``kind`` for ``minutes`` on ``runner``'s inverter, or run it ``minutes`` from now if it runs."""
+        self._require_running()
+        context = runner.context
+        assert context is not None, "the executor checks the device has been read"
+        serial = context.serial
+        for other in [a for a in self._actions.values() if a.serial == serial and a.kind != kind.name]:
+            if kind.conflicts_with(KINDS[other.kind], context):
+                await self._revert_now(other, runner, reason=f"replaced by {kind.name}", announce=True)
+        registers = kind.registers(context)
+        values = await runner.read_holding([*registers, *dev.CLOCK])
+        now = self.clock.now()
+        clock = inverter_time(values)
+        if clock is None:
+            log.warning("the inverter clock does not hold a date; placing the slot on the bridge's", serial=serial)
+            clock = now.astimezone(runner.tz).replace(tzinfo=None)
+        plan = WritePlan.of(kind.writes(context, clock, minutes), f"{kind.name} {minutes} min")
+        ends = now + timedelta(minutes=minutes)
+        key = (serial, kind.name)
+        existing = self._actions.get(key)
+        if existing is not None:
+            self._stop_revert(key)  # due or pending: the registers are still forced, the baseline holds
+            before = replace(existing)
+            action = existing
+            action.ends, action.minutes, action.phase, action.attempts, action.error = (
+                ends,
+                minutes,
+                Phase.RUNNING,
+                0,
+                None,
+            )
+            action.reason = "ended"
+        else:
+            before = None
+            baseline = tuple((register, values[register]) for register in registers)
+            action = Action(kind.name, serial, baseline, started=now, ends=ends, minutes=minutes)
+            self._actions[key] = action
+        await self._save()  # before anything is written: from here on a crash still reverts
+        try:
+            confirm(await runner.write(plan))
+        except Exception:
+            if before is not None:  # the extension failed: it keeps running as it was
+                self._actions[key] = before
+                await self._save()
+            else:
+                await self._undo_start(action, runner)
+            self._changed.set()
+            raise
+        self._changed.set()
+        log.info("timed action started", action=kind.name, serial=serial, minutes=minutes, ends=ends.isoformat())
+        await self._announce(serial, kind)
+        return {
+            **_read_back(kind, runner),
+            **_leaves(kind.state(action.ends, self.clock.now())),
+            "state": Phase.RUNNING.value,
+            "ends": action.ends.astimezone(runner.tz),
+            "baseline": _registers(action.baseline),
+        }
+
+    async def cancel(self, kind: TimedKind, runner: InverterRunner) -> dict[str, Any]:
+        """Revert ``kind`` on ``runner``'s inverter now (``Cancel``, ``Normal`` or ``0``)."""
+        self._require_running()
+        context = runner.context
+        assert context is not None
+        action = self._actions.get((context.serial, kind.name))
+        if action is None:
+            return {**_leaves(kind.state(None, self.clock.now())), "state": "not running"}
+        self._stop_revert(action.key)
+        reverted = await self._revert_now(action, runner, reason="cancelled", announce=False)
+        return reverted.data
+
+    # ------------------------------------------------------------------ reverting
+
+    async def _revert_now(self, action: Action, runner: InverterRunner, *, reason: str, announce: bool) -> _Reverted:
+        """Revert ``action`` now (lock held). On failure it is left pending for the countdown to retry."""
+        try:
+            reverted = await self._revert_locked(action, runner, reason=reason)
+        except (Unreachable, CommandFailed, PermissionError) as exc:
+            code, message = _problem(exc)
+            await self._mark_pending(action, reason, message)
+            raise CommandFailed(
+                code, f"could not revert {action.kind}: {message}; the revert is pending and givbridge keeps trying"
+            ) from None
+        if announce:
+            await self.on_result.emit(self._result(action, reverted))
+        if reverted.refused:
+            raise CommandFailed(ErrorCode.REJECTED, self._refusal(action, reverted), reverted.data)
+        return reverted
+
+    async def _undo_start(self, action: Action, runner: InverterRunner) -> None:
+        """A start that failed part-way: put back whatever may have been written."""
+        try:
+            await self._revert_locked(action, runner, reason=f"{action.kind} could not be started")
+        except (Unreachable, CommandFailed, PermissionError) as exc:
+            await self._mark_pending(action, f"{action.kind} could not be started", _problem(exc)[1])
+
+    async def _mark_pending(self, action: Action, reason: str, problem: str) -> None:
+        action.phase, action.reason, action.error = Phase.PENDING, reason, problem
+        action.attempts += 1
+        await self._save()
+        self._changed.set()  # the countdown starts retrying it
+
+    async def _revert_locked(self, action: Action, runner: InverterRunner, *, reason: str) -> _Reverted:
+        """Write ``action``'s baseline back and read it back; the caller holds the device's command lock."""
+        context = runner.context
+        if context is None:
+            raise Unreachable(f"inverter {action.serial} is not connected")
+        kind = KINDS[action.kind]
+        remaining = list(reversed(action.baseline))  # the enables were written last: undo them first
+        refused: list[tuple[int, int]] = []
+        outside = set(unwritable(WritePlan.of(remaining), context.writable))
+        if outside:  # the model changed under us (a firmware update): nothing to be done for those
+            refused += [pair for pair in remaining if pair[0] in outside]
+            remaining = [pair for pair in remaining if pair[0] not in outside]
+        while remaining:
+            try:
+                outcome = await runner.write(WritePlan.of(remaining, f"revert {action.kind}"))
+            except NotWritable as exc:
+                refused += [pair for pair in remaining if pair[0] in exc.registers]
+                remaining = [pair for pair in remaining if pair[0] not in exc.registers]
+                continue
+            if outcome.status is WriteStatus.REJECTED:
+                # The inverter will not take that value back; restore the rest (a refusal stops a plan).
+                refused += [pair for pair in remaining if pair[0] in outcome.rejected]
+                remaining = [pair for pair in remaining if pair[0] not in outcome.rejected]
+                continue
+            confirm(outcome)
+            break
+        self._actions.pop(action.key, None)
+        await self._save()
+        self._changed.set()
+        log.info(
+            "timed action reverted",
+            action=action.kind,
+            serial=action.serial,
+            reason=reason,
+            refused=[register for register, _ in refused] or None,
+        )
+        await self._announce(action.serial, kind)
+        data: dict[str, Any] = {
+            **_read_back(kind, runner),
+            **_leaves(kind.state(None, self.clock.now())),
+            "state": "reverted",
+            "reason": reason,
+            "restored": _registers(pair for pair in action.baseline if pair not in refused),
+        }
+        if refused:
+            data["not_restored"] = _registers(refused)
+        return _Reverted(data, tuple(refused))
+
+    def _stop_revert(self, key: Key) -> None:
+        task = self._reverts.pop(key, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    @staticmethod
+    def _refusal(action: Action, reverted: _Reverted) -> str:
+        listed = ", ".join(f"HR{register}={value}" for register, value in reverted.refused)
+        return f"{action.kind} was reverted except {listed}, which the inverter would not take back"
+
+    def _result(self, action: Action, reverted: _Reverted) -> CommandResult:
+        if reverted.refused:
+            failure = CommandFailed(ErrorCode.REJECTED, self._refusal(action, reverted), reverted.data)
+            return CommandResult.failure(action.kind, None, action.serial, failure)
+        return CommandResult.success(action.kind, None, action.serial, reverted.data)
+
+    async def _expire(self, action: Action) -> None:
+        """Revert a due action, retrying with backoff until it is done (or cancelled, or extended)."""
+        key = action.key
+        backoff = Backoff(self.RETRY_MIN, self.RETRY_MAX)
+        waiting_since = self.clock.now()
+        said_pending = False
+        try:
+            while self._actions.get(key) is action:
+                runner = self.bridge.runner_for(action.serial)
+                try:
+                    if runner is None or runner.context is None or not runner.health.connected:
+                        raise Unreachable(f"inverter {action.serial} is not connected")
+                    async with runner.command_lock:
+                        if self._actions.get(key) is not action:
+                            return  # cancelled or replaced while this waited for the lock
+                        if action.phase is Phase.RUNNING and action.ends > self.clock.now():
+                            return  # sent again while this waited: the countdown starts over
+                        reverted = await self._revert_locked(action, runner, reason=action.reason)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # every failure is retried; a bug is also logged loudly
+                    if not isinstance(exc, (Unreachable, CommandFailed, PermissionError)):
+                        log.exception("timed action revert failed unexpectedly", action=action.kind)
+                    code, message = _problem(exc)
+                    action.phase, action.error = Phase.PENDING, message
+                    action.attempts += 1
+                    await self._save()
+                    seen = runner is not None and runner.snapshot is not None
+                    if not said_pending and (seen or self._elapsed(waiting_since) >= self.CONNECT_GRACE):
+                        said_pending = True
+                        log.warning(
+                            "timed action revert pending", action=action.kind, serial=action.serial, error=message
+                        )
+                        details = {"state": Phase.PENDING.value, "reason": action.reason, "attempts": action.attempts}
+                        failure = CommandFailed(
+                            code, f"the revert of {action.kind} is pending: {message}; givbridge keeps trying", details
+                        )
+                        await self.on_result.emit(CommandResult.failure(action.kind, None, action.serial, failure))
+                    await self._pause(backoff.next(), wake_on_report=code is ErrorCode.UNREACHABLE)
+                    continue
+                await self.on_result.emit(self._result(action, reverted))
+                return
+        finally:
+            if self._reverts.get(key) is asyncio.current_task():
+                del self._reverts[key]
+
+    def _elapsed(self, since: datetime) -> float:
+        return (self.clock.now() - since).total_seconds()
+
+    async def _pause(self, seconds: float, *, wake_on_report: bool) -> None:
+        """Sleep ``seconds`` of clock time; with ``wake_on_report``, wake early when any inverter reports."""
+        waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.clock.sleep(seconds))}
+        if wake_on_report:
+            waits.add(asyncio.ensure_future(self._reported.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    async def _on_snapshot(self, _snapshot: object) -> None:
+        self._reported.set()  # wakes every revert waiting for an inverter
+        self._reported.clear()
+
+    # ------------------------------------------------------------------ the countdown
+
+    async def _countdown(self) -> None:
+        """Start due reverts, announce the minutes left, sleep until the next of either."""
+        while True:
+            self._changed.clear()
+            now = self.clock.now()
+            wake = now + timedelta(seconds=60)
+            try:
+                for key, action in list(self._actions.items()):
+                    if action.phase is Phase.PENDING or action.ends <= now:
+                        if key not in self._reverts:
+                            self._reverts[key] = asyncio.create_task(self._expire(action), name=f"revert {key}")
+                        continue
+                    wake = min(wake, next_change(action.ends, now))
+                for serial, kind_name in list(self._actions):
+                    await self._announce(serial, KINDS[kind_name])
+            except Exception:  # a bug: say so loudly, and keep counting down
+                log.exception("timed action countdown failed; trying again in a minute")
+            delay = max(0.0, (wake - self.clock.now()).total_seconds())
+            sleeper = asyncio.ensure_future(self.clock.sleep(delay))
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                changed.cancel()
+
+    async def _announce(self, serial: str, kind: TimedKind) -> None:
+        """Publish ``kind``'s state entities on ``serial`` if they changed since last announced."""
+        runner = self.bridge.runner_for(serial)
+        if runner is None or runner.context is None:
+            return
+        action = self._actions.get((serial, kind.name))
+        values = kind.state(action.ends if action else None, self.clock.now())
+        key = (serial, kind.name)
+        if self._shown.get(key) == values:
+            return
+        if action is None:
+            self._shown.pop(key, None)
+        else:
+            self._shown[key] = values
+        await self.on_state.emit((serial, values))
+
+    # ------------------------------------------------------------------ persistence
+
+    async def _save(self) -> None:
+        """Write every action to the data directory; shielded, so a cancelled caller cannot tear the order."""
+        await asyncio.shield(self._write())
+
+    async def _write(self) -> None:
+        async with self._save_lock:
+            document = {"format": _FORMAT, "actions": [action.record() for action in self._actions.values()]}
+            try:
+                await asyncio.to_thread(self.store.save, DOCUMENT, document)
+            except OSError as exc:
+                log.error("could not save the timed actions; a restart would lose their revert", error=str(exc))
+
+    def _require_running(self) -> None:
+        if self._task is None or self._task.done():
+            raise CommandFailed(ErrorCode.UNSUPPORTED, "the timed-action scheduler is not running")
