@@ -52,6 +52,11 @@ def has_ac_config_block(device: DeviceContext) -> bool:
     return bool(device.capabilities.has_ac_config_block)
 
 
+def has_storage(device: DeviceContext) -> bool:
+    """A battery of its own, or (a Gateway) the All-in-Ones' batteries it runs in parallel."""
+    return device.family.has_battery or is_gateway(device)
+
+
 # --- registers by device kind ------------------------------------------------------------------
 # Single-phase numbers unless noted; GivTCP's givtcp.md §4.1 lists the same map.
 
@@ -124,7 +129,7 @@ def slot_windows(device: DeviceContext, kind: SlotKind) -> tuple[tuple[int, int]
         if kind == "export":
             return _EMS_EXPORT_SLOTS
         return tuple(EMS_SLOTS.charge_slots if kind == "charge" else EMS_SLOTS.discharge_slots)
-    if kind == "export" or is_gateway(device):
+    if kind == "export":
         return ()
     if is_three_phase(device):
         layout = THREE_PHASE_SLOTS
@@ -176,10 +181,10 @@ def _not_writable(device: DeviceContext, registers: Iterable[int]) -> str | None
 
 
 def _inverter_reason(device: DeviceContext) -> str | None:
+    # A Gateway answers the single-phase control map (HR0-179) for the All-in-Ones it runs in
+    # parallel, so the inverter commands apply to it where their registers are its.
     if is_ems(device):
         return "an EMS is a plant controller, not an inverter: use the EMS commands"
-    if is_gateway(device):
-        return "the Gateway has no inverter or battery registers of its own"
     return None
 
 
@@ -193,7 +198,8 @@ def applies(
 ) -> Applicability:
     """An :class:`Applicability` from the usual conditions, checked in order.
 
-    ``inverter``: not an EMS or Gateway. ``battery``: the family can have a battery.
+    ``inverter``: not an EMS. ``battery``: the family can have a battery (a Gateway counts: it
+    controls its All-in-Ones' batteries).
     ``when``: any further condition. ``registers``: the registers the command writes on this
     device, all of which must be in its write allowlist.
     """
@@ -201,7 +207,7 @@ def applies(
     def check(device: DeviceContext) -> str | None:
         if inverter and (reason := _inverter_reason(device)):
             return reason
-        if battery and not device.family.has_battery:
+        if battery and not has_storage(device):
             return f"{device.family.display} has no battery"
         if when is not None and (reason := when(device)):
             return reason
@@ -235,7 +241,7 @@ def needs_slot(kind: SlotKind, slot: int) -> Callable[[DeviceContext], str | Non
     (a battery, or the EMS, which schedules its plant's)."""
 
     def check(device: DeviceContext) -> str | None:
-        if not (device.family.has_battery or is_ems(device)):
+        if not (has_storage(device) or is_ems(device)):
             return f"{device.family.display} has no battery to schedule"
         try:
             slot_window(device, kind, slot)

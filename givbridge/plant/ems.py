@@ -45,6 +45,7 @@ def build_ems(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo
             family=family.key,
             firmware=view.inverter.text("firmware_version"),
             meter_ids=tuple(meter_id for meter_id, _ in view.meters),
+            managed=tuple(managed.values()),
         )
     )
     sink = ValueSink(device.values)

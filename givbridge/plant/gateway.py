@@ -40,6 +40,7 @@ AIO_BATTERY_POWER_W = 6000
 
 def build_gateway(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
     gateway = view.gateway
+    aios = _aio_serials(gateway) if gateway is not None else {}
     device = DeviceValues(
         info=DeviceInfo(
             serial=view.serial,
@@ -47,6 +48,7 @@ def build_gateway(view: PlantView, family: Family, *, taken_at: datetime, tz: tz
             family=family.key,
             firmware=gateway.text("software_version") if gateway is not None else None,
             meter_ids=tuple(meter_id for meter_id, _ in view.meters),
+            managed=tuple(aios.values()),
         )
     )
     sink = ValueSink(device.values)
@@ -70,7 +72,7 @@ def build_gateway(view: PlantView, family: Family, *, taken_at: datetime, tz: tz
         details.put("Gateway_Mode", vocab.spaced_word(gateway.coded_name("work_mode", "work_mode")))
         _power(view, gateway, sink.under("Power"), capacity=capacity, taken_at=taken_at, tz=tz)
         _energy(gateway, sink.under("Energy"))
-        _all_in_ones(gateway, sink.under("Inverters"))
+        _all_in_ones(gateway, aios, sink.under("Inverters"))
     timeslots_section(view, family, sink.under("Timeslots"))
     control_section(
         view, family, sink.under("Control"), capacity=capacity, max_battery_power=max_battery_power, c100_rates=False
@@ -157,12 +159,19 @@ def _energy(gateway: ModelView, sink: ValueSink) -> None:
             out.put(f"{name}_Energy_{period}_kWh", gateway.number(f"{field}_{suffix}"))
 
 
-def _all_in_ones(gateway: ModelView, sink: ValueSink) -> None:
+def _aio_serials(gateway: ModelView) -> dict[int, str]:
+    """Rollup slot -> serial of each paralleled All-in-One (empty slots left out, as GivTCP did)."""
     count = gateway.integer("parallel_aio_num") or 0
+    found: dict[int, str] = {}
     for slot in _AIO_SLOTS:
         serial = gateway.text(f"aio{slot}_serial_number")
-        if slot > count or not serial:
-            continue  # an empty slot: GivTCP skipped slots without a charge figure
+        if slot <= count and serial:
+            found[slot] = serial
+    return found
+
+
+def _all_in_ones(gateway: ModelView, aios: dict[int, str], sink: ValueSink) -> None:
+    for slot, serial in aios.items():
         out = sink.under(f"AIO_{slot}")
         out.put(f"AIO_{slot}_Serial_Number", serial)
         out.put("SOC", gateway.integer(f"aio{slot}_soc"))

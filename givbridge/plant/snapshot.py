@@ -29,6 +29,9 @@ class DeviceInfo:
     firmware: str | None = None
     battery_serials: tuple[str, ...] = ()
     meter_ids: tuple[int, ...] = ()
+    # Serials of the inverters this device controls: the All-in-Ones a Gateway runs in
+    # parallel, the inverters an EMS manages (see givbridge/plant/topology.py).
+    managed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

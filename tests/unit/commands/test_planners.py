@@ -151,7 +151,9 @@ def test_slot_layouts() -> None:
     assert len(slot_windows(reference_device("hybrid-gen3", arm_firmware=302), "charge")) == 2
     assert slot_windows(reference_device("hybrid-3ph"), "discharge")[:2] == ((1118, 1119), (1120, 1121))
     assert slot_windows(reference_device("ems"), "export") == ((2062, 2063), (2065, 2066), (2068, 2069))
-    assert slot_windows(reference_device("gateway"), "charge") == ()
+    # The Gateway schedules its All-in-Ones through the single-phase two-slot map the library reads.
+    assert slot_windows(reference_device("gateway"), "charge") == ((94, 95), (31, 32))
+    assert slot_windows(reference_device("gateway"), "export") == ()
 
 
 def test_slot_boundaries_are_hhmm() -> None:
