@@ -22,7 +22,7 @@ _SECRET_WORDS = ("password", "token", "secret", "authorization")
 # Libraries that are chatty at INFO about things a user does not need (amqtt logs every
 # client session; paho every packet at DEBUG). They follow the chosen level only when it is
 # debug.
-_QUIET_AT_INFO = ("amqtt", "transitions", "paho", "pymodbus", "asyncio")
+_QUIET_AT_INFO = ("amqtt", "transitions", "paho", "pymodbus", "asyncio", "uvicorn")
 
 
 def _redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from givbridge.commands.devices import reference_devices
 from givbridge.commands.results import HTTP_OK, HTTP_STATUS, ErrorCode
-from givbridge.commands.schemas import MAX_PAYLOAD_BYTES, NoPayload, SettingsPayload
+from givbridge.commands.schemas import MAX_PAYLOAD_BYTES, TRANSACTION_KEY, NoPayload, SettingsPayload
 from givbridge.commands.spec import Command
 
 if TYPE_CHECKING:
@@ -187,9 +187,72 @@ def _leaves(paths: Iterable[str]) -> str:
     return ", ".join(f"`{path.rsplit('/', 1)[-1]}`" for path in paths)
 
 
-def render_json(registry: Registry) -> str:
-    """A machine-readable listing, for tools that build on the command set."""
-    listing = [
+# Bounds by their JSON Schema names: pydantic leaves them under its own on annotated fields.
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+_BOUNDS.update({name: name for name in list(_BOUNDS.values())})
+_KEPT = ("description", "examples", "default")
+#: A number written as text, as GivTCP's clients and Home Assistant send it ("80", "80.0").
+NUMBER_TEXT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*$"
+#: A time of day as the slot parsers take it (``16:30``, ``16:30:00``).
+TIME_TEXT = r"^\s*\d{1,2}:\d{2}(:\d{2})?\s*$"
+
+
+def _accepted_value(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """One field's schema widened to what its parser accepts: numbers also as text, switches as words."""
+    meta = {key: schema[key] for key in _KEPT if key in schema}
+    if "anyOf" in schema:
+        branches: list[dict[str, Any]] = []
+        for branch in schema["anyOf"]:
+            widened = _accepted_value(branch)
+            branches += widened["anyOf"] if set(widened) == {"anyOf"} else [widened]
+        return {"anyOf": branches, **meta}
+    kind = schema.get("type")
+    if kind in ("integer", "number"):
+        bounds = {_BOUNDS[key]: value for key, value in schema.items() if key in _BOUNDS}
+        return {"anyOf": [{"type": kind, **bounds}, {"type": "string", "pattern": NUMBER_TEXT}], **meta}
+    if kind == "boolean":
+        return {"anyOf": [{"type": "boolean"}, {"enum": [0, 1]}, {"type": "string"}], **meta}
+    if kind == "string" and schema.get("format") == "time":
+        return {"type": "string", "pattern": TIME_TEXT, **meta}
+    if kind in ("string", "null"):
+        return {"type": kind, **meta}  # other formats (date-time) are parsed more leniently than JSON Schema's
+    return dict(schema)
+
+
+def input_schema(command: Command) -> dict[str, Any]:
+    """JSON Schema of the JSON object ``command`` accepts, as the executor parses it.
+
+    The payload models describe parsed values (an integer percentage); senders write GivTCP's
+    forms, so numbers may also come as text and switches as words. Fields the command's name
+    fixes may be left out, and every object may carry a ``transaction`` to echo.
+    """
+    if issubclass(command.payload, NoPayload):
+        return {"type": "object", "description": accepted_forms(command)}
+    if issubclass(command.payload, SettingsPayload):
+        return {"type": "object", "additionalProperties": True, "description": accepted_forms(command)}
+    model = command.payload.model_json_schema()
+    properties: dict[str, Any] = {}
+    for name, schema in model.get("properties", {}).items():
+        if name in command.fixed:
+            value = command.fixed[name]
+            properties[name] = {"enum": [value, str(value)], "description": f"{value}: set by the command's name"}
+        else:
+            properties[name] = _accepted_value(schema)
+    properties[TRANSACTION_KEY] = {
+        "anyOf": [{"type": "string"}, {"type": "number"}],
+        "description": "any string or number; echoed in the answer",
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in model.get("required", []) if name not in command.fixed],
+        "additionalProperties": False,
+    }
+
+
+def listing(registry: Registry) -> list[dict[str, Any]]:
+    """Every command as data: the JSON listing, and the HTTP shim's ``/api``."""
+    return [
         {
             "name": command.name,
             "aliases": list(command.aliases),
@@ -198,15 +261,22 @@ def render_json(registry: Registry) -> str:
             "status": command.status,
             "method": command.method,
             "target": command.target,
+            "writes": command.writes,
+            "payload": accepted_forms(command),
             "raw_field": command.raw_field,
             "example": example_object(command),
-            "payload_schema": command.payload.model_json_schema(),
+            "payload_schema": input_schema(command),
             "models": applies_to(command),
             "updates": list(command.updates),
+            "notes": command.notes,
         }
         for command in registry
     ]
-    return json.dumps(listing, indent=2, default=str) + "\n"
+
+
+def render_json(registry: Registry) -> str:
+    """A machine-readable listing, for tools that build on the command set."""
+    return json.dumps(listing(registry), indent=2, default=str) + "\n"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -379,35 +379,46 @@ class SettingsPayload(Payload):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-# EV charger and tariff payloads, parsed now so that their commands are complete once the
-# features behind them exist.
+# EV charger payloads (commands/evc.py), and the tariff's.
 class ChargeControlPayload(Payload):
     mode: Annotated[str, BeforeValidator(choice(("Ready", "Start", "Stop")))] = Field(
-        description="Ready, Start or Stop (any case)", examples=["Start"]
+        description="Ready, Start or Stop (any case, so api.json's start/stop too)", examples=["Start"]
     )
 
 
+# api.json documents state: enable/disable for setChargingMode (a leftover of an on/off solar
+# switch): enable turns on the solar-following mode that still guarantees a charge (Hybrid),
+# disable goes back to plain grid charging.
+ChargingMode = Annotated[
+    str, BeforeValidator(choice(("Grid", "Hybrid", "Solar"), {"enable": "Hybrid", "disable": "Grid"}))
+]
+
+
 class ChargingModePayload(Payload):
-    mode: Annotated[str, BeforeValidator(choice(("Grid", "Hybrid", "Solar")))] = Field(
-        validation_alias=AliasChoices("mode", "state"), description="Grid, Hybrid or Solar", examples=["Hybrid"]
+    mode: ChargingMode = Field(
+        validation_alias=AliasChoices("mode", "state"),
+        description="Grid, Hybrid or Solar (any case); api.json's enable means Hybrid, disable Grid",
+        examples=["Hybrid"],
     )
 
 
 class CurrentLimitPayload(Payload):
-    current: Annotated[int, BeforeValidator(whole_number), Field(ge=6, le=32)] = Field(
-        description="6-32 A", examples=[16]
+    current: Annotated[int, BeforeValidator(rounded_number), Field(ge=6, le=80)] = Field(
+        description="6-80 A, rounded to whole amps, then held within the charger's own range "
+        "(Evse_Min_Current to Evse_Max_Current)",
+        examples=[16],
     )
 
 
 class ImportCapPayload(Payload):
     current: Annotated[int, BeforeValidator(whole_number), Field(ge=0, le=100)] = Field(
-        description="0-100 A (0 removes the cap)", examples=[60]
+        description="0-100 A of grid current (0 removes the cap)", examples=[60]
     )
 
 
 class SessionEnergyPayload(Payload):
     energy: Annotated[float, BeforeValidator(decimal_number), Field(ge=0, le=100)] = Field(
-        description="0-100 kWh", examples=["20.5"]
+        description="0-100 kWh, decimals allowed (0 removes the limit)", examples=["20.5"]
     )
 
 
@@ -474,6 +485,8 @@ def decode(payload: bytes | str | Mapping[str, Any] | None) -> Message:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandFailed(ErrorCode.INVALID_PAYLOAD, f"payload looks like JSON but does not parse: {exc}") from None
+    except RecursionError:  # "[[[[..." within the size limit is nested deeper than the parser goes
+        raise CommandFailed(ErrorCode.INVALID_PAYLOAD, "payload JSON is nested too deeply") from None
     if isinstance(value, dict):
         return Message(value, None, _transaction(value))
     if isinstance(value, str):  # a quoted raw value, as some tools send it
@@ -483,6 +496,8 @@ def decode(payload: bytes | str | Mapping[str, Any] | None) -> Message:
 
 def _transaction(document: dict[str, Any]) -> Transaction:
     transaction = document.pop(TRANSACTION_KEY, None)
+    if isinstance(transaction, float) and not math.isfinite(transaction):  # NaN cannot be echoed as JSON
+        raise CommandFailed(ErrorCode.INVALID_PAYLOAD, "transaction must be a finite number or a string")
     if transaction is None or (isinstance(transaction, str | int | float) and not isinstance(transaction, bool)):
         return transaction
     raise CommandFailed(ErrorCode.INVALID_PAYLOAD, "transaction must be a string or a number")

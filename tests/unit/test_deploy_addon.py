@@ -233,7 +233,12 @@ def full_options() -> dict[str, Any]:
         ],
         "mqtt": {"host": "broker.lan", "port": 1884, "username": "givbridge", "password": "secret"},
         "polling": {"poll_interval": 20, "settings_interval": 120},
-        "http": {"enabled": True, "token": "a-long-token"},
+        "http": {
+            "enabled": True,
+            "token": "a-long-token",
+            "trusted_networks": ["172.30.33.0/24"],
+            "per_inverter_ports": True,
+        },
         "log": {"level": "debug"},
     }
 

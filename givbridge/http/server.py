@@ -1,0 +1,188 @@
+"""Serving the shim: one uvicorn server in the bridge's own event loop, listening on every port.
+
+givbridge binds the sockets itself (so a port in use is a clear configuration error, and
+port 0 picks a free one) and hands them to uvicorn, which routes each connection to the app of
+the port it arrived on: the main port's, or an inverter's own. uvicorn is kept away from the
+process's signals (:meth:`_Uvicorn.capture_signals`): SIGTERM belongs to the application,
+which stops the shim first, within its shutdown budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from givbridge.config import ConfigError
+from givbridge.http.routes import Handlers, Services, build_app
+from givbridge.log import get_logger
+
+log = get_logger(__name__)
+
+#: Seconds a stopping server lets requests in flight finish before cancelling them.
+GRACE = 0.3
+#: Seconds :meth:`HttpServer.stop` waits for uvicorn before cancelling it outright.
+STOP_TIMEOUT = 0.8
+#: Connections plus requests in flight beyond which uvicorn answers 503 (one client is usual).
+MAX_CONCURRENCY = 64
+BACKLOG = 64
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its signal handlers, telling when it has started."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # SIGINT/SIGTERM stop the whole application (app.run_until_signalled), which stops us
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+async def _listen(host: str, port: int, what: str) -> socket.socket:
+    """A listening, non-blocking socket on ``host:port``, or a :class:`ConfigError` saying why not."""
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"http.host {host!r} cannot be listened on: {exc.strerror}") from None
+    family, kind, proto, _, address = found[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"the HTTP shim cannot listen on {host}:{port} ({what}): {exc.strerror or exc}; "
+            "choose another port in the http settings or stop what uses it"
+        ) from None
+    return sock
+
+
+def _by_port(apps: dict[int, ASGIApp], default: ASGIApp) -> ASGIApp:
+    """One ASGI app that hands each request to the app of the port it arrived on."""
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        app = apps.get(server[1], default) if server else default
+        await app(scope, receive, send)
+
+    return dispatch
+
+
+class HttpServer:
+    """The shim's ports, served from the application's event loop."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.port: int | None = None  # the main port, once listening (useful with port 0)
+        self.inverter_ports: list[int] = []  # inverter N's own port at index N-1
+        self._server: _Uvicorn | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sockets: list[socket.socket] = []
+
+    async def start(self) -> None:
+        """Listen on every port and serve; raises :class:`ConfigError` when a port cannot be had."""
+        http = self.services.settings.http
+        runners = self.services.runners
+        handlers = Handlers(self.services)
+        main_app = build_app(self.services, handlers)
+        apps: dict[int, ASGIApp] = {}
+        try:
+            self._sockets.append(await _listen(http.host, http.port, "the main port, http.port"))
+            self.port = self._sockets[0].getsockname()[1]
+            if http.per_inverter_ports:
+                for number in range(1, len(runners) + 1):
+                    wanted = http.first_inverter_port + number - 1 if http.first_inverter_port else 0
+                    if wanted > 65535:
+                        raise ConfigError(f"http.first_inverter_port leaves no port for inverter {number}")
+                    sock = await _listen(http.host, wanted, f"inverter {number}'s own port")
+                    self._sockets.append(sock)
+                    port = sock.getsockname()[1]
+                    self.inverter_ports.append(port)
+                    apps[port] = build_app(self.services, handlers, inverter=number)
+        except BaseException:
+            self._close_sockets()
+            raise
+        apps[self.port] = main_app
+        config = uvicorn.Config(
+            _by_port(apps, main_app),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,  # the client address is the TCP peer: trusted_networks must not be spoofable
+            server_header=False,
+            ws="none",
+            # Annotated int in uvicorn but passed to asyncio.wait_for, which takes any number of seconds.
+            timeout_graceful_shutdown=GRACE,  # type: ignore[arg-type]
+            limit_concurrency=MAX_CONCURRENCY,
+        )
+        server = self._server = _Uvicorn(config)
+        task = self._task = asyncio.create_task(server.serve(sockets=list(self._sockets)), name="http shim")
+        task.add_done_callback(self._ended)
+        ready = asyncio.ensure_future(server.ready.wait())
+        try:
+            await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if task.done():
+            self._close_sockets()
+            task.result()  # its exception, if it failed
+            raise RuntimeError("the HTTP server ended while starting")
+        log.info(
+            "HTTP shim listening",
+            host=http.host,
+            port=self.port,
+            inverter_ports=self.inverter_ports or None,
+            token=bool(http.token),
+            trusted_networks=[str(n) for n in http.trusted_networks] or None,
+        )
+
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:  # noqa: ASYNC109 (the shutdown budget)
+        """Stop listening, let requests in flight finish for a moment, then cancel what is left."""
+        server, task = self._server, self._task
+        self._server = self._task = None
+        if server is None or task is None:
+            return
+        server.should_exit = True
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(task)
+        except TimeoutError:
+            server.force_exit = True
+            for request in list(server.server_state.tasks):  # uvicorn cancels these only at its own timeout
+                request.cancel()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except Exception as exc:  # already logged by _ended
+            log.debug("HTTP server ended with an error", error=repr(exc))
+        finally:
+            self._close_sockets()
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("the HTTP shim stopped with an error", error=repr(exc))
+        elif self._server is not None and not self._server.should_exit:
+            log.error("the HTTP shim stopped by itself")
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
