@@ -10,26 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from givbridge import __version__
 from givbridge.bridge import Bridge, InverterRunner
 from givbridge.clock import Clock, SystemClock
-from givbridge.commands import CommandExecutor
+from givbridge.clock_sync import ClockKeeper
+from givbridge.commands import CommandExecutor, CommandResult
+from givbridge.commands.scheduler import TimedActions
 from givbridge.config import Settings
 from givbridge.entities import EntityCatalogue, load_catalogue
+from givbridge.evc.charger import EvCharger
+from givbridge.evc.runner import ChargerRunner
 from givbridge.health import HealthWriter
 from givbridge.log import get_logger
 from givbridge.mqtt.client import MqttClient, Publication
-from givbridge.mqtt.control import ControlSubscriber
+from givbridge.mqtt.control import BRIDGE_DEVICE, ControlSubscriber
 from givbridge.mqtt.discovery import DiscoveryPublisher
 from givbridge.mqtt.requests import BridgeRequests
 from givbridge.mqtt.state import StatePublisher, ValueStyle
 from givbridge.mqtt.topics import OFFLINE, Topics
-from givbridge.plant.snapshot import Snapshot
+from givbridge.plant.snapshot import Scalar, Snapshot
+from givbridge.plant.summary import PLANT_ID, Member, summarise
+
+if TYPE_CHECKING:
+    from givbridge.http.server import HttpServer
 
 log = get_logger(__name__)
 
@@ -56,6 +64,12 @@ class Application:
         self.clock = clock or SystemClock()
         self.started_at: datetime | None = None
         self.bridge = Bridge(settings, clock=self.clock)
+        # The EV charger (settings.evc): its runner and emulated modes, beside the inverters.
+        self.charger = (
+            EvCharger(settings, clock=self.clock, store=self.bridge.store, inverters=self.bridge.runners)
+            if settings.evc is not None
+            else None
+        )
         self.catalogue = load_catalogue()
         self.topics = Topics(settings.mqtt.root)
         self.mqtt = MqttClient(
@@ -73,17 +87,24 @@ class Application:
             clock=self.clock,
         )
         self._announced: dict[str, object] = {}  # serial -> identity last put in bridge/info
+        # The plant summary device (totals across inverters), with two or more inverters.
+        self.plant_summary = settings.plant.summary and len(self.bridge.runners) > 1
+        self.plant: Snapshot | None = None
+        self._plant_online: bool | None = None
         # Home Assistant discovery; it subscribes to HA's birth topic, so it exists before start().
         self.discovery = (
             DiscoveryPublisher(
                 self.mqtt,
                 self.topics,
                 settings.mqtt,
-                inverters=self.bridge.runners,
+                inverters=self._devices(),
                 catalogue=self.catalogue,
                 store=self.bridge.store,
                 republish_states=self._republish_states,
                 clock=self.clock,
+                currency=settings.tariffs.currency if settings.tariffs else "GBP",
+                topology=self.bridge.topology,
+                plant_summary=self.plant_summary,
             )
             if settings.mqtt.discovery
             else None
@@ -91,9 +112,20 @@ class Application:
         for runner in self.bridge.runners:
             runner.on_snapshot.connect(self._on_snapshot)
             runner.on_availability.connect(self._on_availability)
+        if self.charger is not None:
+            self.charger.runner.on_snapshot.connect(self._on_snapshot)
+            self.charger.runner.on_availability.connect(self._on_availability)
         self.mqtt.on_connect(self._on_mqtt_connect)
         # Commands: <root>/control/[<serial>/]<command>, answered on <root>/<serial>/response/<command>.
-        self.commands = CommandExecutor(self.bridge, settings=settings, clock=self.clock)
+        # Timed actions (forceCharge...): their countdown and reverts, whose results go to the same topics.
+        self.timed = TimedActions(self.bridge, clock=self.clock, store=self.bridge.store)
+        self.timed.on_state.connect(self._on_timed_state)
+        self.timed.on_result.connect(self._on_timed_result)
+        self.commands = CommandExecutor(
+            self.bridge, settings=settings, clock=self.clock, timed=self.timed, charger=self.charger
+        )
+        # clock.auto_sync: syncDateTime for inverters whose clock has drifted.
+        self.clock_keeper = ClockKeeper(self.bridge, self.commands, settings, clock=self.clock, store=self.bridge.store)
         self.control = ControlSubscriber(self.mqtt, self.topics, self.commands)
         self.control.attach()
         # The bridge device's restart button and log-level select, through the same executor.
@@ -107,24 +139,52 @@ class Application:
             interval=settings.polling.poll_interval,
             clock=self.clock,
         )
+        self.http: HttpServer | None = None  # the REST shim, once started (http.enabled)
 
     async def start(self) -> None:
         self.started_at = self.clock.now()
         await self.mqtt.start()
+        await self.timed.start()  # first: resumed actions are in the first snapshots
         await self.bridge.start()
+        if self.charger is not None:
+            await self.charger.start()
         self.health_writer.start()
+        if self.settings.http.enabled:
+            await self._start_http()
+
+    async def _start_http(self) -> None:
+        """The GivTCP-compatible REST shim; the web stack is imported only when it is enabled."""
+        from givbridge.http.routes import Services
+        from givbridge.http.server import HttpServer
+
+        services = Services(self.settings, self.commands, self.bridge.runners, self.health_writer, self.clock)
+        self.http = HttpServer(services)
+        await self.http.start()
+
+    async def _stop_http(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
 
     async def stop(self) -> None:
         """Stop polling, say offline, disconnect: well within two seconds."""
+        # The HTTP shim stops alongside the rest, so requests in flight are answered as the devices stop.
+        stopping_http = asyncio.create_task(self._stop_http())
         await self.health_writer.stop()
+        await self.clock_keeper.stop()
+        await self.timed.stop()  # no revert starts while stopping; the data dir keeps what is running
         await self.bridge.stop(timeout=0.8)
+        if self.charger is not None:
+            await self.charger.stop(timeout=0.5)
+        await stopping_http
         if self.discovery is not None:
             await self.discovery.stop()
         final = [
             Publication(self.topics.availability(runner.serial), OFFLINE, retain=True)
-            for runner in self.bridge.runners
+            for runner in self._devices()
             if runner.serial
         ]
+        if self.plant_summary:
+            final.append(Publication(self.topics.availability(PLANT_ID), OFFLINE, retain=True))
         final.append(Publication(self.topics.bridge_state, OFFLINE, retain=True))
         await self.mqtt.stop(final=final, timeout=1.0)
 
@@ -140,11 +200,14 @@ class Application:
     def _republish_states(self) -> None:
         """Every device's availability and full state, as if nothing had been published."""
         self.state.forget()
-        for runner in self.bridge.runners:
+        for runner in self._devices():
             if runner.serial:
                 self.state.device_availability(runner.serial, runner.health.available)
             if runner.snapshot is not None:
                 self.state.publish_snapshot(runner.snapshot)
+        if self.plant is not None:
+            self._plant_online = None  # say it again
+            self._publish_plant()
 
     async def _on_snapshot(self, snapshot: Snapshot) -> None:
         identity = (snapshot.info.model, snapshot.info.firmware, snapshot.info.battery_serials)
@@ -155,11 +218,47 @@ class Application:
             self.discovery.on_snapshot(snapshot)  # a new entity's config goes before its state
         sent = self.state.publish_snapshot(snapshot)
         log.debug("published", serial=snapshot.serial, messages=sent)
+        self._publish_plant()
 
-    async def _on_availability(self, runner: InverterRunner) -> None:
+    def _devices(self) -> list[InverterRunner | ChargerRunner]:
+        """Every device runner: the inverters', then the EV charger's."""
+        devices: list[InverterRunner | ChargerRunner] = list(self.bridge.runners)
+        if self.charger is not None:
+            devices.append(self.charger.runner)
+        return devices
+
+    async def _on_availability(self, runner: InverterRunner | ChargerRunner) -> None:
         if runner.serial:
             self.state.device_availability(runner.serial, runner.health.available)
         self.state.bridge_info(self.info())
+        self._publish_plant()
+
+    def _publish_plant(self) -> None:
+        """Recompute the plant summary from every runner's latest state and publish what changed."""
+        if not self.plant_summary:
+            return
+        members = [Member(runner.snapshot, runner.health.available) for runner in self.bridge.runners]
+        summary = summarise(members, self.bridge.topology, grid_meter=self.settings.plant.grid)
+        if summary is None:
+            return  # no inverter has been read yet
+        self.plant = summary
+        online = summary.values["Stats/Inverters_Online"] != 0
+        if self.discovery is not None:
+            self.discovery.on_plant(summary)  # its config before its state
+        self.state.publish_snapshot(summary)
+        if online != self._plant_online:
+            self._plant_online = online
+            self.state.device_availability(PLANT_ID, online)
+
+    async def _on_timed_state(self, change: tuple[str, Mapping[str, Scalar]]) -> None:
+        serial, values = change
+        self.state.publish_values(serial, values)
+
+    async def _on_timed_result(self, result: CommandResult) -> None:
+        """A timed action's revert (or its failure) on the command's response topic."""
+        topic = self.topics.response(result.serial or BRIDGE_DEVICE, result.command)
+        if not self.mqtt.publish(topic, result.to_json(), retain=False, qos=1):
+            log.warning("could not publish a timed action's result (not connected)", topic=topic)
 
     def _announce(self) -> None:
         self.state.bridge_info(self.info())
@@ -187,7 +286,21 @@ class Application:
             "log_level": self.settings.log.level,  # the state of the bridge device's log-level select
             "started": self.started_at.isoformat(timespec="seconds") if self.started_at else None,
             "inverters": inverters,
+            "ev_charger": self._charger_info(),
+            "plant_summary": self.plant_summary,
             "config": self.settings.summary(),
+        }
+
+    def _charger_info(self) -> dict[str, Any] | None:
+        if self.charger is None:
+            return None
+        runner = self.charger.runner
+        return {
+            "host": runner.config.host,
+            "port": runner.config.port,
+            "serial": runner.serial,
+            "available": runner.health.available,
+            "charging_mode": self.charger.modes.settings.charging_mode,
         }
 
 

@@ -41,23 +41,25 @@ from givenergy_modbus.exceptions import (
     RefreshPartiallySucceeded,
 )
 from givenergy_modbus.model.plant import Plant, PlantCapabilities
-from givenergy_modbus.model.register import HR
+from givenergy_modbus.model.register import HR, IR
 from givenergy_modbus.pdu import (
     ReadHoldingRegistersRequest,
     ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
     WriteHoldingRegisterResponse,
 )
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from givbridge import __version__
 from givbridge.clock import Clock, SystemClock, local_zone
 from givbridge.config import InverterSettings, Settings
 from givbridge.entities import load_catalogue
 from givbridge.log import get_logger
-from givbridge.plant.build import build_snapshot
+from givbridge.plant.build import build_snapshot, supported_families
 from givbridge.plant.families import Family, UnknownModel, family_for
 from givbridge.plant.hygiene import SampleGuard
 from givbridge.plant.snapshot import Scalar, Snapshot
+from givbridge.plant.topology import PlantTopology
 from givbridge.plant.writes import (
     RegisterWrite,
     RegisterWriteRequest,
@@ -69,6 +71,7 @@ from givbridge.plant.writes import (
 )
 from givbridge.scan import find_serial
 from givbridge.store import JsonStore
+from givbridge.tariffs import Tariffs
 
 log = get_logger(__name__)
 
@@ -173,6 +176,29 @@ class Health:
     last_poll_seconds: float | None = None  # wall time of the last successful poll
     last_poll_full: bool = False  # whether it also read the settings banks
 
+    def succeeded(self, at: datetime, *, partial: bool = False) -> bool:
+        """Count a successful poll; True when it makes the device available again."""
+        if partial:
+            self.polls_partial += 1
+        else:
+            self.polls_ok += 1
+        self.consecutive_failures = 0
+        self.last_error = None
+        self.last_success = at
+        became = not self.available
+        self.available = True
+        return became
+
+    def failed(self, reason: str, offline_after: int) -> bool:
+        """Count a failed poll; True when it makes the device unavailable (``offline_after`` in a row)."""
+        self.polls_failed += 1
+        self.consecutive_failures += 1
+        self.last_error = reason
+        went = self.available and self.consecutive_failures >= offline_after
+        if went:
+            self.available = False
+        return went
+
 
 @dataclass(frozen=True)
 class DeviceContext:
@@ -194,19 +220,39 @@ class DeviceContext:
 
 
 class ObservedPlant(Plant):  # type: ignore[misc]  # untyped library base
-    """The library's Plant, also noting error responses to writes.
+    """The library's Plant, also noting error responses to writes and the dropouts it refuses.
 
     The library's request path retries an error response and finally reports a timeout, so
     on its own a refused write looks like a silent inverter. Noting the error frames as they
     are decoded lets the runner tell "the inverter refused HR(x)" from "no answer".
+
+    The library also refuses, without counting them, the pages a dongle serves in place of
+    data: a full bank of zeros over a bank that held data, and its known substituted page.
+    ``dropouts`` counts them for ``Stats/Dropout_Banks_Rejected``.
     """
 
     _refused: dict[int, int] = PrivateAttr(default_factory=dict)
+    dropouts: int = Field(default=0, exclude=True)
 
     def update(self, pdu: Any, *, received_at: datetime | None = None) -> None:
         if isinstance(pdu, WriteHoldingRegisterResponse) and pdu.error:
             self._refused[pdu.register] = self._refused.get(pdu.register, 0) + 1
+        if self._is_dropout(pdu):
+            self.dropouts += 1
         super().update(pdu, received_at=received_at)
+
+    def _is_dropout(self, pdu: Any) -> bool:
+        """Whether the library will refuse this read as a dropout (its Pattern A and B)."""
+        if not isinstance(pdu, ReadHoldingRegistersResponse | ReadInputRegistersResponse):
+            return False
+        if isinstance(pdu, ReadInputRegistersResponse) and pdu.is_suspicious():
+            return True
+        values: dict[int, int] = pdu.to_dict()
+        if pdu.register_count < 60 or not values or any(values.values()):
+            return False
+        kind = HR if isinstance(pdu, ReadHoldingRegistersResponse) else IR
+        cache = self.register_caches.get(pdu.device_address, {})
+        return any(cache.get(kind(register)) for register in values)
 
     def take_refusal(self, register: int) -> bool:
         return self._refused.pop(register, 0) > 0
@@ -294,6 +340,9 @@ class InverterRunner:
         self._unconfirmed: set[int] = set()  # written registers whose read-back failed
         self._extras: list[Callable[[], Mapping[str, Scalar]]] = []
         self._restart = asyncio.Event()
+        # Held by whoever carries out a change on this device (a command, a timed action's
+        # revert), so two changes never interleave and each plans from the state the last left.
+        self.command_lock = asyncio.Lock()
         self.health = Health()
         self.context: DeviceContext | None = None
         self.snapshot: Snapshot | None = None
@@ -399,6 +448,8 @@ class InverterRunner:
             family = family_for(int(dtc or 0), int(cache.get(HR(21)) or 0))
         except UnknownModel as exc:
             raise _IdentityError(str(exc)) from exc
+        if family.key not in supported_families():
+            raise _IdentityError(f"{family.display} detected, but givbridge does not know its registers yet")
         serial = self._plant.inverter_serial
         if self.config.serial and serial != self.config.serial:
             raise _IdentityError(f"expected serial {self.config.serial} at {self.label} but found {serial}")
@@ -555,6 +606,10 @@ class InverterRunner:
         except ConnectionLost:
             raise  # the run loop counts it and reconnects
         except (RefreshFailed, TimeoutError, CommunicationError) as exc:
+            if not client.connected:
+                # The library folds a dropped connection into RefreshFailed; polling a dead
+                # socket again would only fail again (and flap availability): reconnect now.
+                raise ConnectionLost(f"connection lost during a poll: {exc}") from exc
             await self._failed_poll(f"poll failed: {exc}")
             return None
         self.health.last_poll_seconds = round(self.clock.monotonic() - started, 3)
@@ -586,17 +641,8 @@ class InverterRunner:
                 await self._read_block(300, 60)
 
     async def _record_success(self, partial: bool) -> None:
-        health = self.health
-        if partial:
-            health.polls_partial += 1
-        else:
-            health.polls_ok += 1
-        health.consecutive_failures = 0
-        health.last_error = None
-        health.last_success = self.clock.now()
         self._backoff.reset()
-        if not health.available:
-            health.available = True
+        if self.health.succeeded(self.clock.now(), partial=partial):
             self._log.info("device available")
             await self.on_availability.emit(self)
 
@@ -615,12 +661,9 @@ class InverterRunner:
 
     async def _record_failure(self, reason: str) -> None:
         health = self.health
-        health.polls_failed += 1
-        health.consecutive_failures += 1
-        health.last_error = reason
+        went_offline = health.failed(reason, self.settings.polling.offline_after)
         self._log.warning("device poll failed", reason=reason, consecutive=health.consecutive_failures)
-        if health.available and health.consecutive_failures >= self.settings.polling.offline_after:
-            health.available = False
+        if went_offline:
             self._log.warning("device offline", after=health.consecutive_failures)
             await self.on_availability.emit(self)
 
@@ -644,6 +687,8 @@ class InverterRunner:
             "Stats/CRC_Errors": sum(plant.crc_failure_count.values()),
             "Stats/Battery_Splices_Rejected": sum(plant.splice_reject_count.values()),
             "Stats/Read_Retries": sum(plant.retry_count.values()),
+            "Stats/Dropout_Banks_Rejected": plant.dropouts,
+            "Stats/Battery_Data_Unchanged": self._battery_unchanged_seconds(),
             "Stats/Poll_Duration": self.health.last_poll_seconds,
         }
         for provider in self._extras:
@@ -679,6 +724,22 @@ class InverterRunner:
             self._log.warning("inverter clock is off", skew_seconds=skew, inverter_time=inverter_time.isoformat())
         self._skew_warned = abs(skew) > CLOCK_SKEW_WARNING
         return float(skew)
+
+    def _battery_unchanged_seconds(self) -> float | None:
+        """How long the LV packs' data has read byte-identical (the longest of them), in seconds.
+
+        A frozen BMS cache reads the same for hours, but so can a healthy idle pack between
+        the dongle's refreshes: this is a number to watch, not a verdict (the library makes
+        none either). Measured on the library's own clock, which stamped the banks.
+        """
+        if self.context is None:
+            return None
+        ages = [
+            self._plant.content_unchanged_seconds(address, "IR", 60, 60)
+            for address in self.context.capabilities.lv_battery_addresses
+        ]
+        known = [age for age in ages if age is not None]
+        return float(round(max(known))) if known else None
 
     async def _save_hygiene(self, *, force: bool = False) -> None:
         """Persist the last good counters so a restart cannot publish a spike either."""
@@ -900,8 +961,16 @@ class SerialFollower:
         return True
 
 
+TOPOLOGY_DOCUMENT = "topology"
+
+
 class Bridge:
-    """Starts, supervises and stops every device runner."""
+    """Starts, supervises and stops every device runner.
+
+    It also keeps the :class:`~givbridge.plant.topology.PlantTopology`: which runners'
+    inverters are controlled by another runner's Gateway or EMS, learnt from the
+    controllers' snapshots before anyone else sees them, and remembered in the data dir.
+    """
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -912,9 +981,31 @@ class Bridge:
             for i, inverter in enumerate(settings.inverters)
             if inverter.enabled
         ]
+        self.topology = PlantTopology.from_record(self.store.load(TOPOLOGY_DOCUMENT))
         for runner in self.runners:
             runner.peers = self.runners
+            runner.on_snapshot.connect(self._learn_topology)  # first, so listeners see it up to date
+        # What energy costs (tariffs:): each runner's Energy/Rates/* and the switchRate command's state.
+        self.tariffs = (
+            Tariffs(settings.tariffs, self.runners, clock=self.clock, store=self.store) if settings.tariffs else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def _learn_topology(self, snapshot: Snapshot) -> None:
+        changed = self.topology.observe(snapshot.info)
+        serials = [runner.serial for runner in self.runners]
+        if all(serials):  # every runner identified: a controller not among them is no longer configured
+            changed |= self.topology.retain(serial for serial in serials if serial)
+        if not changed:
+            return
+        log.info(
+            "plant topology",
+            managed={unit: owner.serial for unit, owner in self.topology.owners.items()},
+        )
+        try:
+            await asyncio.to_thread(self.store.save, TOPOLOGY_DOCUMENT, self.topology.record())
+        except OSError as exc:
+            log.warning("could not remember the plant topology", error=str(exc))
 
     def runner_for(self, serial: str) -> InverterRunner | None:
         for runner in self.runners:
@@ -932,3 +1023,5 @@ class Bridge:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
         self._tasks.clear()
+        if self.tariffs is not None:
+            await self.tariffs.save_all()

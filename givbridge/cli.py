@@ -82,11 +82,15 @@ async def _bridge_settings(args: argparse.Namespace) -> Settings:
 
 async def _run(args: argparse.Namespace) -> int:
     from givbridge.app import Application, run_until_signalled
+    from givbridge.clock import SystemClock, clock_from_environment
 
     settings = await _bridge_settings(args)
-    if not settings.inverters:
+    if not settings.inverters and settings.evc is None:  # an EV charger alone is fine
         raise ConfigError("no inverters configured: add an `inverters:` list to the config file or pass --inverter")
-    app = Application(settings)
+    clock = clock_from_environment()  # the system clock, unless a test sets GIVBRIDGE_DEV_CLOCK
+    if not isinstance(clock, SystemClock):
+        log.warning("running on an accelerated test clock (GIVBRIDGE_DEV_CLOCK): not for real inverters")
+    app = Application(settings, clock=clock)
     log.info("givbridge starting", version=__version__, inverters=len(settings.inverters))
     await run_until_signalled(app.start, app.stop)
     return 0

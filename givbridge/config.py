@@ -191,6 +191,19 @@ class PollingSettings(_Section):
         return self
 
 
+class PlantSettings(_Section):
+    """The plant summary: totals across inverters (see givbridge/plant/summary.py)."""
+
+    summary: bool = Field(
+        True, description="publish the plant summary device when more than one inverter is configured"
+    )
+    grid: Literal["shared", "separate"] = Field(
+        "shared",
+        description="shared: every inverter's grid CT is on the one supply, so the plant's grid power is their "
+        "mean and the load is corrected for it; separate: each inverter has its own supply, so both add up",
+    )
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
@@ -204,21 +217,32 @@ class LogSettings(_Section):
 class HttpSettings(_Section):
     enabled: bool = False
     host: str = Field("127.0.0.1", description="address to listen on; 0.0.0.0 exposes it to the LAN")
-    port: int = Field(8099, ge=1, le=65535)
+    port: int = Field(8099, ge=0, le=65535, description="main port (/REST<N>/<command>); 0 picks a free one")
     per_inverter_ports: bool = Field(False, description="also serve inverter N on port 6344+N, like GivTCP")
-    first_inverter_port: int = Field(6345, ge=1, le=65535)
+    first_inverter_port: int = Field(6345, ge=0, le=65535, description="inverter 1's own port; 0: free ports")
     token: SecretStr | None = Field(None, description="bearer token required for writes and /settings")
     trusted_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
         default_factory=list, description="clients allowed to write without the token"
     )
     max_body_bytes: int = Field(4096, ge=256, le=1_048_576)
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the shim (CORS); none by default"
+    )
 
 
 class EvcSettings(_Section):
-    host: str
+    """A GivEnergy EV charger (Modbus TCP, firmware 1.13+ with local control enabled)."""
+
+    host: str = Field(description="IP address or host name of the charger")
     port: int = Field(502, ge=1, le=65535)
-    serial: str | None = None
-    poll_interval: float = Field(10.0, ge=2, le=3600)
+    serial: str | None = Field(None, description="expected serial; a different charger at this address is refused")
+    poll_interval: float = Field(10.0, ge=2, le=3600, description="seconds between reads of the charger")
+    name: str | None = Field(None, description="friendly name shown in Home Assistant")
+    inverter: str | None = Field(
+        None,
+        description="serial of the inverter whose grid and solar readings drive the Solar/Hybrid modes and the "
+        "import cap; default: the first inverter",
+    )
 
 
 class TariffSettings(_Section):
@@ -267,6 +291,20 @@ class TariffSettings(_Section):
         return self
 
 
+class ClockSettings(_Section):
+    """Keeping the inverter clocks right: timed slots run on the inverter's clock, not ours."""
+
+    auto_sync: bool = Field(
+        False,
+        description="set an inverter's clock to this host's (in the configured timezone, DST included) "
+        "when it is off by more than sync_threshold, like the syncDateTime command",
+    )
+    sync_threshold: float = Field(120.0, ge=10, le=86400, description="seconds of clock skew that trigger a sync")
+    sync_interval: float = Field(
+        6.0, ge=0.25, le=720, description="hours: at most one automatic sync per inverter this often"
+    )
+
+
 def _default_data_dir() -> Path:
     if ADDON_OPTIONS.parent.is_dir() and os.access(ADDON_OPTIONS.parent, os.W_OK):
         return ADDON_OPTIONS.parent
@@ -289,10 +327,12 @@ class Settings(BaseSettings):
     inverters: list[InverterSettings] = Field(default_factory=list)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     polling: PollingSettings = Field(default_factory=PollingSettings)
+    plant: PlantSettings = Field(default_factory=PlantSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     evc: EvcSettings | None = None
     tariffs: TariffSettings | None = None
+    clock: ClockSettings = Field(default_factory=ClockSettings)
     data_dir: Path = Field(default_factory=_default_data_dir)
     read_only: bool = Field(False, description="refuse every write to the inverters")
     timezone: str | None = Field(None, description="IANA zone of the inverter clocks; default: this host's")

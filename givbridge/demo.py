@@ -2,7 +2,8 @@
 
 It is the whole product on a machine with no inverter and no broker: the bridge connects to
 the simulator over TCP with the real protocol and publishes to the embedded broker exactly as
-it would in a house. Its state lives in a temporary directory removed at exit.
+it would in a house. Its state lives in a temporary directory removed at exit. With ``--evc`` a
+simulated EV charger (plain Modbus TCP, a car plugged in) joins them, drawing from the same house.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from givbridge.log import configure_logging, get_logger
 from givbridge.mqtt.broker import EmbeddedBroker, PortInUse
 from givbridge.plant.families import FAMILIES
 from givbridge.sim import PROFILES, SimulatedPlant, SimulatorServer
+from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
 
 log = get_logger(__name__)
 
@@ -36,17 +38,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds the simulated dongle takes per request")
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds between measurement polls")
     parser.add_argument("--config", type=Path, help="extra settings (YAML), e.g. for the HTTP shim")
+    parser.add_argument(
+        "--evc", action="store_true", help="also simulate a GivEnergy EV charger (Modbus TCP) with a car plugged in"
+    )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", choices=["auto", "console", "json"])
 
 
-def _banner(port: int, model: str, serial: str, batteries: int, sim_port: int, root: str) -> str:
+def _banner(
+    port: int, model: str, serial: str, batteries: int, sim_port: int, root: str, charger: EvcSimulatorServer | None
+) -> str:
     control = f"{root}/control/{serial}"
+    evc = ""
+    if charger is not None:
+        evc = (
+            f"  EV charger       simulated {charger.sim.serial}, a car plugged in, at {HOST}:{charger.port}\n"
+            f"                   try: mosquitto_pub -h {HOST} -p {port} "
+            f"-t {root}/control/{charger.sim.serial}/setChargingMode -m Solar\n"
+        )
     return f"""
 givbridge demo is running
   MQTT broker      mqtt://{HOST}:{port} (embedded)
   Inverter         simulated {model} {serial}, {batteries} battery pack(s), at {HOST}:{sim_port}
-
+{evc}
 Watch the data (first values within a few seconds):
   givbridge watch --mqtt-port {port} '{root}/#'
   (or with mosquitto's clients: mosquitto_sub -h {HOST} -p {port} -t '{root}/#' -v)
@@ -74,8 +88,17 @@ async def main(args: argparse.Namespace) -> int:
         args.model, batteries=args.batteries, serial=None, clock=clock, seed=1, tz=zone, start_soc=60
     )
     server = SimulatorServer(sim, host=HOST, latency=args.latency)
+    charger: EvcSimulatorServer | None = None
+    if args.evc:
+        # The charger shares the inverter's grid voltage (same seed) and shows up in its house load.
+        car_charger = EvcSimulator(clock=clock, tz=zone, seed=1)
+        car_charger.plug_in(Car(capacity_kwh=60, soc=40))
+        sim.extra_load = lambda: car_charger.power_w
+        charger = EvcSimulatorServer(car_charger, host=HOST)
     try:
         await server.start()
+        if charger is not None:
+            await charger.start()
         with tempfile.TemporaryDirectory(prefix="givbridge-demo-") as data_dir:
             overrides: dict[str, Any] = {
                 "inverters": [{"host": HOST, "port": server.port}],
@@ -90,6 +113,8 @@ async def main(args: argparse.Namespace) -> int:
                 },
                 "data_dir": data_dir,
             }
+            if charger is not None:
+                overrides["evc"] = {"host": HOST, "port": charger.port, "poll_interval": max(2.0, args.poll_interval)}
             if args.log_level:
                 overrides["log"] = {"level": args.log_level}
             try:
@@ -99,10 +124,18 @@ async def main(args: argparse.Namespace) -> int:
                 return 2
             app = Application(settings)
             banner = _banner(
-                args.port, FAMILIES[args.model].display, sim.serial, args.batteries, server.port, settings.mqtt.root
+                args.port,
+                FAMILIES[args.model].display,
+                sim.serial,
+                args.batteries,
+                server.port,
+                settings.mqtt.root,
+                charger,
             )
             await run_until_signalled(app.start, app.stop, ready=lambda: print(banner, flush=True))
     finally:
+        if charger is not None:
+            await charger.stop()
         await server.stop()
         await broker.stop(timeout=2.0)
     return 0

@@ -2,8 +2,8 @@
 
 ``REGISTRY`` (registry.py) holds every command; ``CommandExecutor`` (executor.py) runs one to
 its single ``CommandResult`` (results.py). Definitions live per family of commands:
-switches.py, modes.py, targets.py, rates.py, slots.py, inverter_time.py, system.py and
-pending.py (defined but not available yet, and GivTCP's dead stubs). spec.py says what a
+switches.py, modes.py, targets.py, rates.py, slots.py, inverter_time.py, system.py, evc.py (the
+EV charger's) and pending.py (defined but not available yet, and GivTCP's dead stubs). spec.py says what a
 definition is, schemas.py what payloads look like, devices.py which registers each kind of
 device uses, docs.py how they are described to people.
 """

@@ -10,7 +10,9 @@ already parsed JSON object) and optionally a serial, and always returns exactly 
 4. refuse writes in read-only mode (``read_only``);
 5. for a device: wait for its previous command to finish (one command at a time per device,
    so plans never interleave and each plans from the state the last one left), check the
-   device has been read (``unreachable``) and that the command applies to it (``unsupported``);
+   device has been read (``unreachable``), that it is not controlled by a Gateway or EMS this
+   bridge also polls (a change goes to that controller: ``unsupported``, naming it) and that
+   the command applies to it (``unsupported``);
 6. plan, check every register is in the model's write allowlist, write through the device
    runner, which reads the registers back; answer ``ok`` with the read-back values of the
    command's ``updates`` leaves, or ``not_persisted`` / ``rejected`` / ``unreachable``.
@@ -26,7 +28,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -43,6 +45,10 @@ from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import unwritable
 from givbridge.store import JsonStore
 
+if TYPE_CHECKING:
+    from givbridge.commands.scheduler import TimedActions
+    from givbridge.evc.charger import EvCharger
+
 log = get_logger(__name__)
 
 
@@ -57,13 +63,16 @@ class CommandExecutor:
         clock: Clock | None = None,
         store: JsonStore | None = None,
         registry: Registry = REGISTRY,
+        timed: TimedActions | None = None,
+        charger: EvCharger | None = None,
     ) -> None:
         self.bridge = bridge
+        self.charger = charger  # the EV charger (settings.evc), target of the "evc" commands
         self.settings = settings if settings is not None else bridge.settings
         self.clock = clock if clock is not None else bridge.clock
         self.store = store if store is not None else bridge.store
         self.registry = registry
-        self._locks: dict[InverterRunner, asyncio.Lock] = {}  # one command at a time per device
+        self.timed = timed  # runs the timed actions (forceCharge...) and their reverts
         self._memory: dict[str, dict[str, int]] = {}
         # Notified whenever a runner reports, so actions wait for device state without polling it.
         self._reported = asyncio.Condition()
@@ -87,6 +96,8 @@ class CommandExecutor:
             runner = self._resolve(command, serial)
             if runner is not None:
                 answered_for = runner.serial or serial
+            elif command.target == "evc" and self.charger is not None:
+                answered_for = self.charger.serial or serial
             model = parse_payload(command, message)
             if command.writes and self.settings.read_only:
                 raise CommandFailed(ErrorCode.READ_ONLY, "givbridge runs with read_only: true, so nothing is changed")
@@ -130,7 +141,8 @@ class CommandExecutor:
     def _resolve(self, command: Command, serial: str | None) -> InverterRunner | None:
         """The device runner a command addresses: by serial, or the only one configured."""
         if command.target == "evc":
-            return None  # an EV charger is not a device runner (yet); its commands answer for themselves
+            self._check_charger(serial)
+            return None  # the charger's commands are actions; they find it in their context
         runners = self.bridge.runners
         if serial is not None:
             wanted = serial.upper()
@@ -150,17 +162,33 @@ class CommandExecutor:
             f"{len(runners)} inverters are configured: address one as control/<serial>/{command.name}",
         )
 
+    def _check_charger(self, serial: str | None) -> None:
+        """An EV charger command must find the configured charger (by serial, when one is given)."""
+        if self.charger is None:
+            raise CommandFailed(ErrorCode.UNKNOWN_INVERTER, "no EV charger is configured (settings: evc)")
+        known = self.charger.serial
+        if serial is None or (known is not None and known.upper() == serial.upper()):
+            return
+        if known is None:
+            raise CommandFailed(ErrorCode.UNREACHABLE, "the EV charger has not been read yet, so its serial is unknown")
+        raise CommandFailed(ErrorCode.UNKNOWN_INVERTER, f"no EV charger with serial {serial} (the charger is {known})")
+
     async def _run(self, command: Command, model: Payload, runner: InverterRunner | None) -> Mapping[str, Any]:
         if runner is None or command.target != "inverter":
             assert command.action is not None, f"{command.name} addresses no inverter, so it must be an action"
             with _device_errors():
                 return await command.action(model, self._action_context(runner))
-        if command.writes and runner not in self._locks:
-            self._locks[runner] = asyncio.Lock()
-        async with self._locks[runner] if command.writes else contextlib.nullcontext():
+        # One command at a time per device: the runner's lock, which timed actions' reverts also take.
+        async with runner.command_lock if command.writes else contextlib.nullcontext():
             context, snapshot = runner.context, runner.snapshot
             if context is None or snapshot is None:
                 raise CommandFailed(ErrorCode.UNREACHABLE, f"{runner.label} has not been read yet")
+            owner = self.bridge.topology.owner_of(context.serial)
+            if command.writes and owner is not None:  # a Gateway's All-in-One, an EMS's inverter
+                raise CommandFailed(
+                    ErrorCode.UNSUPPORTED,
+                    f"{command.name} does not apply here: {owner.refusal(context.serial, command.name)}",
+                )
             reason = command.applies.reason(context)
             if reason is not None:
                 raise CommandFailed(ErrorCode.UNSUPPORTED, f"{command.name} does not apply here: {reason}")
@@ -182,7 +210,7 @@ class CommandExecutor:
             raise NotWritable(refused)
         before = runner.snapshot
         outcome = await runner.write(planned.plan)
-        _confirm(outcome)
+        confirm(outcome)
         if planned.check is not None and (problem := planned.check(outcome.readback, self._now(runner))):
             raise CommandFailed(ErrorCode.NOT_PERSISTED, problem)
         snapshot = runner.snapshot  # rebuilt by the runner from the read-back
@@ -203,6 +231,8 @@ class CommandExecutor:
             clock=self.clock,
             store=self.store,
             until=self._until,
+            timed=self.timed,
+            charger=self.charger,
         )
 
     async def _until(self, condition: Callable[[], bool], seconds: float) -> bool:
@@ -272,20 +302,20 @@ def _device_errors() -> Iterator[None]:
         raise CommandFailed(ErrorCode.UNREACHABLE, str(exc) or "the inverter did not answer") from None
 
 
-def _confirm(outcome: WriteOutcome) -> None:
-    """Raise unless every expected value was read back."""
+def confirm(outcome: WriteOutcome, device: str = "the inverter") -> None:
+    """Raise unless every expected value was read back (``device`` names the writer in the message)."""
     if outcome.status is WriteStatus.REJECTED:
         listed = ", ".join(f"HR{r}" for r in outcome.rejected)
         raise CommandFailed(
             ErrorCode.REJECTED,
-            f"the inverter refused {listed}; later writes of the command were not sent",
+            f"{device} refused {listed}; later writes of the command were not sent",
             {"registers": list(outcome.rejected)},
         )
     if outcome.status is WriteStatus.NOT_PERSISTED:
         described = ", ".join(f"HR{m.register} wanted {m.wanted}, reads {m.actual}" for m in outcome.mismatches)
         raise CommandFailed(
             ErrorCode.NOT_PERSISTED,
-            f"the inverter acknowledged the write but kept other values: {described}",
+            f"{device} acknowledged the write but kept other values: {described}",
             {
                 "registers": [
                     {"register": m.register, "wanted": m.wanted, "actual": m.actual} for m in outcome.mismatches

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from givbridge.commands import inverter_time, modes, pending, rates, slots, switches, system, targets
+from givbridge.commands import (
+    evc,
+    inverter_time,
+    modes,
+    pending,
+    rates,
+    slots,
+    switches,
+    system,
+    targets,
+    tariff,
+    timed,
+)
 from givbridge.commands.spec import Command
 from givbridge.plant.snapshot import Snapshot
 
@@ -65,6 +77,9 @@ REGISTRY = Registry(
         *slots.COMMANDS,
         *inverter_time.COMMANDS,
         *system.COMMANDS,
+        *timed.COMMANDS,
+        *tariff.COMMANDS,
+        *evc.COMMANDS,
         *pending.COMMANDS,
     ),
     observers=(modes.observe,),

@@ -30,7 +30,9 @@ from givbridge.plant.writes import WritePlan
 if TYPE_CHECKING:
     from givbridge.bridge import Bridge, InverterRunner
     from givbridge.clock import Clock
+    from givbridge.commands.scheduler import TimedActions
     from givbridge.config import Settings
+    from givbridge.evc.charger import EvCharger
     from givbridge.store import JsonStore
 
 Target = Literal["inverter", "bridge", "evc"]
@@ -91,6 +93,8 @@ class ActionContext:
     clock: Clock
     store: JsonStore
     until: Until
+    timed: TimedActions | None = None  # the timed actions' scheduler, when the application runs one
+    charger: EvCharger | None = None  # the EV charger, when one is configured (settings.evc)
 
 
 Planner = Callable[[Any, PlanInput], Planned]

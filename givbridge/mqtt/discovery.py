@@ -16,7 +16,18 @@ each inverter             ``givbridge_<serial>``             every inverter-leve
                                                              (``Battery_Details/Battery_Stack_1/BMS_*``)
 each battery pack         ``givbridge_<pack serial>``        the pack's values; ``via_device`` inverter
 each meter                ``givbridge_<serial>_Meter_ID<n>`` the meter's values; ``via_device`` inverter
+the EV charger            ``givbridge_<charger serial>``     its ``Charger/*`` values and modes (GivTCP's
+                                                             "GivEVC" device; model "EV charger")
+the plant (2+ inverters)  ``givbridge_plant_<root>``         the plant summary's totals (read-only,
+                                                             see ``givbridge/plant/summary.py``)
 ========================  =================================  ===========================================
+
+An inverter controlled by a Gateway or EMS that the bridge also polls (see
+``givbridge/plant/topology.py``) has its controls published read-only: each number, select,
+switch and time entity becomes a diagnostic sensor with the same unique id (its entity id
+changes domain, e.g. ``sensor.givtcp_<serial>_target_soc``), its buttons are left out, and its
+device hangs off the controller's (``via_device``). Changing those settings is the
+controller's job; the command topics answer ``unsupported`` naming it.
 
 The stack-level BMS values get no device of their own (GivTCP made a "Battery Stack 1"
 device for two sensors): the inverter measures them, so they sit with the inverter, and
@@ -90,13 +101,16 @@ from typing import Any, Literal, Protocol
 
 from givbridge import __version__
 from givbridge.clock import Clock, SystemClock
-from givbridge.config import InverterSettings, LogSettings, MqttSettings
-from givbridge.entities import TIME_SLOTS_SYMBOL, EntityCatalogue, EntityDefinition, resolve_limit
+from givbridge.config import EvcSettings, InverterSettings, LogSettings, MqttSettings
+from givbridge.entities import TIME_SLOTS_SYMBOL, EntityCatalogue, EntityDefinition, resolve_limit, unit_for
+from givbridge.evc.registers import CHARGER_FAMILY
 from givbridge.log import get_logger
 from givbridge.mqtt.client import Message, MqttClient
 from givbridge.mqtt.state import MESSAGES_PATH
 from givbridge.mqtt.topics import OFFLINE, ONLINE, Topics
 from givbridge.plant.snapshot import Snapshot
+from givbridge.plant.summary import PLANT_ID
+from givbridge.plant.topology import PlantTopology
 from givbridge.store import JsonStore
 
 log = get_logger(__name__)
@@ -108,6 +122,7 @@ MANUFACTURER = "GivEnergy"
 
 STORE_DOCUMENT = "discovery"
 BRIDGE_OWNER = "bridge"  # owner of the bridge device's topic in the store; inverters are owned by serial
+PLANT_OWNER = PLANT_ID  # owner of the plant summary device's topic (and its learned paths)
 DISCOVERY_QOS = 1  # discovery must not be lost silently; states use mqtt.qos
 
 BIRTH_DELAY = (1.0, 5.0)  # seconds: HA's advice, so many bridges do not answer a restart at once
@@ -253,6 +268,7 @@ class DiscoveryBuilder:
     discovery_prefix: str
     catalogue: EntityCatalogue
     slot_entities: Literal["select", "time"] = "select"
+    currency: str = "GBP"  # the unit of money entities (tariffs.currency)
 
     # ---- topics and ids
 
@@ -284,6 +300,10 @@ class DiscoveryBuilder:
     @property
     def bridge_identifier(self) -> str:
         return f"givbridge_bridge_{object_id_safe(self.topics.root)}"
+
+    @property
+    def plant_identifier(self) -> str:
+        return f"givbridge_plant_{object_id_safe(self.topics.root)}"
 
     @property
     def origin(self) -> dict[str, str]:
@@ -368,12 +388,14 @@ class DiscoveryBuilder:
         paths: Iterable[str],
         name: str | None = None,
         limits: Limits | None = None,
+        controlled_by: str | None = None,
     ) -> InverterDiscovery:
         """The devices of one inverter: itself, its packs and meters, with the entities of ``paths``.
 
         ``paths`` is what the device publishes (see the module docstring for why that is more
         than one snapshot); ``limits`` resolves symbolic number bounds and defaults to what
-        ``snapshot`` reports.
+        ``snapshot`` reports. ``controlled_by`` is the serial of the Gateway or EMS that
+        controls this inverter: its controls are then published read-only.
         """
         serial = snapshot.serial
         info = snapshot.info
@@ -398,8 +420,11 @@ class DiscoveryBuilder:
             if definition is None:
                 undefined.append(where.leaf)
                 continue
+            if controlled_by is not None and definition.platform == "button":
+                continue  # nothing to press here: the controller has the buttons
             unique_id = where.unique_id(prefix)
-            component = self._component(definition, unique_id, serial, path, limits)
+            read_only = controlled_by is not None
+            component = self._component(definition, unique_id, serial, path, limits, read_only=read_only)
             if component is None:
                 unresolved.append(where.leaf)
                 continue
@@ -413,12 +438,12 @@ class DiscoveryBuilder:
                 object_id = inverter_id
                 device: dict[str, Any] = {
                     # GivTCP's id of its inverter-info device, so that HA device keeps its area and name.
-                    "identifiers": [inverter_id, f"{serial}_{serial}"],
+                    "identifiers": [inverter_id, _givtcp_device_id(serial, info.family)],
                     "name": name or f"{info.model} {serial}",
                     "manufacturer": MANUFACTURER,
                     "model": info.model,
                     "serial_number": serial,
-                    "via_device": self.bridge_identifier,
+                    "via_device": f"givbridge_{controlled_by}" if controlled_by else self.bridge_identifier,
                 }
                 if info.firmware:
                     device["sw_version"] = info.firmware
@@ -459,9 +484,22 @@ class DiscoveryBuilder:
         )
 
     def _component(
-        self, definition: EntityDefinition, unique_id: str, serial: str, path: str, limits: Limits
+        self,
+        definition: EntityDefinition,
+        unique_id: str,
+        serial: str,
+        path: str,
+        limits: Limits,
+        *,
+        read_only: bool = False,
     ) -> dict[str, Any] | None:
-        """One entity's config, or None when a number's limits are not known for this device."""
+        """One entity's config, or None when a number's limits are not known for this device.
+
+        ``read_only`` turns a control into a diagnostic sensor showing its state (see
+        :meth:`_read_only`); a button cannot be shown that way, so the caller leaves it out.
+        """
+        if read_only and definition.command is not None:
+            return self._read_only(definition, unique_id, serial, path)
         platform: str = definition.platform
         if definition.options == TIME_SLOTS_SYMBOL and self.slot_entities == "time":
             platform = "time"
@@ -480,7 +518,7 @@ class DiscoveryBuilder:
         if definition.state_class is not None:
             config["state_class"] = definition.state_class
         if definition.unit is not None:
-            config["unit_of_measurement"] = definition.unit
+            config["unit_of_measurement"] = unit_for(definition.unit, self.currency)
         if definition.precision is not None:
             config["suggested_display_precision"] = definition.precision
         if definition.entity_category is not None:
@@ -509,6 +547,60 @@ class DiscoveryBuilder:
             config["payload_press"] = definition.payload_press
         return config
 
+    def _read_only(self, definition: EntityDefinition, unique_id: str, serial: str, path: str) -> dict[str, Any]:
+        """A control's state as a plain sensor: a number keeps its unit and class, the rest show their words."""
+        config: dict[str, Any] = {
+            "platform": "sensor",
+            "unique_id": unique_id,
+            "default_entity_id": default_entity_id("sensor", unique_id),
+            "name": definition.name,
+            "state_topic": self.topics.state(serial, path),
+            "entity_category": "diagnostic",  # a setting someone else makes: never "config" on a sensor
+        }
+        if definition.platform == "number":
+            if definition.device_class is not None:
+                config["device_class"] = definition.device_class
+            if definition.unit is not None:
+                config["unit_of_measurement"] = unit_for(definition.unit, self.currency)
+        if definition.precision is not None:
+            config["suggested_display_precision"] = definition.precision
+        if definition.icon is not None:
+            config["icon"] = definition.icon
+        return config
+
+    def plant(self, snapshot: Snapshot, paths: Iterable[str]) -> DeviceConfig:
+        """The plant summary's device: every path of ``paths`` with a definition, as a read-only entity."""
+        identifier = self.plant_identifier
+        components: dict[str, dict[str, Any]] = {}
+        for path in sorted(set(paths)):
+            leaf = path.rsplit("/", 1)[-1]
+            definition = self.catalogue.get(leaf)
+            if definition is None or definition.platform == "button":
+                continue
+            unique_id = f"{identifier}_{leaf}"
+            component = self._component(definition, unique_id, snapshot.serial, path, {}, read_only=True)
+            if component is not None:
+                components[unique_id] = component
+        document = {
+            "device": {
+                "identifiers": [identifier],
+                "name": "GivEnergy plant",
+                "manufacturer": ORIGIN_NAME,
+                "model": snapshot.info.model,
+                "via_device": self.bridge_identifier,
+            },
+            "origin": self.origin,
+            "availability": [{"topic": self.topics.bridge_state}, {"topic": self.topics.availability(snapshot.serial)}],
+            "availability_mode": "all",
+            "components": components,
+        }
+        return DeviceConfig(self.device_topic(identifier), PLANT_OWNER, document)
+
+
+def _givtcp_device_id(serial: str, family: str) -> str:
+    """GivTCP's identifier of a device's main HA device (the charger's was "<serial>_Charger")."""
+    return f"{serial}_Charger" if family == CHARGER_FAMILY else f"{serial}_{serial}"
+
 
 def _scope_order(scope: Scope, holder: str) -> tuple[int, str]:
     # The inverter first: its packs and meters name it as via_device.
@@ -519,11 +611,13 @@ def _scope_order(scope: Scope, holder: str) -> tuple[int, str]:
 
 
 class Inverter(Protocol):
-    """What discovery needs of a device runner (``givbridge.bridge.InverterRunner``)."""
+    """What discovery needs of a device runner (``givbridge.bridge.InverterRunner``, or the EV charger's)."""
 
     prefix: str
-    config: InverterSettings
     snapshot: Snapshot | None
+
+    @property
+    def config(self) -> InverterSettings | EvcSettings: ...
 
     @property
     def serial(self) -> str | None: ...
@@ -567,6 +661,9 @@ class DiscoveryPublisher:
         republish_states: Callable[[], None],
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        topology: PlantTopology | None = None,
+        plant_summary: bool = False,
+        currency: str = "GBP",
     ) -> None:
         self.client = client
         self.builder = DiscoveryBuilder(
@@ -574,8 +671,12 @@ class DiscoveryPublisher:
             discovery_prefix=settings.discovery_prefix,
             catalogue=catalogue,
             slot_entities=settings.slot_entities,
+            currency=currency,
         )
         self.inverters = inverters
+        self.topology = topology or PlantTopology()
+        self.plant_summary = plant_summary  # whether a plant device exists (its topic is kept)
+        self._plant: Snapshot | None = None  # the latest plant summary
         self.migrate_givtcp = settings.migrate_givtcp_discovery
         self._store = store
         self._republish_states = republish_states
@@ -610,6 +711,8 @@ class DiscoveryPublisher:
         for inverter in self.inverters:
             if inverter.snapshot is not None:
                 self._refresh(inverter, inverter.snapshot, force=True)
+        if self._plant is not None:
+            self._refresh_plant(self._plant, force=True)
         self._remove_orphans()
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
@@ -618,7 +721,17 @@ class DiscoveryPublisher:
         if inverter is None:
             return
         self._refresh(inverter, snapshot, force=False)
+        # A controller's report may have just made its units read-only (or given them back).
+        for unit in self.topology.units_of(snapshot.serial):
+            managed = next((i for i in self.inverters if i.serial == unit), None)
+            if managed is not None and managed.snapshot is not None:
+                self._refresh(managed, managed.snapshot, force=False)
         self._remove_orphans()
+
+    def on_plant(self, snapshot: Snapshot) -> None:
+        """Publish the plant summary's device when what it is built from changed."""
+        self._plant = snapshot
+        self._refresh_plant(snapshot, force=False)
 
     async def stop(self) -> None:
         """Cancel pending republishes and migrations, then write the record one last time."""
@@ -642,6 +755,7 @@ class DiscoveryPublisher:
         limits = self._limits_for(serial, snapshot)
         if learned_changed:
             self._save()
+        owner = self.topology.owner_of(serial)
         # What the documents are built from; most polls change none of it and publish nothing.
         signature = (
             snapshot.info,
@@ -650,6 +764,7 @@ class DiscoveryPublisher:
             inverter.prefix,
             inverter.config.name,
             tuple(sorted(pack_firmware(snapshot).items())),
+            owner.serial if owner else None,
         )
         if not force and self._signatures.get(serial) == signature:
             return
@@ -668,12 +783,14 @@ class DiscoveryPublisher:
 
     def _build(self, inverter: Inverter, snapshot: Snapshot, limits: Limits) -> InverterDiscovery:
         serial = snapshot.serial
+        owner = self.topology.owner_of(serial)
         discovery = self.builder.inverter(
             snapshot,
             prefix=inverter.prefix,
             paths=self._learned[serial].paths,
             name=inverter.config.name,
             limits=limits,
+            controlled_by=owner.serial if owner else None,
         )
         problems = discovery.undefined + discovery.unresolved
         if problems and self._warned.get(serial) != problems:
@@ -685,6 +802,17 @@ class DiscoveryPublisher:
                 limit_unknown=list(discovery.unresolved),
             )
         return discovery
+
+    def _refresh_plant(self, snapshot: Snapshot, *, force: bool) -> None:
+        if not self.client.connected:
+            return  # publish_all sends it on the next connection
+        if self._learn(PLANT_OWNER, snapshot):
+            self._save()
+        signature = len(self._learned[PLANT_OWNER].paths)
+        if not force and self._signatures.get(PLANT_OWNER) == signature:
+            return
+        if self._apply(PLANT_OWNER, [self.builder.plant(snapshot, self._learned[PLANT_OWNER].paths)], force=force):
+            self._signatures[PLANT_OWNER] = signature
 
     def _learn(self, serial: str, snapshot: Snapshot) -> bool:
         """Add the snapshot's paths to what the device publishes; True if that grew or was reset."""
@@ -773,6 +901,8 @@ class DiscoveryPublisher:
         if any(serial is None for serial in serials) or not self.client.connected:
             return  # an inverter not yet identified may be the one that owns them
         live = {serial for serial in serials if serial is not None}
+        if self.plant_summary:
+            live.add(PLANT_OWNER)
         owners = {record.owner for record in self._published.values()} - {BRIDGE_OWNER}
         for owner in sorted(owners - live):
             log.info("removing an inverter that is no longer configured from discovery", serial=owner)

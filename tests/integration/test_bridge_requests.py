@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from givbridge.log import set_log_level
 from tests.brokers import Broker
 from tests.conftest import MakeProbe
 from tests.integration.test_mqtt_state import ROOT, running, topic
@@ -40,7 +41,7 @@ async def test_log_level_select_changes_the_running_level_and_its_state(
             assert "debug, info, warning, error" in refused["error"]["message"]
             assert root_logger.level == logging.DEBUG  # unchanged by bad input
     finally:
-        root_logger.setLevel(before)
+        set_log_level(logging.getLevelName(before).lower())  # every logger it set, not only the root
 
 
 async def test_restart_button_reconnects_every_inverter_and_answers(

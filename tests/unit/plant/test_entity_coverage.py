@@ -9,10 +9,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from givbridge.clock import ScaledClock
 from givbridge.entities import EntityCatalogue, load_catalogue, resolve_limit
+from givbridge.evc import registers as evc_registers
+from givbridge.evc.modes import ModeSettings
 from givbridge.plant import Snapshot, build_snapshot, vocab
 from givbridge.plant.families import FAMILIES
+from givbridge.plant.snapshot import DeviceInfo
 from givbridge.sim import PROFILES
+from givbridge.sim.evc import Car, EvcSimulator
 from tests.unit.plant import family_registers as families
 from tests.unit.plant.registers import Device, ac_one_pack, gen1_two_packs, gen3_ten_slots, plant_from
 
@@ -36,7 +41,7 @@ FIXTURES: dict[str, tuple[str, Callable[[], dict[int, Device]]]] = {
     "gateway simulated": ("gateway", functools.partial(families.simulated, "gateway", batteries=3, meters=8)),
     "ems simulated": ("ems", functools.partial(families.simulated, "ems", batteries=4, meters=8)),
 }
-BRIDGE_OWNED = {"stats.yaml"}
+BRIDGE_OWNED = {"stats.yaml", "timed.yaml", "tariffs.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +53,26 @@ def catalogue() -> EntityCatalogue:
 def snapshots() -> dict[str, Snapshot]:
     taken_at = datetime(2026, 6, 5, 11, 20, tzinfo=UTC)
     tz = ZoneInfo("Europe/London")
-    return {
+    built = {
         name: build_snapshot(plant_from(make()), family=FAMILIES[family], taken_at=taken_at, tz=tz)
         for name, (family, make) in FIXTURES.items()
     }
+    built["ev charger simulated"] = ev_charger(taken_at, tz)
+    return built
+
+
+def ev_charger(taken_at: datetime, tz: ZoneInfo) -> Snapshot:
+    """A three-phase charger after a finished session (so both session times exist), with the modes' settings."""
+    clock = ScaledClock(speed=1, start=taken_at)
+    sim = EvcSimulator(clock=clock, tz=str(tz), phases=3)
+    sim.plug_in(Car(soc=50))
+    clock.advance(1800)
+    sim.unplug()
+    serial, values = evc_registers.decode(dict(enumerate(sim.registers())), tz)
+    assert serial is not None
+    values.update(ModeSettings().values())
+    info = DeviceInfo(serial, evc_registers.CHARGER_MODEL, evc_registers.CHARGER_FAMILY)
+    return Snapshot(info=info, taken_at=taken_at, values=values)
 
 
 def leaf(path: str) -> str:
