@@ -1,0 +1,73 @@
+"""The broker's side: mosquitto restarted or killed under a running bridge, and a Home Assistant birth storm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from givbridge.clock import ScaledClock
+from tests.brokers import MosquittoBroker
+from tests.conftest import needs_mosquitto
+from tests.reliability.rig import MIDSUMMER_NOON, TARGET_SOC, bridge_rig
+
+pytestmark = [pytest.mark.reliability, needs_mosquitto]
+
+#: What a newcomer (or Home Assistant) needs after a restart: state, settings, counters, availability.
+REPUBLISHED = ("Power/Power/SOC", "Control/Target_SOC", "Energy/Total/PV_Energy_Total_kWh", "availability")
+BRIDGE_CONFIG = "homeassistant/device/givbridge_bridge_GivEnergy/config"
+
+
+async def test_a_restarted_or_killed_broker_gets_everything_again(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    async with bridge_rig(mosquitto, tmp_path) as rig:
+        topics = [f"GivEnergy/{rig.serial}/{path}" for path in REPUBLISHED] + ["GivEnergy/bridge/state", BRIDGE_CONFIG]
+        await rig.checker.value(BRIDGE_CONFIG, lambda v: True)
+        for how in ("restart", "kill mid-command"):
+            marks = {topic: rig.checker.published(topic) for topic in topics}
+            target = 40 if how == "restart" else 45
+            if how == "restart":
+                await mosquitto.stop()
+            else:
+                # The broker dies while a command is being carried out; its answer may be lost,
+                # but it is never a false ok (checked by the rig), and the state tells the truth.
+                rig.server.faults.extra_latency = 0.3
+                seen = rig.server.requests.copy()
+                rig.checker.send(
+                    "setChargeTarget", {"chargeToPercent": target}, serial=rig.serial, expect={TARGET_SOC: target}
+                )
+                await rig.server.requested(lambda key: key[0] == "W", after=seen)
+                await mosquitto.kill()
+                rig.server.faults.extra_latency = 0.0
+            await rig.polls(3)  # the bridge keeps polling with the broker away
+            assert not rig.app.mqtt.connected
+            await mosquitto.start()
+            for topic in topics:  # the broker came back empty: all of it is published again
+                await rig.checker.value(topic, lambda v: True, after=marks[topic], within=20)
+            assert rig.checker.latest["GivEnergy/bridge/state"] == "online"
+            assert rig.checker.latest[f"GivEnergy/{rig.serial}/availability"] == "online"
+            await rig.checker.value(
+                f"GivEnergy/{rig.serial}/Control/Target_SOC", lambda v: v == str(rig.sim.holding(TARGET_SOC))
+            )
+            answer = await rig.set_target(target + 1)
+            assert answer["status"] == "ok", answer
+
+
+async def test_a_home_assistant_birth_storm_brings_a_bounded_number_of_republishes(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    bursts, births = 5, 100
+    # Speed 5: HA's advised 1-5 s wait before answering a birth passes in 0.2-1 real seconds.
+    async with bridge_rig(mosquitto, tmp_path, clock=ScaledClock(speed=5, start=MIDSUMMER_NOON)) as rig:
+        await rig.checker.value(BRIDGE_CONFIG, lambda v: True)
+        before = rig.checker.published(BRIDGE_CONFIG)
+        for _ in range(bursts):
+            for _ in range(births):
+                rig.checker.probe.publish_nowait("homeassistant/status", "online")
+            rig.checker.probe.publish_nowait("homeassistant/status", "offline")
+            await rig.polls(1)
+        await rig.checker.value(BRIDGE_CONFIG, lambda v: True, after=before)  # HA is answered...
+        await rig.polls(4)  # ... and what the storm set off has finished (4 polls = 8 s > the 5 s wait)
+        republished = rig.checker.published(BRIDGE_CONFIG) - before
+        assert 1 <= republished <= bursts + 1, f"{bursts * births} births made {republished} republishes"
+        answer = await rig.set_target(55)
+        assert answer["status"] == "ok", answer
