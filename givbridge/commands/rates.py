@@ -196,7 +196,7 @@ COMMANDS: tuple[Command, ...] = (
             when=dev.needs_ems,
             registers=dev.fixed_registers(dev.EMS_CAR_CHARGE_BOOST),
         ),
-        notes="Not implemented in GivTCP. HR2073 is outside the library's EMS write allowlist, so this answers "
-        "unsupported everywhere until a capture confirms the register.",
+        notes="Not implemented in GivTCP (a dead stub there). HR2073 is the EMS's car charge boost in the "
+        "library's EMS model and GivTCP's EMS map; givbridge adds it to the library's EMS write allowlist.",
     ),
 )

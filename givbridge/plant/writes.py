@@ -51,6 +51,11 @@ PAUSE_FAMILIES = frozenset({"hybrid-gen2", "hybrid-gen3", "hybrid-gen3-plus", "h
 THREE_PHASE_RATE_FAMILIES = frozenset({"hybrid-3ph", "ac-3ph"})
 _THREE_PHASE_RATES = frozenset({1108, 1110})
 
+# The EMS's car charge boost (HR2073, watts): the library's EMS model decodes it and GivTCP's
+# EMS map lists it, but the library's EMS write allowlist leaves it out. The command bounds the
+# value (0-22000 W) and the read-back confirms it.
+_EMS_CAR_CHARGE_BOOST = frozenset({2073})
+
 
 def has_pause_registers(family: Family) -> bool:
     return family.key in PAUSE_FAMILIES
@@ -65,10 +70,12 @@ def writable_registers(model: Model, arm_firmware: int | None, family: Family) -
         allowed |= _PAUSE
     if family.key in THREE_PHASE_RATE_FAMILIES:
         allowed |= _THREE_PHASE_RATES
+    if family.key == "ems":
+        allowed |= _EMS_CAR_CHARGE_BOOST
     return frozenset(allowed)
 
 
-_EXTENSION = _TEN_SLOT_EXTRAS | _PAUSE
+_EXTENSION = _TEN_SLOT_EXTRAS | _PAUSE | _EMS_CAR_CHARGE_BOOST
 
 
 class RegisterWriteRequest(WriteHoldingRegisterRequest):  # type: ignore[misc]  # untyped library base

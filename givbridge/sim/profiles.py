@@ -811,7 +811,7 @@ PROFILES: dict[str, InverterProfile] = {
             charge_slots=_EMS_CHARGE,
             discharge_slots=_EMS_DISCHARGE,
             export_slots=_EMS_EXPORT,
-            extra_writable=frozenset(),
+            extra_writable=frozenset({2073}),  # car charge boost: in GivTCP's EMS map, not the library's allowlist
             unpersisted_writes=frozenset(),
             battery_energy=BatteryEnergyLayout(today_ir36=False),
             reports_combined_generation=False,

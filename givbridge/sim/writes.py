@@ -69,6 +69,7 @@ _SCALAR_RULES: dict[int, Callable[[int], bool]] = {
     # EMS plant controller.
     2040: _between(0, 1),  # plant control on/off
     2071: _between(0, 0xFFFF),  # export power limit, W
+    2073: _between(0, 22000),  # car charge boost, W
     **_CLOCK_RULES,
 }
 

@@ -28,13 +28,11 @@ from givbridge.bridge import InverterRunner
 from givbridge.plant.families import FAMILIES
 from givbridge.sim import PROFILES, SimulatedPlant, SimulatorServer
 from tests.brokers import Broker, MqttProbe
-from tests.integration.bridge_helpers import bridge_settings, fast_clock, first_snapshot, start, stop
-from tests.integration.test_commands import Rig, broker, ok
+from tests.integration.bridge_helpers import bridge_settings, fast_clock, first_snapshot, ok, start, stop
+from tests.integration.test_commands import Rig
 from tests.unit.test_discovery_schema import problems
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-__all__ = ["broker"]  # the module-scoped broker fixture, shared with test_commands.py
 
 ROOT = "Families"
 ZONE = "Europe/London"
@@ -80,6 +78,7 @@ CASES = [
     Case("ac-3ph", "setForceCharge", "enable", {"Force_Charge_Enable": "enable"}, {1123: 1},
          "switch.{id}_force_charge_enable"),
     Case("ems", "setExportTarget1", "30", {"Export_Target_SOC_1": 30}, {2064: 30}, "number.{id}_export_target_soc_1"),
+    Case("ems", "setCarChargeBoost", "7000", {"Car_Charge_Boost": 7000}, {2073: 7000}, "number.{id}_car_charge_boost"),
     Case("gateway", "setChargeSlot1", '{"start": "01:30", "finish": "04:30"}',
          {"Charge_start_time_slot_1": "01:30:00", "Charge_end_time_slot_1": "04:30:00"}, {94: 130, 95: 430},
          "number.{id}_target_soc"),
@@ -87,25 +86,25 @@ CASES = [
 
 
 async def test_every_simulated_family_has_a_case() -> None:
-    assert sorted(case.family for case in CASES) == sorted(PROFILES)
+    assert {case.family for case in CASES} == set(PROFILES)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def plant(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+async def plant(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     """One bridge over a simulator of every family, with a probe on everything the bridge publishes."""
     clock = fast_clock(10)
     async with AsyncExitStack() as stack:
         sims: dict[str, SimulatedPlant] = {}
         servers: dict[str, SimulatorServer] = {}
-        for index, case in enumerate(CASES):
-            sim = SimulatedPlant.create(case.family, clock=clock, seed=40 + index, tz=ZONE, start_soc=50)
+        for index, family in enumerate(dict.fromkeys(case.family for case in CASES)):
+            sim = SimulatedPlant.create(family, clock=clock, seed=40 + index, tz=ZONE, start_soc=50)
             sims[sim.serial] = sim
             servers[sim.serial] = await stack.enter_async_context(SimulatorServer(sim))
-        probe = MqttProbe.for_broker(broker, topics=(f"{ROOT}/#", "homeassistant/device/#"))
+        probe = MqttProbe.for_broker(module_broker, topics=(f"{ROOT}/#", "homeassistant/device/#"))
         await probe.start()
         stack.push_async_callback(probe.stop)
         data_dir = tmp_path_factory.mktemp("families")
-        mqtt = broker.settings(root=ROOT).model_dump()
+        mqtt = module_broker.settings(root=ROOT).model_dump()
         settings = bridge_settings(data_dir, [s.port for s in servers.values()], mqtt=mqtt, polling=POLLING)
         app = Application(settings, clock=clock)
         await app.start()
@@ -119,7 +118,7 @@ def _serial(plant: Rig, family: str) -> str:
     return next(serial for serial, sim in plant.sims.items() if sim.family == family)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.family for case in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"{case.family}-{case.command}" for case in CASES])
 async def test_detection_discovery_and_a_command(plant: Rig, case: Case) -> None:
     serial = _serial(plant, case.family)
     runner = next(r for r in plant.app.bridge.runners if r.serial == serial)
