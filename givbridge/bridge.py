@@ -274,6 +274,44 @@ _WRITE_PRIORITY = 0
 _READ_PRIORITY = 1
 
 
+class GuardMemory:
+    """A device's :class:`SampleGuard`, with its last good values kept in the data dir.
+
+    Restored when the device is identified and saved at most every
+    :data:`COUNTER_SAVE_INTERVAL` (at once when forced, as on a disconnect), so a restart
+    cannot publish a spike either. Both kinds of device runner keep one.
+    """
+
+    def __init__(self, store: JsonStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.guard: SampleGuard | None = None
+        self._serial: str | None = None
+        self._saved_at: float | None = None
+
+    @staticmethod
+    def document(serial: str) -> str:
+        return f"counters-{serial}"
+
+    async def start(self, serial: str, guard: SampleGuard) -> SampleGuard:
+        """Guard ``serial``'s values with ``guard``, restored from what was last saved for it."""
+        guard.restore(await asyncio.to_thread(self.store.load, self.document(serial)))
+        self.guard, self._serial, self._saved_at = guard, serial, None
+        return guard
+
+    async def save(self, *, force: bool = False) -> None:
+        if self.guard is None or self._serial is None:
+            return
+        now = self.clock.monotonic()
+        if not force and self._saved_at is not None and now - self._saved_at < COUNTER_SAVE_INTERVAL:
+            return
+        self._saved_at = now
+        try:
+            await asyncio.to_thread(self.store.save, self.document(self._serial), self.guard.state())
+        except OSError as exc:
+            log.warning("could not save the counter history", serial=self._serial, error=str(exc))
+
+
 def honour_cancellation() -> None:
     """Raise CancelledError if this task was asked to stop but the request got lost on the way.
 
@@ -335,7 +373,7 @@ class InverterRunner:
         self._last_snapshot_at: datetime | None = None
         self._clock_read_at: datetime | None = None  # when HR(0,60), with the inverter clock, was read
         self._guard: SampleGuard | None = None  # data hygiene, per device (see plant/hygiene.py)
-        self._guard_saved_at: float | None = None
+        self._guard_memory = GuardMemory(self.store, self.clock)
         self._skew_warned = False
         self._unconfirmed: set[int] = set()  # written registers whose read-back failed
         self._extras: list[Callable[[], Mapping[str, Scalar]]] = []
@@ -461,8 +499,9 @@ class InverterRunner:
         )
         self._counters = await asyncio.to_thread(self._load_counters, serial)
         if self._guard is None:
-            self._guard = SampleGuard(load_catalogue(), self.tz, phases=family.phases)
-            self._guard.restore(await asyncio.to_thread(self.store.load, self._hygiene_doc(serial)))
+            self._guard = await self._guard_memory.start(
+                serial, SampleGuard(load_catalogue(), self.tz, phases=family.phases)
+            )
         self.health.connected = True
         self._log = log.bind(inverter=self.label, serial=serial)
         structlog.contextvars.bind_contextvars(serial=serial)
@@ -742,21 +781,7 @@ class InverterRunner:
         return float(round(max(known))) if known else None
 
     async def _save_hygiene(self, *, force: bool = False) -> None:
-        """Persist the last good counters so a restart cannot publish a spike either."""
-        if self._guard is None or self.context is None:
-            return
-        now = self.clock.monotonic()
-        if not force and self._guard_saved_at is not None and now - self._guard_saved_at < COUNTER_SAVE_INTERVAL:
-            return
-        self._guard_saved_at = now
-        try:
-            await asyncio.to_thread(self.store.save, self._hygiene_doc(self.context.serial), self._guard.state())
-        except OSError as exc:
-            self._log.warning("could not save the counter history", error=str(exc))
-
-    @staticmethod
-    def _hygiene_doc(serial: str) -> str:
-        return f"counters-{serial}"
+        await self._guard_memory.save(force=force)
 
     # ----------------------------------------------------------------- reads and writes
 

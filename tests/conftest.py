@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from hypothesis import HealthCheck, settings
 
 from givbridge.config import MqttSettings
@@ -144,6 +145,16 @@ async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     await instance.start()
     yield instance
     await instance.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broker]:
+    """One broker for a whole module's rig (starting a rig costs more than its tests):
+    mosquitto when installed (CI installs it), else the in-process amqtt."""
+    broker: Broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto")) if MOSQUITTO else AmqttBroker()
+    await broker.start()
+    yield broker
+    await broker.stop()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ GivTCP does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -35,8 +34,8 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from givbridge.bridge import (
-    COUNTER_SAVE_INTERVAL,
     Backoff,
+    GuardMemory,
     Health,
     Mismatch,
     Signal,
@@ -117,7 +116,7 @@ class ChargerRunner:
         self._serial: str | None = None
         self._extras: list[Callable[[], Mapping[str, Scalar]]] = []
         self._guard: SampleGuard | None = None
-        self._guard_saved_at: float | None = None
+        self._guard_memory = GuardMemory(self.store, self.clock)
         self._poll_now = asyncio.Event()
         self._log = log.bind(charger=self.label)
 
@@ -318,8 +317,7 @@ class ChargerRunner:
         if self._serial != serial:
             self._serial = serial
             self._log = log.bind(charger=self.label, serial=serial)
-            self._guard = SampleGuard(load_catalogue(), self.tz)
-            self._guard.restore(await asyncio.to_thread(self.store.load, self._hygiene_doc(serial)))
+            self._guard = await self._guard_memory.start(serial, SampleGuard(load_catalogue(), self.tz))
         self.health.last_poll_seconds = round(self.clock.monotonic() - started, 3)
         snapshot = self._build()
         if snapshot is None:
@@ -376,17 +374,5 @@ class ChargerRunner:
 
     # ----------------------------------------------------------------- hygiene memory
 
-    @staticmethod
-    def _hygiene_doc(serial: str) -> str:
-        return f"counters-{serial}"
-
     async def _save_hygiene(self, *, force: bool = False) -> None:
-        """Persist the last good meter reading so a restart cannot publish a spike either."""
-        if self._guard is None or self._serial is None:
-            return
-        now = self.clock.monotonic()
-        if not force and self._guard_saved_at is not None and now - self._guard_saved_at < COUNTER_SAVE_INTERVAL:
-            return
-        self._guard_saved_at = now
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread(self.store.save, self._hygiene_doc(self._serial), self._guard.state())
+        await self._guard_memory.save(force=force)

@@ -37,7 +37,7 @@ from givbridge.sim import SimulatedPlant, SimulatorServer
 from tests.brokers import Broker
 from tests.integration.bridge_helpers import bridge_settings, fast_clock, first_snapshot
 from tests.reliability.invariants import CrashWatch
-from tests.reliability.rig import ZONE, start_broker
+from tests.reliability.rig import ZONE
 
 pytestmark = [
     pytest.mark.fuzz,
@@ -82,21 +82,14 @@ class Target:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broker]:
-    instance = await start_broker(tmp_path_factory.mktemp("broker"))
-    yield instance
-    await instance.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def target(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Target]:
+async def target(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Target]:
     clock = fast_clock()
     sim = SimulatedPlant.create("hybrid-gen3", batteries=1, clock=clock, seed=23, tz=ZONE, start_soc=50)
     sim.reboot_seconds = 2.0  # a fuzzed reboot comes back within a couple of polls
     with CrashWatch() as crashes:
         async with SimulatorServer(sim) as server:
             data_dir: Path = tmp_path_factory.mktemp("bridge")
-            settings = bridge_settings(data_dir, [server.port], mqtt=broker.settings().model_dump())
+            settings = bridge_settings(data_dir, [server.port], mqtt=module_broker.settings().model_dump())
             app = Application(settings, clock=clock)
             await app.start()
             try:

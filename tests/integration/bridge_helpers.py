@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +106,18 @@ async def first_snapshot(runner: InverterRunner, *, within: float = 10.0) -> Sna
         return runner.snapshot
     watch = Watch(runner)  # connected before any await: no snapshot can slip past
     return await watch.snapshot(within=within)
+
+
+def ok(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The data of a command's ``ok`` result (fails the test on any other)."""
+    assert answer["status"] == "ok", answer
+    data: dict[str, Any] = answer["data"]
+    return data
+
+
+def error(answer: Mapping[str, Any], code: str) -> str:
+    """The message of a command's error result with ``code`` (fails the test on any other)."""
+    assert answer["status"] == "error", answer
+    assert answer["error"]["code"] == code, answer
+    message: str = answer["error"]["message"]
+    return message

@@ -19,7 +19,7 @@ import httpx
 from givbridge.app import Application
 from givbridge.http.server import HttpServer
 from givbridge.sim import SimulatedPlant, SimulatorServer
-from tests.brokers import MOSQUITTO, AmqttBroker, Broker, MosquittoBroker, free_port
+from tests.brokers import Broker, free_port
 from tests.integration.bridge_helpers import bridge_settings, fast_clock, first_snapshot
 
 ZONE = "Europe/London"
@@ -68,17 +68,6 @@ def client(*, token: str | None = None, local_address: str | None = None, timeou
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     transport = httpx.AsyncHTTPTransport(local_address=local_address, retries=0)
     return httpx.AsyncClient(transport=transport, headers=headers, timeout=timeout)
-
-
-@asynccontextmanager
-async def module_broker(directory: Path) -> AsyncIterator[Broker]:
-    """A broker for a module's rig: mosquitto when installed, else the in-process amqtt."""
-    broker: Broker = MosquittoBroker(directory) if MOSQUITTO else AmqttBroker()
-    await broker.start()
-    try:
-        yield broker
-    finally:
-        await broker.stop()
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,8 +27,8 @@ from givbridge.mqtt.control import ControlSubscriber
 from givbridge.mqtt.topics import Topics
 from givbridge.plant import derive
 from givbridge.sim import SimulatedPlant, SimulatorServer
-from tests.brokers import MOSQUITTO, AmqttBroker, Broker, MosquittoBroker, MqttProbe
-from tests.integration.bridge_helpers import bridge_settings, fast_clock, first_snapshot
+from tests.brokers import Broker, MqttProbe
+from tests.integration.bridge_helpers import bridge_settings, error, fast_clock, first_snapshot, ok
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -119,31 +119,9 @@ async def rig(
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broker]:
-    """One broker for the module: mosquitto when installed, else the in-process amqtt."""
-    instance: Broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto")) if MOSQUITTO else AmqttBroker()
-    await instance.start()
-    yield instance
-    await instance.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def gen3(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
-    async with rig(broker, tmp_path_factory.mktemp("gen3"), ["hybrid-gen3"]) as running:
+async def gen3(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+    async with rig(module_broker, tmp_path_factory.mktemp("gen3"), ["hybrid-gen3"]) as running:
         yield running
-
-
-def ok(answer: Mapping[str, Any]) -> dict[str, Any]:
-    assert answer["status"] == "ok", answer
-    data: dict[str, Any] = answer["data"]
-    return data
-
-
-def error(answer: Mapping[str, Any], code: str) -> str:
-    assert answer["status"] == "error", answer
-    assert answer["error"]["code"] == code, answer
-    message: str = answer["error"]["message"]
-    return message
 
 
 # --- every implemented command's happy path --------------------------------------------------------

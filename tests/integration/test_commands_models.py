@@ -11,24 +11,25 @@ import pytest
 import pytest_asyncio
 
 from tests.brokers import Broker
-from tests.integration.test_commands import Rig, broker, error, ok, rig
+from tests.integration.bridge_helpers import error, ok
+from tests.integration.test_commands import Rig, rig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-__all__ = ["broker"]  # the module-scoped broker fixture, shared with test_commands.py
-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pair(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+async def pair(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     """A Gen1 (first) and a Gen2 hybrid on one bridge."""
-    async with rig(broker, tmp_path_factory.mktemp("pair"), ["hybrid-gen1", "hybrid-gen2"], root="Pair") as running:
+    async with rig(
+        module_broker, tmp_path_factory.mktemp("pair"), ["hybrid-gen1", "hybrid-gen2"], root="Pair"
+    ) as running:
         yield running
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def read_only(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+async def read_only(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     directory = tmp_path_factory.mktemp("read-only")
-    async with rig(broker, directory, ["hybrid-gen3"], root="ReadOnly", read_only=True) as running:
+    async with rig(module_broker, directory, ["hybrid-gen3"], root="ReadOnly", read_only=True) as running:
         yield running
 
 

@@ -14,7 +14,7 @@ import json
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,8 +32,8 @@ from givbridge.scan import FoundCharger, probe_charger
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
 from givbridge.store import JsonStore
-from tests.brokers import MOSQUITTO, AmqttBroker, Broker, MosquittoBroker, MqttProbe
-from tests.integration.bridge_helpers import bridge_settings, fast_clock, first_snapshot
+from tests.brokers import Broker, MqttProbe
+from tests.integration.bridge_helpers import bridge_settings, error, fast_clock, first_snapshot, ok
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -74,19 +74,6 @@ class Rig:
         await self.probe.wait_for_payload(self.topic(path), payload, timeout=10, after=after)
 
 
-def ok(answer: Mapping[str, Any]) -> dict[str, Any]:
-    assert answer["status"] == "ok", answer
-    data: dict[str, Any] = answer["data"]
-    return data
-
-
-def error(answer: Mapping[str, Any], code: str) -> str:
-    assert answer["status"] == "error", answer
-    assert answer["error"]["code"] == code, answer
-    message: str = answer["error"]["message"]
-    return message
-
-
 @asynccontextmanager
 async def rig(broker: Broker, data_dir: Path, *, inverter: bool = False, **overrides: Any) -> AsyncIterator[Rig]:
     """A charger with a car on Plug and Go (and optionally a Gen3 inverter) behind a bridge on its own root."""
@@ -124,18 +111,9 @@ async def rig(broker: Broker, data_dir: Path, *, inverter: bool = False, **overr
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broker]:
-    """One broker for the module: mosquitto when installed, else the in-process amqtt."""
-    instance: Broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto")) if MOSQUITTO else AmqttBroker()
-    await instance.start()
-    yield instance
-    await instance.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def site(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+async def site(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     """A Gen3 inverter and a charger behind one bridge, for the commands (each test undoes its changes)."""
-    async with rig(broker, tmp_path_factory.mktemp("site"), inverter=True) as running:
+    async with rig(module_broker, tmp_path_factory.mktemp("site"), inverter=True) as running:
         yield running
 
 
@@ -326,9 +304,9 @@ async def test_commands_find_the_charger_by_its_serial_or_alone(site: Rig) -> No
 
 
 async def test_a_charger_refusing_writes_is_answered_as_such_and_nothing_is_reported_done(
-    broker: Broker, tmp_path: Path
+    module_broker: Broker, tmp_path: Path
 ) -> None:
-    async with rig(broker, tmp_path) as charger_only:
+    async with rig(module_broker, tmp_path) as charger_only:
         sim = charger_only.charger
         sim.faults.refuse_writes = True  # no local control: "EVC Modbus is read-only" (GivTCP #467)
         message = error(await charger_only.send("setCurrentLimit", "10"), "rejected")
@@ -347,9 +325,9 @@ async def test_a_charger_refusing_writes_is_answered_as_such_and_nothing_is_repo
 
 
 async def test_a_charger_going_offline_is_unavailable_and_commands_say_unreachable(
-    broker: Broker, tmp_path: Path
+    module_broker: Broker, tmp_path: Path
 ) -> None:
-    async with rig(broker, tmp_path) as charger_only:
+    async with rig(module_broker, tmp_path) as charger_only:
         availability = f"{charger_only.root}/{charger_only.serial}/availability"
         mark = charger_only.probe.mark()
         await charger_only.server.go_offline()
@@ -365,19 +343,19 @@ async def test_a_charger_going_offline_is_unavailable_and_commands_say_unreachab
         assert charger_only.charger.limit_tenths == 100
 
 
-async def test_mode_settings_survive_a_restart(broker: Broker, tmp_path: Path) -> None:
-    async with rig(broker, tmp_path) as first:
+async def test_mode_settings_survive_a_restart(module_broker: Broker, tmp_path: Path) -> None:
+    async with rig(module_broker, tmp_path) as first:
         ok(await first.send("setChargingMode", "Solar"))
         ok(await first.send("setImportCap", "40"))
         ok(await first.send("setMaxSessionEnergy", "12.5"))
-    async with rig(broker, tmp_path) as second:
+    async with rig(module_broker, tmp_path) as second:
         await second.state("Charger/Charging_Mode", "Solar")
         await second.state("Charger/Import_Cap", "40")
         await second.state("Charger/Max_Session_Energy", "12.5")
 
 
-async def test_read_only_refuses_the_charger_too(broker: Broker, tmp_path: Path) -> None:
-    async with rig(broker, tmp_path, read_only=True) as watching:
+async def test_read_only_refuses_the_charger_too(module_broker: Broker, tmp_path: Path) -> None:
+    async with rig(module_broker, tmp_path, read_only=True) as watching:
         error(await watching.send("setCurrentLimit", "10"), "read_only")
         error(await watching.send("setChargingMode", "Solar"), "read_only")
         assert watching.charger.limit_tenths == 320

@@ -43,7 +43,6 @@ from tests.integration.http_helpers import (
     HttpRig,
     client,
     http_rig,
-    module_broker,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -53,20 +52,14 @@ MQTT_SECRET = "mqtt-secret-pw-42"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broker]:
-    async with module_broker(tmp_path_factory.mktemp("mosquitto")) as running:
-        yield running
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shim(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HttpRig]:
+async def shim(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HttpRig]:
     http = {
         "token": TOKEN,
         "per_inverter_ports": True,
         "trusted_networks": [f"{OTHER_CLIENT}/32"],
         "cors_origins": [ORIGIN],
     }
-    async with http_rig(tmp_path_factory.mktemp("shim"), ["hybrid-gen3", "ac"], broker=broker, http=http) as rig:
+    async with http_rig(tmp_path_factory.mktemp("shim"), ["hybrid-gen3", "ac"], broker=module_broker, http=http) as rig:
         yield rig
 
 

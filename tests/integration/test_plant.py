@@ -26,13 +26,11 @@ from givbridge.mqtt.client import Message
 from givbridge.plant.snapshot import Snapshot
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from tests.brokers import Broker, MqttProbe
-from tests.integration.bridge_helpers import Watch, bridge_settings, fast_clock, first_snapshot
-from tests.integration.test_commands import Rig, broker, error, ok
+from tests.integration.bridge_helpers import Watch, bridge_settings, error, fast_clock, first_snapshot, ok
+from tests.integration.test_commands import Rig
 from tests.unit.test_discovery_schema import problems
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-__all__ = ["broker"]  # the module-scoped broker fixture, shared with test_commands.py
 
 ROOT = "Plant"
 ZONE = "Europe/London"
@@ -59,7 +57,7 @@ class Plant(Rig):
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def plant(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Plant]:
+async def plant(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Plant]:
     clock = fast_clock(10)
 
     def make(family: str, seed: int, **kwargs: Any) -> SimulatedPlant:
@@ -83,10 +81,10 @@ async def plant(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Asy
         for sim in roles:
             sim.frozen = True  # measurements hold still; settings and clocks still move
             servers[sim.serial] = await stack.enter_async_context(SimulatorServer(sim))
-        probe = MqttProbe.for_broker(broker, topics=(f"{ROOT}/#", "homeassistant/device/#"))
+        probe = MqttProbe.for_broker(module_broker, topics=(f"{ROOT}/#", "homeassistant/device/#"))
         await probe.start()
         stack.push_async_callback(probe.stop)
-        mqtt = broker.settings(root=ROOT).model_dump()
+        mqtt = module_broker.settings(root=ROOT).model_dump()
         settings = bridge_settings(
             tmp_path_factory.mktemp("plant"),
             [s.port for s in servers.values()],
@@ -251,7 +249,7 @@ async def test_a_dead_inverter_and_a_slow_one_do_not_hold_the_others_up(plant: P
 
 
 async def test_a_restart_keeps_the_units_read_only_from_the_start(
-    broker: Broker, tmp_path_factory: pytest.TempPathFactory
+    module_broker: Broker, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The relation is remembered: after a restart the All-in-One's controls never come back, even briefly."""
     clock = fast_clock(10)
@@ -262,10 +260,12 @@ async def test_a_restart_keeps_the_units_read_only_from_the_start(
     async with AsyncExitStack() as stack:
         servers = [await stack.enter_async_context(SimulatorServer(sim)) for sim in (aio, gateway)]
         ports = [server.port for server in servers]
-        probe = MqttProbe.for_broker(broker, topics=("homeassistant/device/#",))
+        probe = MqttProbe.for_broker(module_broker, topics=("homeassistant/device/#",))
         await probe.start()
         stack.push_async_callback(probe.stop)
-        settings = bridge_settings(data_dir, ports, mqtt=broker.settings(root="Restart").model_dump(), polling=POLLING)
+        settings = bridge_settings(
+            data_dir, ports, mqtt=module_broker.settings(root="Restart").model_dump(), polling=POLLING
+        )
         target = f"sensor.givtcp_{aio.serial.lower()}_target_soc"
         for run in range(2):
             # The second time the Gateway answers late, so the All-in-One is read well before it.

@@ -25,8 +25,8 @@ from givbridge.commands.scheduler import DOCUMENT
 from givbridge.mqtt.client import Message
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore
-from tests.brokers import MOSQUITTO, AmqttBroker, Broker, MosquittoBroker, MqttProbe
-from tests.integration.bridge_helpers import bridge_settings, first_snapshot
+from tests.brokers import Broker, MqttProbe
+from tests.integration.bridge_helpers import bridge_settings, first_snapshot, ok
 from tests.integration.sim_helpers import MIDSUMMER_NOON
 from tests.unit.test_discovery_schema import problems
 
@@ -109,22 +109,8 @@ def _minutes(moment: datetime | int) -> int:
     return moment.hour * 60 + moment.minute
 
 
-def ok(answer: Mapping[str, Any]) -> dict[str, Any]:
-    assert answer["status"] == "ok", answer
-    data: dict[str, Any] = answer["data"]
-    return data
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broker]:
-    instance: Broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto")) if MOSQUITTO else AmqttBroker()
-    await instance.start()
-    yield instance
-    await instance.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def rig(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+async def rig(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     clock = ScaledClock(speed=20, start=MIDSUMMER_NOON)
     async with AsyncExitStack() as stack:
         sims: dict[str, SimulatedPlant] = {}
@@ -133,13 +119,13 @@ async def rig(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Async
             sim = SimulatedPlant.create(family, clock=clock, seed=31 + index, tz=ZONE, start_soc=50)
             sims[family] = sim
             servers[family] = await stack.enter_async_context(SimulatorServer(sim))
-        probe = MqttProbe.for_broker(broker, topics=(f"{ROOT}/#", "homeassistant/device/#"))
+        probe = MqttProbe.for_broker(module_broker, topics=(f"{ROOT}/#", "homeassistant/device/#"))
         await probe.start()
         stack.push_async_callback(probe.stop)
         settings = bridge_settings(
             tmp_path_factory.mktemp("timed"),
             [server.port for server in servers.values()],
-            mqtt=broker.settings(root=ROOT).model_dump(),
+            mqtt=module_broker.settings(root=ROOT).model_dump(),
         )
         app = Application(settings, clock=clock)
         await app.start()

@@ -27,7 +27,7 @@ from givbridge.app import Application
 from givbridge.bridge import InverterRunner
 from givbridge.clock import ScaledClock
 from givbridge.sim import SimulatedPlant, SimulatorServer
-from tests.brokers import MOSQUITTO, AmqttBroker, Broker, MosquittoBroker
+from tests.brokers import Broker
 from tests.integration.bridge_helpers import FAST_POLLING, Watch, bridge_settings
 from tests.reliability.invariants import CrashWatch, InvariantChecker
 
@@ -183,10 +183,3 @@ class BridgeProcess:
             if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
                 found.append(line)
         return found
-
-
-async def start_broker(workdir: Path) -> Broker:
-    """Mosquitto when installed (CI installs it), else the in-process amqtt."""
-    broker: Broker = MosquittoBroker(workdir) if MOSQUITTO else AmqttBroker()
-    await broker.start()
-    return broker

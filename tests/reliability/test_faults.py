@@ -21,21 +21,14 @@ from givbridge.commands.results import ErrorCode
 from givbridge.plant.snapshot import Snapshot
 from tests.brokers import Broker
 from tests.integration.sim_helpers import RawLink
-from tests.reliability.rig import TARGET_SOC, Rig, bridge_rig, start_broker
+from tests.reliability.rig import TARGET_SOC, Rig, bridge_rig
 
 pytestmark = [pytest.mark.reliability, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Broker]:
-    instance = await start_broker(tmp_path_factory.mktemp("broker"))
-    yield instance
-    await instance.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def rig(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
-    async with bridge_rig(broker, tmp_path_factory.mktemp("bridge")) as running:
+async def rig(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+    async with bridge_rig(module_broker, tmp_path_factory.mktemp("bridge")) as running:
         yield running
 
 

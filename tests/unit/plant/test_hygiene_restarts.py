@@ -17,7 +17,7 @@ from givbridge.plant.hygiene import SampleGuard, midnight_window, reset_day
 from givbridge.store import JsonStore
 from tests.unit.plant.test_hygiene import LONDON, SERIAL, TODAY, TOTAL, guard, sample
 
-DOCUMENT = f"counters-{SERIAL}"  # the runner's name for it (InverterRunner._hygiene_doc)
+DOCUMENT = f"counters-{SERIAL}"  # the runner's name for it (GuardMemory.document)
 
 event = st.one_of(
     st.tuples(st.just("normal"), st.floats(0.0, 0.3), st.integers(5, 900)),
