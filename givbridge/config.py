@@ -457,13 +457,29 @@ def _explain(exc: ValidationError, sources: str) -> str:
     return "\n".join(lines)
 
 
+#: The document the ``settings`` command saves in the data dir (``settings.json``): a whole
+#: configuration, applied at the next start above the config files, beneath env and flags.
+SAVED_SETTINGS = "settings"
+
+
+def _saved_settings(data_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The settings the ``settings`` command saved in ``data_dir`` ({} when there are none)."""
+    from givbridge.store import JsonStore
+
+    store = JsonStore(data_dir)
+    saved = store.load(SAVED_SETTINGS)
+    saved.pop("data_dir", None)  # it lives in the data dir found without it
+    return store.path(SAVED_SETTINGS), saved
+
+
 def load_settings(
     config_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     addon_options: Path = ADDON_OPTIONS,
     addon_defaults: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build the settings from every source, in priority order.
+    """Build the settings from every source, in priority order: flags, environment, the
+    settings saved by the ``settings`` command, the ``--config`` file, the add-on's options.
 
     ``addon_defaults`` are settings the Home Assistant add-on learnt from the Supervisor (its
     MQTT broker, see :mod:`givbridge.addon`): the lowest source, beneath the add-on's options.
@@ -487,6 +503,14 @@ def load_settings(
         used.append("command line")
     token = _FILES.set(files)
     try:
+        settings = Settings(**(overrides or {}))
+        path, saved = _saved_settings(settings.data_dir)
+        if not saved:
+            return settings
+        # What was saved through the settings command (REST /settings or MQTT) comes after
+        # the files: it is the user's latest word. Environment and flags still win.
+        used.insert(len(used) - ("command line" in used) - ("environment" in used), str(path))
+        _FILES.set(_deep_merge(files, saved))
         return Settings(**(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(_explain(exc, ", ".join(used) or "defaults")) from None

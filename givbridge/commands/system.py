@@ -15,7 +15,7 @@ from givbridge.commands import devices as dev
 from givbridge.commands.results import CommandFailed, ErrorCode, json_safe
 from givbridge.commands.schemas import LogLevelPayload, NoPayload, SettingsPayload
 from givbridge.commands.spec import ActionContext, Command
-from givbridge.config import Settings
+from givbridge.config import SAVED_SETTINGS, Settings
 from givbridge.log import set_log_level
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan
@@ -27,8 +27,8 @@ REBOOT_TIMEOUT = 300.0
 #: Clock seconds to wait for every device runner to reconnect after a restart.
 RESTART_TIMEOUT = 60.0
 REBOOT_VALUE = 100
-#: The name the settings document is saved under in the data directory.
-SETTINGS_DOCUMENT = "settings"
+#: The name the settings document is saved under in the data directory (load_settings reads it).
+SETTINGS_DOCUMENT = SAVED_SETTINGS
 #: What a settings reader shows instead of a secret; sending it back keeps the stored secret.
 SECRET_PLACEHOLDERS = frozenset({"***", "**********"})
 _SECRETS = (("mqtt", "password"), ("http", "token"))
@@ -265,6 +265,7 @@ COMMANDS: tuple[Command, ...] = (
         target="bridge",
         notes="GivTCP stored the body unvalidated and served the secrets back. givbridge validates it against "
         "its configuration model, stores it atomically as settings.json in the data directory (readable by "
-        "the owner only), never echoes secrets and answers which sections changed (all need a restart).",
+        "the owner only), never echoes secrets and answers which sections changed (all need a restart). At the "
+        "next start it overrides the config file; environment variables and flags still win.",
     ),
 )

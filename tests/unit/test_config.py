@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from givbridge.cli import main
-from givbridge.config import ConfigError, load_settings
+from givbridge.config import SAVED_SETTINGS, ConfigError, load_settings
+from givbridge.store import JsonStore
 
 
 @pytest.fixture(autouse=True)
@@ -164,3 +165,33 @@ def test_the_example_config_is_valid(no_addon: Path) -> None:
     settings = load_settings(example, addon_options=no_addon)
     assert settings.inverters[0].port == 8899
     assert settings.mqtt.root == "GivEnergy"
+
+
+def test_settings_saved_by_the_settings_command_apply_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_addon: Path
+) -> None:
+    data = tmp_path / "data"
+    config = write(
+        tmp_path / "c.yaml",
+        f"data_dir: {data}\ninverters:\n  - host: 192.0.2.10\nmqtt:\n  host: file\n  port: 2222\n",
+    )
+    assert load_settings(config, addon_options=no_addon).mqtt.host == "file"  # nothing saved yet
+    JsonStore(data).save(
+        SAVED_SETTINGS,
+        {"inverters": [{"host": "192.0.2.20"}], "mqtt": {"host": "saved"}, "data_dir": str(tmp_path / "elsewhere")},
+    )
+    monkeypatch.setenv("GIVBRIDGE_MQTT__PORT", "3333")
+    settings = load_settings(config, addon_options=no_addon)
+    assert settings.mqtt.host == "saved"  # the saved document beats the file
+    assert [inverter.host for inverter in settings.inverters] == ["192.0.2.20"]
+    assert settings.mqtt.port == 3333  # the environment beats the saved document
+    assert settings.data_dir == data  # where the document lives, not where it points
+
+
+def test_a_saved_settings_document_that_no_longer_validates_is_named(tmp_path: Path, no_addon: Path) -> None:
+    data = tmp_path / "data"
+    config = write(tmp_path / "c.yaml", f"data_dir: {data}\n")
+    JsonStore(data).save(SAVED_SETTINGS, {"mqtt": {"port": 99999}})
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config, addon_options=no_addon)
+    assert "mqtt.port" in str(raised.value) and str(data / "settings.json") in str(raised.value)
