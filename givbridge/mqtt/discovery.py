@@ -91,6 +91,7 @@ configs that show up later (GivTCP started again by mistake) are migrated and cl
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import re
@@ -683,7 +684,9 @@ class DiscoveryPublisher:
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._published, self._learned, self._migrated = self._load()
-        self._sent: dict[str, str] = {}  # topic -> payload sent on this broker connection
+        # topic -> digest of the payload sent on this broker connection. A digest, not the text:
+        # an inverter's document is ~0.7 MB (GivTCP's 1,440-option slot selects), kept per inverter.
+        self._sent: dict[str, bytes] = {}
         self._signatures: dict[str, object] = {}  # serial -> what its last publish was built from
         self._limits: dict[str, dict[str, float | None]] = {}  # serial -> last known number limits
         self._warned: dict[str, tuple[str, ...]] = {}
@@ -853,10 +856,11 @@ class DiscoveryPublisher:
                 return False
             log.info("removing entities from discovery", topic=config.topic, entities=sorted(stale))
         text = config.text()
-        if force or stale or self._sent.get(config.topic) != text:
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        if force or stale or self._sent.get(config.topic) != digest:
             if not self._send(config.topic, text):
                 return False
-            self._sent[config.topic] = text
+            self._sent[config.topic] = digest
         record = _Published(config.owner, current)
         if previous != record:
             self._published[config.topic] = record
