@@ -22,6 +22,7 @@ from givbridge.mqtt.broker import EmbeddedBroker, PortInUse
 from givbridge.plant.families import FAMILIES
 from givbridge.sim import PROFILES, SimulatedPlant, SimulatorServer
 from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
+from givbridge.sim.profiles import MAX_PACKS
 
 log = get_logger(__name__)
 
@@ -33,7 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", choices=sorted(PROFILES), default="hybrid-gen3", help="simulated model (default hybrid-gen3)"
     )
-    parser.add_argument("--batteries", type=int, default=2, choices=range(4), help="battery packs (default 2)")
+    parser.add_argument(
+        "--batteries",
+        type=int,
+        default=None,
+        choices=range(MAX_PACKS + 1),
+        metavar=f"0-{MAX_PACKS}",
+        help="battery packs (default: 2 on a hybrid, the model's usual otherwise)",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="run the simulated day this many times faster")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds the simulated dongle takes per request")
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds between measurement polls")
@@ -76,17 +84,24 @@ Stop with Ctrl-C.
 async def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or "info", args.log_format or "auto")
     clock = ScaledClock(speed=args.speed) if args.speed != 1 else SystemClock()
+    # The simulated inverter keeps the same local time the bridge will assume for it.
+    zone = str(local_zone(None))
+    batteries = args.batteries
+    if batteries is None and args.model.startswith("hybrid"):
+        batteries = 2
+    try:
+        sim = SimulatedPlant.create(
+            args.model, batteries=batteries, serial=None, clock=clock, seed=1, tz=zone, start_soc=60
+        )
+    except ValueError as exc:  # e.g. batteries on a model that has none
+        print(f"givbridge demo: {exc}", file=sys.stderr)
+        return 2
     broker = EmbeddedBroker(HOST, args.port)
     try:
         await broker.start()
     except PortInUse as exc:
         print(f"givbridge demo: {exc.strerror}", file=sys.stderr)
         return 2
-    # The simulated inverter keeps the same local time the bridge will assume for it.
-    zone = str(local_zone(None))
-    sim = SimulatedPlant.create(
-        args.model, batteries=args.batteries, serial=None, clock=clock, seed=1, tz=zone, start_soc=60
-    )
     server = SimulatorServer(sim, host=HOST, latency=args.latency)
     charger: EvcSimulatorServer | None = None
     if args.evc:
@@ -127,7 +142,7 @@ async def main(args: argparse.Namespace) -> int:
                 args.port,
                 FAMILIES[args.model].display,
                 sim.serial,
-                args.batteries,
+                len(sim.battery_serials or sim.unit_serials),
                 server.port,
                 settings.mqtt.root,
                 charger,
