@@ -138,6 +138,7 @@ class Application:
             runners=self.bridge.runners,
             interval=settings.polling.poll_interval,
             clock=self.clock,
+            charger=self.charger.runner if self.charger is not None else None,
         )
         self.http: HttpServer | None = None  # the REST shim, once started (http.enabled)
 

@@ -30,6 +30,7 @@ from givbridge.store import JsonStore
 
 if TYPE_CHECKING:
     from givbridge.bridge import InverterRunner
+    from givbridge.evc.runner import ChargerRunner
     from givbridge.mqtt.client import MqttClient
 
 log = get_logger(__name__)
@@ -40,6 +41,19 @@ HEALTH_DOCUMENT = "health"  # <data_dir>/health.json
 def default_max_age(interval: float) -> float:
     """How old the document may be: three missed refreshes, plus slack for a slow disk."""
     return 3 * interval + 10
+
+
+def _device(runner: InverterRunner | ChargerRunner) -> dict[str, Any]:
+    health = runner.health
+    return {
+        "host": runner.config.host,
+        "port": runner.config.port,
+        "serial": runner.serial,
+        "connected": health.connected,
+        "available": health.available,
+        "last_success": health.last_success.isoformat(timespec="seconds") if health.last_success else None,
+        "last_error": health.last_error,
+    }
 
 
 class HealthWriter:
@@ -53,10 +67,12 @@ class HealthWriter:
         runners: Sequence[InverterRunner],
         interval: float,
         clock: Clock | None = None,
+        charger: ChargerRunner | None = None,
     ) -> None:
         self.store = store
         self.mqtt = mqtt
         self.runners = runners
+        self.charger = charger
         self.interval = interval
         self.clock = clock or SystemClock()
         self._task: asyncio.Task[None] | None = None
@@ -71,20 +87,8 @@ class HealthWriter:
             "updated_epoch": now.timestamp(),
             "interval": self.interval,
             "mqtt_connected": self.mqtt.connected,
-            "inverters": [
-                {
-                    "host": runner.config.host,
-                    "port": runner.config.port,
-                    "serial": runner.serial,
-                    "connected": runner.health.connected,
-                    "available": runner.health.available,
-                    "last_success": runner.health.last_success.isoformat(timespec="seconds")
-                    if runner.health.last_success
-                    else None,
-                    "last_error": runner.health.last_error,
-                }
-                for runner in self.runners
-            ],
+            "inverters": [_device(runner) for runner in self.runners],
+            "ev_charger": _device(self.charger) if self.charger is not None else None,
         }
 
     async def write(self, *, running: bool = True) -> None:

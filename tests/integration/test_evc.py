@@ -332,6 +332,8 @@ async def test_a_charger_going_offline_is_unavailable_and_commands_say_unreachab
         mark = charger_only.probe.mark()
         await charger_only.server.go_offline()
         await charger_only.probe.wait_for_payload(availability, "offline", timeout=10, after=mark)
+        health = charger_only.app.health_writer.document()["ev_charger"]
+        assert health["serial"] == charger_only.serial and health["available"] is False and health["last_error"]
         assert "charger" in error(await charger_only.send("setCurrentLimit", "10"), "unreachable")
         # The getEVCCache answer still has the last values read; the charger's own writes wait.
         assert ok(await charger_only.send("getEVCCache", None))["Charger"]["Serial_Number"] == charger_only.serial
