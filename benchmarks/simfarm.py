@@ -21,7 +21,11 @@ async def serve(count: int, model: str, batteries: int, latency: float, service_
     clock = SystemClock()
     servers = []
     for index in range(count):
-        plant = SimulatedPlant.create(model, batteries=batteries, clock=clock, seed=index, tz="Europe/London")
+        # Serials from the seed alone collide in a farm of fifty (three random digits): number them.
+        serial = f"SD2314G{index:03d}"
+        plant = SimulatedPlant.create(
+            model, batteries=batteries, clock=clock, seed=index, tz="Europe/London", serial=serial
+        )
         server = SimulatorServer(plant, host="127.0.0.1", port=0, latency=latency, service_time=service_time)
         await server.start()
         servers.append(server)
