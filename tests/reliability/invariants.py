@@ -422,7 +422,24 @@ class InvariantChecker:
                     finally:
                         self._waiters.discard(arrived)
         except TimeoutError:
-            raise AssertionError(f"waited {within} s for {what}; availability {self.availability}") from None
+            raise AssertionError(
+                f"waited {within} s for {what}; availability {self.availability}; tasks:\n{task_stacks()}"
+            ) from None
+
+
+def task_stacks() -> str:
+    """Where every task of the running loop is waiting (its await chain): what a stall looked like."""
+    lines = []
+    for task in asyncio.all_tasks():
+        where, awaited = [], task.get_coro()
+        while awaited is not None and len(where) < 12:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                break
+            where.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        lines.append(f"  {task.get_name()}: {' -> '.join(where)}")
+    return "\n".join(sorted(lines))
 
 
 class _Tap(MqttProbe):
