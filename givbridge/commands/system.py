@@ -63,15 +63,20 @@ async def reboot(payload: NoPayload, context: ActionContext) -> Mapping[str, Any
     health = runner.health
     if not health.connected:
         raise CommandFailed(ErrorCode.UNREACHABLE, f"{runner.label} is not connected; the reboot was not sent")
-    started, sent_at = clock.monotonic(), clock.now()
+    started = clock.monotonic()
+    # A success only counts once it is later than this: a poll that was in flight when the
+    # write was queued can finish after it was sent, and says nothing about the restart.
+    answered_after = clock.now()
     failed_before, connects_before = health.polls_failed, health.reconnects
     gone = False
     try:
         outcome = await runner.write(WritePlan.of([(dev.REBOOT, REBOOT_VALUE)], "reboot", skip_unchanged=False))
     except Unreachable:
         # The inverter went down as it acknowledged the write (or before): the read-back, or
-        # the acknowledgement itself, got no answer. Either way it is gone for now.
+        # the acknowledgement itself, got no answer. Either way it is gone for now, and only
+        # an answer from now on shows it back.
         gone = True
+        answered_after = clock.now()
     else:
         # HR163 is a command register and does not read back as 100; only a refusal counts.
         if outcome.status is WriteStatus.REJECTED:
@@ -88,7 +93,7 @@ async def reboot(payload: NoPayload, context: ActionContext) -> Mapping[str, Any
             and health.connected
             and health.consecutive_failures == 0
             and health.last_success is not None
-            and health.last_success > sent_at
+            and health.last_success > answered_after
         )
 
     if not await context.until(answers_again, REBOOT_TIMEOUT):

@@ -172,6 +172,7 @@ class SimulatedPlant:
         self._frozen = False
         self.persist_writes = True
         self.reboot_seconds = DEFAULT_REBOOT_SECONDS
+        self.reboots = 0  # HR163=100 writes carried out
         # Watts drawn on the house circuit beyond the household model, now: a simulated EV charger
         # (givbridge.sim.evc) sets this so the inverter sees the car in its load, as a real one does.
         self.extra_load: Callable[[], float] | None = None
@@ -506,6 +507,7 @@ class SimulatedPlant:
             self._store(register, value)
         elif outcome is WriteOutcome.REBOOT:
             self._offline_until = self._state.moment + timedelta(seconds=self.reboot_seconds)
+            self.reboots += 1
         return outcome
 
     @property
