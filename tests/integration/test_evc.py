@@ -366,20 +366,10 @@ async def test_read_only_refuses_the_charger_too(module_broker: Broker, tmp_path
 
 # --- givbridge simulate --evc ---------------------------------------------------------------------
 
-_RUN_SIMULATE = (
-    "import argparse, asyncio, sys\n"
-    "from givbridge.sim import cli\n"
-    "parser = argparse.ArgumentParser()\n"
-    "cli.add_arguments(parser)\n"
-    "sys.exit(asyncio.run(cli.main(parser.parse_args(sys.argv[1:]))))\n"
-)
-
 
 async def test_simulate_serves_a_charger_beside_the_inverter() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _RUN_SIMULATE,
+        *(sys.executable, "-m", "givbridge.cli", "simulate"),
         *("--port", "0", "--evc", "0", "--latency", "0", "--seed", "4"),
         stdout=asyncio.subprocess.PIPE,
     )

@@ -11,20 +11,10 @@ from givenergy_modbus.pdu import ReadHoldingRegistersRequest
 
 from tests.integration.sim_helpers import RawLink
 
-_RUN_CLI = (
-    "import argparse, asyncio, sys\n"
-    "from givbridge.sim import cli\n"
-    "parser = argparse.ArgumentParser()\n"
-    "cli.add_arguments(parser)\n"
-    "sys.exit(asyncio.run(cli.main(parser.parse_args(sys.argv[1:]))))\n"
-)
-
 
 async def test_simulate_prints_its_address_serves_and_stops_on_sigterm() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _RUN_CLI,
+        *(sys.executable, "-m", "givbridge.cli", "simulate"),
         *("--model", "hybrid-gen2", "--batteries", "1", "--port", "0", "--latency", "0", "--speed", "60"),
         *("--seed", "4"),
         stdout=asyncio.subprocess.PIPE,
