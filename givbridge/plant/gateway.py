@@ -23,7 +23,9 @@ from givbridge.plant.families import Family
 from givbridge.plant.sections import (
     DeviceValues,
     ValueSink,
+    battery_times,
     control_section,
+    flows_section,
     inverter_time,
     meter_section,
     raw_section,
@@ -118,26 +120,10 @@ def _power(
     power.put("Discharge_Power", discharge)
     now = taken_at.astimezone(tz)
     target, reserve = view.inverter.integer("charge_target_soc"), view.inverter.integer("battery_soc_reserve")
-    if target is not None:
-        minutes = derive.charge_time_remaining(soc=soc, target_soc=target, capacity_kwh=capacity, charge_power=charge)
-        power.put("Charge_Time_Remaining", minutes)
-        power.put("Charge_Completion_Time", derive.completion_time(now, minutes))
-    if reserve is not None:
-        minutes = derive.discharge_time_remaining(
-            soc=soc, reserve_soc=reserve, capacity_kwh=capacity, discharge_power=discharge
-        )
-        power.put("Discharge_Time_Remaining", minutes)
-        power.put("Discharge_Completion_Time", derive.completion_time(now, minutes))
-    if pv is not None and load is not None and grid is not None:
-        flows = derive.power_flows(pv=pv, load=load, battery_power=battery, grid_power=grid)
-        out = sink.under("Flows")
-        out.put("Solar_to_House", flows.solar_to_house)
-        out.put("Solar_to_Battery", flows.solar_to_battery)
-        out.put("Solar_to_Grid", flows.solar_to_grid)
-        out.put("Battery_to_House", flows.battery_to_house)
-        out.put("Battery_to_Grid", flows.battery_to_grid)
-        out.put("Grid_to_House", flows.grid_to_house)
-        out.put("Grid_to_Battery", flows.grid_to_battery)
+    battery_times(
+        power, soc=soc, capacity=capacity, charge=charge, discharge=discharge, target=target, reserve=reserve, now=now
+    )
+    flows_section(sink, pv=pv, load=load, battery=battery, grid=grid)
 
 
 _ENERGY = {

@@ -60,6 +60,45 @@ class ValueSink:
             self._values[self._prefix + leaf] = value
 
 
+def battery_times(
+    power: ValueSink,
+    *,
+    soc: int,
+    capacity: float,
+    charge: int,
+    discharge: int,
+    target: int | None,
+    reserve: int | None,
+    now: datetime,
+) -> None:
+    """Charge/Discharge_Time_Remaining and _Completion_Time, for the target and reserve known."""
+    if target is not None:
+        minutes = derive.charge_time_remaining(soc=soc, target_soc=target, capacity_kwh=capacity, charge_power=charge)
+        power.put("Charge_Time_Remaining", minutes)
+        power.put("Charge_Completion_Time", derive.completion_time(now, minutes))
+    if reserve is not None:
+        minutes = derive.discharge_time_remaining(
+            soc=soc, reserve_soc=reserve, capacity_kwh=capacity, discharge_power=discharge
+        )
+        power.put("Discharge_Time_Remaining", minutes)
+        power.put("Discharge_Completion_Time", derive.completion_time(now, minutes))
+
+
+def flows_section(sink: ValueSink, *, pv: int | None, load: int | None, battery: int | None, grid: int | None) -> None:
+    """Power/Flows: GivTCP's seven power flows, when every power they come from is known."""
+    if pv is None or load is None or battery is None or grid is None:
+        return
+    flows = derive.power_flows(pv=pv, load=load, battery_power=battery, grid_power=grid)
+    out = sink.under("Flows")
+    out.put("Solar_to_House", flows.solar_to_house)
+    out.put("Solar_to_Battery", flows.solar_to_battery)
+    out.put("Solar_to_Grid", flows.solar_to_grid)
+    out.put("Battery_to_House", flows.battery_to_house)
+    out.put("Battery_to_Grid", flows.battery_to_grid)
+    out.put("Grid_to_House", flows.grid_to_house)
+    out.put("Grid_to_Battery", flows.grid_to_battery)
+
+
 def lv_battery_section(view: PlantView, sink: ValueSink) -> None:
     """``Battery_Details/Battery_Stack_1/<pack serial>/*`` for every LV pack, plus the stack's BMS readings."""
     if not view.batteries:

@@ -21,7 +21,9 @@ from givbridge.plant.sections import (
     DeviceValues,
     ValueSink,
     battery_capacity_kwh,
+    battery_times,
     control_section,
+    flows_section,
     inverter_time,
     lv_battery_section,
     lv_usable_capacity_kwh,
@@ -121,16 +123,7 @@ def _power(
     if view.has_battery:
         _battery_power(inv, power, battery=battery, capacity=capacity, now=taken_at.astimezone(tz))
 
-    if pv is not None and load is not None and grid is not None and battery is not None:
-        flows = derive.power_flows(pv=pv, load=load, battery_power=battery, grid_power=grid)
-        out = sink.under("Flows")
-        out.put("Solar_to_House", flows.solar_to_house)
-        out.put("Solar_to_Battery", flows.solar_to_battery)
-        out.put("Solar_to_Grid", flows.solar_to_grid)
-        out.put("Battery_to_House", flows.battery_to_house)
-        out.put("Battery_to_Grid", flows.battery_to_grid)
-        out.put("Grid_to_House", flows.grid_to_house)
-        out.put("Grid_to_Battery", flows.grid_to_battery)
+    flows_section(sink, pv=pv, load=load, battery=battery, grid=grid)
 
 
 def _battery_power(
@@ -148,19 +141,12 @@ def _battery_power(
     charge, discharge = derive.split_battery_power(battery)
     power.put("Charge_Power", charge)
     power.put("Discharge_Power", discharge)
-    target, reserve = inv.integer("charge_target_soc"), inv.integer("battery_soc_reserve")
     if soc is None or capacity is None:
         return
-    if target is not None:
-        minutes = derive.charge_time_remaining(soc=soc, target_soc=target, capacity_kwh=capacity, charge_power=charge)
-        power.put("Charge_Time_Remaining", minutes)
-        power.put("Charge_Completion_Time", derive.completion_time(now, minutes))
-    if reserve is not None:
-        minutes = derive.discharge_time_remaining(
-            soc=soc, reserve_soc=reserve, capacity_kwh=capacity, discharge_power=discharge
-        )
-        power.put("Discharge_Time_Remaining", minutes)
-        power.put("Discharge_Completion_Time", derive.completion_time(now, minutes))
+    target, reserve = inv.integer("charge_target_soc"), inv.integer("battery_soc_reserve")
+    battery_times(
+        power, soc=soc, capacity=capacity, charge=charge, discharge=discharge, target=target, reserve=reserve, now=now
+    )
 
 
 def _energy(view: PlantView, sink: ValueSink) -> None:

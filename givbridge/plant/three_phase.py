@@ -33,8 +33,10 @@ from givbridge.plant.families import Family
 from givbridge.plant.sections import (
     DeviceValues,
     ValueSink,
+    battery_times,
     button_states,
     calibration_section,
+    flows_section,
     hv_stack_section,
     inverter_time,
     meter_section,
@@ -153,29 +155,18 @@ def _power(
     if soc is not None and capacity is not None and charge is not None and discharge is not None:
         now = taken_at.astimezone(tz)
         target, reserve = inv.integer("charge_target_soc"), inv.integer("battery_soc_reserve")  # HR1111, HR1109
-        if target is not None:
-            minutes = derive.charge_time_remaining(
-                soc=soc, target_soc=target, capacity_kwh=capacity, charge_power=charge
-            )
-            power.put("Charge_Time_Remaining", minutes)
-            power.put("Charge_Completion_Time", derive.completion_time(now, minutes))
-        if reserve is not None:
-            minutes = derive.discharge_time_remaining(
-                soc=soc, reserve_soc=reserve, capacity_kwh=capacity, discharge_power=discharge
-            )
-            power.put("Discharge_Time_Remaining", minutes)
-            power.put("Discharge_Completion_Time", derive.completion_time(now, minutes))
+        battery_times(
+            power,
+            soc=soc,
+            capacity=capacity,
+            charge=charge,
+            discharge=discharge,
+            target=target,
+            reserve=reserve,
+            now=now,
+        )
 
-    if pv is not None and load is not None and grid is not None and battery is not None:
-        flows = derive.power_flows(pv=pv, load=load, battery_power=battery, grid_power=grid)
-        out = sink.under("Flows")
-        out.put("Solar_to_House", flows.solar_to_house)
-        out.put("Solar_to_Battery", flows.solar_to_battery)
-        out.put("Solar_to_Grid", flows.solar_to_grid)
-        out.put("Battery_to_House", flows.battery_to_house)
-        out.put("Battery_to_Grid", flows.battery_to_grid)
-        out.put("Grid_to_House", flows.grid_to_house)
-        out.put("Grid_to_Battery", flows.grid_to_battery)
+    flows_section(sink, pv=pv, load=load, battery=battery, grid=grid)
 
 
 _ENERGY = {
