@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 from givbridge.plant import derive, vocab
 from givbridge.plant._library import PlantView
 from givbridge.plant.families import Family
-from givbridge.plant.sections import DeviceValues, ValueSink, inverter_time, meter_section, raw_section
+from givbridge.plant.sections import DeviceValues, ValueSink, inverter_time, meter_section, pv_section, raw_section
 from givbridge.plant.snapshot import DeviceInfo
 
 FAMILIES = frozenset({"pv"})
@@ -32,15 +32,7 @@ def build_pv(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo)
     )
     sink = ValueSink(device.values)
     power = sink.under("Power/Power")
-    pv_1, pv_2 = inv.integer("p_pv1"), inv.integer("p_pv2")
-    pv = pv_1 + pv_2 if pv_1 is not None and pv_2 is not None else None
-    power.put("PV_Power_String_1", pv_1)
-    power.put("PV_Power_String_2", pv_2)
-    power.put("PV_Power", pv)
-    power.put("PV_Voltage_String_1", inv.number("v_pv1"))
-    power.put("PV_Voltage_String_2", inv.number("v_pv2"))
-    power.put("PV_Current_String_1", inv.number("i_pv1"))
-    power.put("PV_Current_String_2", inv.number("i_pv2"))
+    pv = pv_section(inv, power, pv_1=inv.integer("p_pv1"), pv_2=inv.integer("p_pv2"))
     power.put("Grid_Voltage", inv.number("v_ac1"))
     power.put("Grid_Current", inv.number("i_grid_port"))
     power.put("Grid_Frequency", inv.number("f_ac1"))

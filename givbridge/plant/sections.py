@@ -60,6 +60,23 @@ class ValueSink:
             self._values[self._prefix + leaf] = value
 
 
+def pv_section(inv: ModelView, power: ValueSink, *, pv_1: int | None, pv_2: int | None) -> int | None:
+    """The two strings' power (``pv_1``/``pv_2``, in W), their sum, voltages and currents; returns the sum.
+
+    The library leaves the voltages and currents None on AC units and the AIO, where these
+    registers echo the AC side.
+    """
+    pv = pv_1 + pv_2 if pv_1 is not None and pv_2 is not None else None
+    power.put("PV_Power_String_1", pv_1)
+    power.put("PV_Power_String_2", pv_2)
+    power.put("PV_Power", pv)
+    power.put("PV_Voltage_String_1", inv.number("v_pv1"))
+    power.put("PV_Voltage_String_2", inv.number("v_pv2"))
+    power.put("PV_Current_String_1", inv.number("i_pv1"))
+    power.put("PV_Current_String_2", inv.number("i_pv2"))
+    return pv
+
+
 def battery_times(
     power: ValueSink,
     *,

@@ -28,6 +28,7 @@ from givbridge.plant.sections import (
     lv_battery_section,
     lv_usable_capacity_kwh,
     meter_section,
+    pv_section,
     raw_section,
     timeslots_section,
 )
@@ -83,16 +84,7 @@ def _power(
 ) -> None:
     inv = view.inverter
     power = sink.under("Power")
-    pv_1, pv_2 = inv.integer("p_pv1"), inv.integer("p_pv2")
-    pv = pv_1 + pv_2 if pv_1 is not None and pv_2 is not None else None
-    power.put("PV_Power_String_1", pv_1)
-    power.put("PV_Power_String_2", pv_2)
-    power.put("PV_Power", pv)
-    # Left None by the library on AC and AIO, where these registers echo the AC side.
-    power.put("PV_Voltage_String_1", inv.number("v_pv1"))
-    power.put("PV_Voltage_String_2", inv.number("v_pv2"))
-    power.put("PV_Current_String_1", inv.number("i_pv1"))
-    power.put("PV_Current_String_2", inv.number("i_pv2"))
+    pv = pv_section(inv, power, pv_1=inv.integer("p_pv1"), pv_2=inv.integer("p_pv2"))
     power.put("Grid_Voltage", inv.number("v_ac1"))
     power.put("Grid_Current", inv.number("i_grid_port"))  # IR58, at the inverter terminal
     power.put("Grid_Frequency", inv.number("f_ac1"))

@@ -40,6 +40,7 @@ from givbridge.plant.sections import (
     hv_stack_section,
     inverter_time,
     meter_section,
+    pv_section,
     raw_section,
     timeslots_section,
 )
@@ -103,15 +104,7 @@ def _power(
 ) -> None:
     inv = view.inverter
     power = sink.under("Power")
-    pv_1, pv_2 = _watts(inv.number("p_pv1")), _watts(inv.number("p_pv2"))
-    pv = pv_1 + pv_2 if pv_1 is not None and pv_2 is not None else None
-    power.put("PV_Power_String_1", pv_1)
-    power.put("PV_Power_String_2", pv_2)
-    power.put("PV_Power", pv)
-    power.put("PV_Voltage_String_1", inv.number("v_pv1"))
-    power.put("PV_Voltage_String_2", inv.number("v_pv2"))
-    power.put("PV_Current_String_1", inv.number("i_pv1"))
-    power.put("PV_Current_String_2", inv.number("i_pv2"))
+    pv = pv_section(inv, power, pv_1=_watts(inv.number("p_pv1")), pv_2=_watts(inv.number("p_pv2")))
     currents = (inv.number("i_pv1"), inv.number("i_pv2"))
     if None not in currents:
         power.put("PV_Current", round(sum(c for c in currents if c is not None), 1))
