@@ -72,7 +72,7 @@ cache of the BMS pages.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Literal, cast
@@ -437,16 +437,7 @@ _HV_BMU_STACK = HvSpec(
     max_charge_current_a=25.0,
     hr18=0,
 )
-_THREE_PHASE_STACK = HvSpec(
-    module_ah=52,
-    temperatures=24,
-    bcu_firmware=(0x4241, 0x4241, 0x0000, 0x0009),
-    bcu_serial_prefix="HB",
-    module_serial_prefix="HY",
-    has_bams=True,
-    max_charge_current_a=25.0,
-    hr18=0,
-)
+_THREE_PHASE_STACK = replace(_HV_BMU_STACK, has_bams=True)  # the same BCU/BMU stack, with a BAMS
 _EMS_MANAGED_AC = UnitSpec("AC 3.0", 3000, 3000, 106, 51.2, "CE")
 _GATEWAY_AIO = UnitSpec("All-in-One", 6000, 6000, 52, CELLS_PER_MODULE * 4 * 3.2, "CH")
 
