@@ -420,7 +420,7 @@ async def test_many_commands_at_once_each_get_one_answer(gen3: Rig) -> None:
 async def test_settings_are_validated_saved_and_secrets_never_echoed(gen3: Rig) -> None:
     current = gen3.app.settings
     document = {
-        "inverters": [{"host": "192.168.1.20"}],
+        "inverters": [{"host": "192.0.2.20"}],
         "mqtt": {"host": "broker.lan", "username": "bridge", "password": "s3cret-pw"},
         "data_dir": str(current.data_dir),
         "timezone": ZONE,

@@ -59,9 +59,9 @@ def test_priority_cli_over_env_over_file_over_addon(tmp_path: Path, monkeypatch:
 
 
 def test_env_carries_lists_as_json(monkeypatch: pytest.MonkeyPatch, no_addon: Path) -> None:
-    monkeypatch.setenv("GIVBRIDGE_INVERTERS", '[{"host": "10.0.0.5"}, {"host": "10.0.0.6", "port": 8898}]')
+    monkeypatch.setenv("GIVBRIDGE_INVERTERS", '[{"host": "192.0.2.5"}, {"host": "192.0.2.6", "port": 8898}]')
     settings = load_settings(addon_options=no_addon)
-    assert [(i.host, i.port) for i in settings.inverters] == [("10.0.0.5", 8899), ("10.0.0.6", 8898)]
+    assert [(i.host, i.port) for i in settings.inverters] == [("192.0.2.5", 8899), ("192.0.2.6", 8898)]
     assert [settings.prefix_for(i) for i in range(2)] == ["givtcp", "givtcp2"]
 
 

@@ -65,12 +65,12 @@ def test_the_sample_has_givtcps_keys() -> None:
 def test_inverters_mqtt_timers_evc_and_tariffs_are_mapped() -> None:
     settings = migrate(sample()).settings
     assert settings["inverters"] == [
-        {"host": "192.168.1.40", "serial": "SA2114G047", "prefix": "givtcp"},
-        {"host": "192.168.1.41", "serial": "CE2231G454", "prefix": "garage_ac"},  # "Garage AC", as HA slugs it
-        {"host": "192.168.1.42", "prefix": "givtcp3", "enabled": False},
+        {"host": "192.0.2.40", "serial": "SA2114G047", "prefix": "givtcp"},
+        {"host": "192.0.2.41", "serial": "CE2231G454", "prefix": "garage_ac"},  # "Garage AC", as HA slugs it
+        {"host": "192.0.2.42", "prefix": "givtcp3", "enabled": False},
     ]
     assert settings["mqtt"] == {
-        "host": "192.168.1.10",
+        "host": "192.0.2.10",
         "port": 1883,
         "username": "givtcp",
         "password": "Tr0ub4dor&3",
@@ -82,7 +82,7 @@ def test_inverters_mqtt_timers_evc_and_tariffs_are_mapped() -> None:
     assert settings["polling"] == {"poll_interval": 20, "settings_interval": 120}
     assert settings["log"] == {"level": "debug"}
     assert settings["timezone"] == "Europe/London"
-    assert settings["evc"] == {"host": "192.168.1.50", "serial": "WF2239G001", "poll_interval": 10}
+    assert settings["evc"] == {"host": "192.0.2.50", "serial": "WF2239G001", "poll_interval": 10}
     assert settings["tariffs"] == {
         "currency": "GBP",
         "import_day_rate": 0.2843,
@@ -114,13 +114,13 @@ def test_the_written_file_loads_as_givbridge_settings(tmp_path: Path, capsys: py
     assert settings.mqtt.password is not None and settings.mqtt.password.get_secret_value() == "Tr0ub4dor&3"
     assert settings.tariffs is not None
     assert (settings.tariffs.day_start, settings.tariffs.night_start) == (time(5, 30), time(23, 30))
-    assert settings.evc is not None and settings.evc.host == "192.168.1.50"
+    assert settings.evc is not None and settings.evc.host == "192.0.2.50"
 
 
 def test_printed_without_output(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _err = run_cli(capsys, str(SAMPLE))
     assert status == 0
-    assert yaml.safe_load(out)["inverters"][0]["host"] == "192.168.1.40"
+    assert yaml.safe_load(out)["inverters"][0]["host"] == "192.0.2.40"
 
 
 def test_an_existing_output_is_kept_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -177,10 +177,10 @@ def test_flags_saved_as_strings_are_understood() -> None:
         ("{not json", "is not JSON"),
         ("[1, 2]", "holds a list"),
         ('{"hello": "world"}', "does not look like GivTCP's allsettings.json"),
-        ('{"invertorIP_1": "192.168.1.40", "MQTT_Port": "abc"}', "MQTT_Port is 'abc', not a number"),
-        ('{"invertorIP_1": "192.168.1.40", "MQTT_Retain": "maybe"}', "MQTT_Retain is 'maybe', not true or false"),
-        ('{"invertorIP_1": "192.168.1.40", "day_rate": 0.3, "day_rate_start": "25:99"}', "not a time of day"),
-        ('{"invertorIP_1": "192.168.1.40", "MQTT_Port": 99999}', "mqtt.port"),
+        ('{"invertorIP_1": "192.0.2.40", "MQTT_Port": "abc"}', "MQTT_Port is 'abc', not a number"),
+        ('{"invertorIP_1": "192.0.2.40", "MQTT_Retain": "maybe"}', "MQTT_Retain is 'maybe', not true or false"),
+        ('{"invertorIP_1": "192.0.2.40", "day_rate": 0.3, "day_rate_start": "25:99"}', "not a time of day"),
+        ('{"invertorIP_1": "192.0.2.40", "MQTT_Port": 99999}', "mqtt.port"),
     ],
 )
 def test_a_bad_file_is_a_clear_error_with_status_2(
