@@ -293,11 +293,10 @@ class GuardMemory:
     def document(serial: str) -> str:
         return f"counters-{serial}"
 
-    async def start(self, serial: str, guard: SampleGuard) -> SampleGuard:
+    async def start(self, serial: str, guard: SampleGuard) -> None:
         """Guard ``serial``'s values with ``guard``, restored from what was last saved for it."""
         guard.restore(await asyncio.to_thread(self.store.load, self.document(serial)))
         self.guard, self._serial, self._saved_at = guard, serial, None
-        return guard
 
     async def save(self, *, force: bool = False) -> None:
         if self.guard is None or self._serial is None:
@@ -372,8 +371,8 @@ class InverterRunner:
         self._next_full = 0.0
         self._last_snapshot_at: datetime | None = None
         self._clock_read_at: datetime | None = None  # when HR(0,60), with the inverter clock, was read
-        self._guard: SampleGuard | None = None  # data hygiene, per device (see plant/hygiene.py)
-        self._guard_memory = GuardMemory(self.store, self.clock)
+        # Data hygiene, per device (see plant/hygiene.py), and its counters kept in the data dir.
+        self._hygiene = GuardMemory(self.store, self.clock)
         self._skew_warned = False
         self._unconfirmed: set[int] = set()  # written registers whose read-back failed
         self._extras: list[Callable[[], Mapping[str, Scalar]]] = []
@@ -498,10 +497,8 @@ class InverterRunner:
             writable=writable_registers(caps.device_type, caps.arm_firmware_version, family),
         )
         self._counters = await asyncio.to_thread(self._load_counters, serial)
-        if self._guard is None:
-            self._guard = await self._guard_memory.start(
-                serial, SampleGuard(load_catalogue(), self.tz, phases=family.phases)
-            )
+        if self._hygiene.guard is None:
+            await self._hygiene.start(serial, SampleGuard(load_catalogue(), self.tz, phases=family.phases))
         self.health.connected = True
         self._log = log.bind(inverter=self.label, serial=serial)
         structlog.contextvars.bind_contextvars(serial=serial)
@@ -546,7 +543,7 @@ class InverterRunner:
         return f"layout-{self.config.host}_{self.config.port}".replace(":", "_")
 
     async def _disconnect(self) -> None:
-        await self._save_hygiene(force=True)
+        await self._hygiene.save(force=True)
         self.health.connected = False
         client, self._client = self._client, None
         self._fail_pending(Unreachable(f"lost the connection to {self.label}"))
@@ -688,7 +685,7 @@ class InverterRunner:
     async def _emit(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         await self.on_snapshot.emit(snapshot)
-        await self._save_hygiene()
+        await self._hygiene.save()
 
     async def _publish_readback(self) -> None:
         """After a write: the state follows what was read back, never the intent."""
@@ -708,7 +705,7 @@ class InverterRunner:
 
     def _build(self) -> tuple[Snapshot | None, str | None]:
         """A snapshot of what the library holds now, cleaned; or None and why it was rejected."""
-        assert self.context is not None and self._guard is not None
+        assert self.context is not None and self._hygiene.guard is not None
         taken_at = self.clock.now()
         previous = self._last_snapshot_at
         self._last_snapshot_at = taken_at
@@ -740,15 +737,15 @@ class InverterRunner:
             extras=extras,
             clock_read_at=self._clock_read_at,
         )
-        cleaned = self._guard.clean(built.values, taken_at=taken_at, serial=built.serial)
+        cleaned = self._hygiene.guard.clean(built.values, taken_at=taken_at, serial=built.serial)
         if cleaned.sample_rejected is not None:
             self._log.warning("sample rejected", reason=cleaned.sample_rejected)
             return None, cleaned.sample_rejected
         if cleaned.rejected:
             self._log.info("readings rejected", rejected=cleaned.rejected)
         values = dict(cleaned.values)
-        values["Stats/Rejected_Values"] = self._guard.rejected_values
-        values["Stats/Rejected_Samples"] = self._guard.rejected_samples
+        values["Stats/Rejected_Values"] = self._hygiene.guard.rejected_values
+        values["Stats/Rejected_Samples"] = self._hygiene.guard.rejected_samples
         skew = self._clock_skew(values.get(f"{built.serial}/Invertor_Time"), taken_at)
         if skew is not None:
             values["Stats/Clock_Skew"] = skew
@@ -779,9 +776,6 @@ class InverterRunner:
         ]
         known = [age for age in ages if age is not None]
         return float(round(max(known))) if known else None
-
-    async def _save_hygiene(self, *, force: bool = False) -> None:
-        await self._guard_memory.save(force=force)
 
     # ----------------------------------------------------------------- reads and writes
 

@@ -115,8 +115,8 @@ class ChargerRunner:
         self._registers: dict[int, int] = {}
         self._serial: str | None = None
         self._extras: list[Callable[[], Mapping[str, Scalar]]] = []
-        self._guard: SampleGuard | None = None
-        self._guard_memory = GuardMemory(self.store, self.clock)
+        # Data hygiene, per device (see plant/hygiene.py), and its counters kept in the data dir.
+        self._hygiene = GuardMemory(self.store, self.clock)
         self._poll_now = asyncio.Event()
         self._log = log.bind(charger=self.label)
 
@@ -235,7 +235,7 @@ class ChargerRunner:
         return client
 
     async def _disconnect(self) -> None:
-        await self._save_hygiene(force=True)
+        await self._hygiene.save(force=True)
         self.health.connected = False
         client, self._client = self._client, None
         if client is not None:
@@ -317,7 +317,7 @@ class ChargerRunner:
         if self._serial != serial:
             self._serial = serial
             self._log = log.bind(charger=self.label, serial=serial)
-            self._guard = await self._guard_memory.start(serial, SampleGuard(load_catalogue(), self.tz))
+            await self._hygiene.start(serial, SampleGuard(load_catalogue(), self.tz))
         self.health.last_poll_seconds = round(self.clock.monotonic() - started, 3)
         snapshot = self._build()
         if snapshot is None:
@@ -328,7 +328,7 @@ class ChargerRunner:
         return snapshot
 
     def _build(self) -> Snapshot | None:
-        assert self._serial is not None and self._guard is not None
+        assert self._serial is not None and self._hygiene.guard is not None
         taken_at = self.clock.now()
         _, values = reg.decode(self._registers, self.tz)
         for provider in self._extras:
@@ -342,7 +342,7 @@ class ChargerRunner:
                 "Stats/Poll_Duration": self.health.last_poll_seconds,
             }
         )
-        cleaned = self._guard.clean(values, taken_at=taken_at, serial=self._serial)
+        cleaned = self._hygiene.guard.clean(values, taken_at=taken_at, serial=self._serial)
         if cleaned.sample_rejected is not None:
             self._log.warning("charger sample rejected", reason=cleaned.sample_rejected)
             return None
@@ -354,7 +354,7 @@ class ChargerRunner:
     async def _emit(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         await self.on_snapshot.emit(snapshot)
-        await self._save_hygiene()
+        await self._hygiene.save()
 
     # ----------------------------------------------------------------- health
 
@@ -373,6 +373,3 @@ class ChargerRunner:
             await self.on_availability.emit(self)
 
     # ----------------------------------------------------------------- hygiene memory
-
-    async def _save_hygiene(self, *, force: bool = False) -> None:
-        await self._guard_memory.save(force=force)
