@@ -28,7 +28,7 @@ from givbridge.evc.runner import ChargerRunner
 from givbridge.health import HealthWriter
 from givbridge.log import get_logger
 from givbridge.mqtt.client import MqttClient, Publication
-from givbridge.mqtt.control import BRIDGE_DEVICE, ControlSubscriber
+from givbridge.mqtt.control import ControlSubscriber, publish_result
 from givbridge.mqtt.discovery import DiscoveryPublisher
 from givbridge.mqtt.requests import BridgeRequests
 from givbridge.mqtt.state import StatePublisher, ValueStyle
@@ -257,9 +257,7 @@ class Application:
 
     async def _on_timed_result(self, result: CommandResult) -> None:
         """A timed action's revert (or its failure) on the command's response topic."""
-        topic = self.topics.response(result.serial or BRIDGE_DEVICE, result.command)
-        if not self.mqtt.publish(topic, result.to_json(), retain=False, qos=1):
-            log.warning("could not publish a timed action's result (not connected)", topic=topic)
+        publish_result(self.mqtt, self.topics, result)
 
     def _announce(self) -> None:
         self.state.bridge_info(self.info())

@@ -27,6 +27,19 @@ log = get_logger(__name__)
 BRIDGE_DEVICE = "bridge"
 
 
+def publish_result(mqtt: MqttClient, topics: Topics, result: CommandResult, device: str | None = None) -> bool:
+    """A command's one answer on ``<root>/<device>/response/<command>``, QoS 1, never retained.
+
+    ``device`` defaults to the serial the result is for, else the bridge. False (logged) when
+    the broker connection is down and the answer could not be sent.
+    """
+    topic = topics.response(device or result.serial or BRIDGE_DEVICE, result.command)
+    if mqtt.publish(topic, result.to_json(), retain=False, qos=1):
+        return True
+    log.warning("could not publish a command's answer (not connected)", topic=topic, command=result.command)
+    return False
+
+
 class ControlSubscriber:
     """Subscribes to the control topics and answers every command on its response topic."""
 
@@ -58,6 +71,4 @@ class ControlSubscriber:
         except Exception as exc:  # execute() answers everything itself; this is the last net
             log.exception("control handler failed", topic=message.topic)
             result = CommandResult.failure(command, None, serial, CommandFailed(ErrorCode.INTERNAL, repr(exc)))
-        topic = self._topics.response(result.serial or serial or BRIDGE_DEVICE, command)
-        if not self._mqtt.publish(topic, result.to_json(), retain=False, qos=1):
-            log.warning("could not publish a command's answer (not connected)", topic=topic, command=command)
+        publish_result(self._mqtt, self._topics, result, result.serial or serial)

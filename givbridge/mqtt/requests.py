@@ -23,7 +23,7 @@ from givbridge.commands.executor import CommandExecutor
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.log import get_logger
 from givbridge.mqtt.client import Message, MqttClient
-from givbridge.mqtt.control import BRIDGE_DEVICE
+from givbridge.mqtt.control import BRIDGE_DEVICE, publish_result
 from givbridge.mqtt.topics import Topics
 
 log = get_logger(__name__)
@@ -66,6 +66,4 @@ class BridgeRequests:
             result = await self._executor.execute(command, message.payload)
             if result.ok:
                 self._changed()
-        topic = self._topics.response(BRIDGE_DEVICE, result.command)
-        if not self._mqtt.publish(topic, result.to_json(), retain=False, qos=1):
-            log.warning("could not publish a bridge request's answer (not connected)", topic=topic)
+        publish_result(self._mqtt, self._topics, result, BRIDGE_DEVICE)
