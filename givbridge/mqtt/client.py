@@ -489,22 +489,17 @@ class MqttClient:
         self._session_task = self._loop.create_task(self._run_session(), name="mqtt-on-connect")
 
     def _on_connect_refused(self, reason: str) -> None:
-        self._attempt_open = False
-        self._connect_failures += 1
-        if self._stopping:
-            return
-        level = logging.DEBUG if self._failing_since_success else logging.WARNING
-        self._failing_since_success = True
-        log.log(
-            level,
+        self._attempt_failed(
             "mqtt broker refused the connection; retrying in the background",
             reason=reason,
-            host=self._settings.host,
-            port=self._settings.port,
             username=self._settings.username,
         )
 
     def _on_connect_failed(self, reason: str = "unreachable") -> None:
+        self._attempt_failed("mqtt broker unreachable; retrying in the background", reason=reason)
+
+    def _attempt_failed(self, event: str, **fields: Any) -> None:
+        """Count a failed connection attempt; warn on the first since the last success, then debug."""
         self._attempt_open = False
         self._connect_failures += 1
         if self._stopping:
@@ -512,12 +507,7 @@ class MqttClient:
         level = logging.DEBUG if self._failing_since_success else logging.WARNING
         self._failing_since_success = True
         log.log(
-            level,
-            "mqtt broker unreachable; retrying in the background",
-            reason=reason,
-            host=self._settings.host,
-            port=self._settings.port,
-            attempts=self._connect_failures,
+            level, event, host=self._settings.host, port=self._settings.port, attempts=self._connect_failures, **fields
         )
 
     def _on_disconnected(self, reason: str, from_broker: bool) -> None:
