@@ -201,6 +201,7 @@ class InvariantChecker:
         self.latest: dict[str, str] = {}  # topic -> last payload
         self._published: dict[str, int] = {}  # topic -> messages so far
         self.results: dict[str, dict[str, Any]] = {}  # transaction -> result document
+        self._awaited: set[str] = set()  # transactions a result() call is waiting for
         self._catalogue = load_catalogue()
         self._readings: dict[str, _Reading] = {}
         self._inverter_time: dict[str, datetime] = {}
@@ -286,8 +287,12 @@ class InvariantChecker:
         return transaction
 
     async def result(self, transaction: str, *, within: float = 20.0) -> dict[str, Any]:
-        await self._wait(lambda: transaction in self.results, within, f"the result of {transaction}")
-        return self.results[transaction]
+        self._awaited.add(transaction)
+        try:
+            await self._wait(lambda: transaction in self.results, within, f"the result of {transaction}")
+            return self.results[transaction]
+        finally:
+            self._awaited.discard(transaction)
 
     def assert_clean(self) -> None:
         for serial in list(self._decreases):
@@ -295,8 +300,13 @@ class InvariantChecker:
         assert not self.violation_count, f"{self.violation_count} violations:\n" + "\n".join(self.violations)
 
     def forget_results(self) -> None:
-        """Drop the result documents kept so far (long runs)."""
-        self.results.clear()
+        """Drop the result documents kept so far (long runs), except those a :meth:`result` awaits.
+
+        A result can arrive, wake its waiter and be forgotten before that waiter runs: keeping
+        awaited ones is what stops a long run from waiting for a result it already had.
+        """
+        for transaction in set(self.results) - self._awaited:
+            del self.results[transaction]
 
     # ------------------------------------------------------------------ checking
 
