@@ -323,6 +323,46 @@ def honour_cancellation() -> None:
         raise asyncio.CancelledError
 
 
+def is_library_orphan(context: Mapping[str, Any]) -> bool:
+    """An event-loop error report that is a known givenergy-modbus 2.13 leak, not a fault.
+
+    When the dongle drops the connection while a request is still queued for sending, the
+    library's ``_abort_connection`` fails both of that request's futures with ConnectionLost;
+    the sender gets it from one and then ``cancel()``s the other, which is already done, so
+    nobody retrieves its exception and asyncio reports it when the future is collected.
+    """
+    return context.get("message") == "Future exception was never retrieved" and isinstance(
+        context.get("exception"), ConnectionLost
+    )
+
+
+def quiet_library_orphans(loop: asyncio.AbstractEventLoop) -> None:
+    """Log :func:`is_library_orphan` reports at debug level instead of as errors with a traceback.
+
+    Without this, every dropped dongle connection ends in an ERROR "Future exception was never
+    retrieved" with a ConnectionLost traceback, though the runner already counted the drop and
+    reconnects. Every other report still goes to the loop's previous handler. Idempotent.
+    """
+    previous = loop.get_exception_handler()
+    if not isinstance(previous, _OrphanFilter):
+        loop.set_exception_handler(_OrphanFilter(previous))
+
+
+@dataclass(frozen=True, slots=True)
+class _OrphanFilter:
+    """The loop exception handler :func:`quiet_library_orphans` installs in front of ``previous``."""
+
+    previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if is_library_orphan(context):
+            log.debug("unanswered request of a dropped connection", error=str(context["exception"]))
+        elif self.previous is not None:
+            self.previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+
 class Backoff:
     """Exponential reconnect delay with jitter, reset after a success."""
 
@@ -1033,6 +1073,7 @@ class Bridge:
         return None
 
     async def start(self) -> None:
+        quiet_library_orphans(asyncio.get_running_loop())
         for runner in self.runners:
             self._tasks.append(asyncio.create_task(runner.run(), name=f"runner {runner.label}"))
 

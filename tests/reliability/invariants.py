@@ -37,9 +37,9 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
-from givenergy_modbus.exceptions import ConnectionLost
 from structlog.testing import capture_logs
 
+from givbridge.bridge import is_library_orphan
 from givbridge.entities import load_catalogue
 from givbridge.mqtt.client import Message
 from givbridge.plant.hygiene import midnight_window
@@ -73,7 +73,7 @@ class CrashWatch:
     def __init__(self) -> None:
         self.problems: deque[str] = deque(maxlen=_KEEP_PROBLEMS)
         self.events_seen = 0
-        #: Futures givenergy-modbus failed and never looked at again (see _library_orphan).
+        #: Futures givenergy-modbus failed and never looked at again (see givbridge.bridge.is_library_orphan).
         self.library_orphans = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous_handler: Any = None
@@ -109,7 +109,7 @@ class CrashWatch:
 
     def _unhandled(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exception = context.get("exception")
-        if _library_orphan(context):
+        if is_library_orphan(context):
             self.library_orphans += 1
             return
         self.problems.append(f"unhandled in the event loop: {context.get('message')} {exception!r}")
@@ -117,19 +117,6 @@ class CrashWatch:
     def assert_clean(self) -> None:
         self.drain()
         assert not self.problems, "\n".join(self.problems)
-
-
-def _library_orphan(context: Mapping[str, Any]) -> bool:
-    """A known givenergy-modbus 2.13 leak, not a givbridge task: tolerated, counted.
-
-    When the dongle drops the connection while a request is still queued for sending, the
-    library's ``_abort_connection`` fails both of that request's futures with ConnectionLost;
-    the sender gets it from one and then ``cancel()``s the other, which is already done, so
-    nobody retrieves its exception and asyncio reports it when the future is collected.
-    """
-    return context.get("message") == "Future exception was never retrieved" and isinstance(
-        context.get("exception"), ConnectionLost
-    )
 
 
 class _ErrorRecords(logging.Handler):

@@ -1,17 +1,19 @@
-"""Clock, JSON store, reconnect backoff and the write plan/allowlist rules."""
+"""Clock, JSON store, reconnect backoff, library error reports and the write plan/allowlist rules."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from givenergy_modbus.exceptions import ConnectionLost
 from givenergy_modbus.model.inverter import Model
 
-from givbridge.bridge import Backoff
+from givbridge.bridge import Backoff, quiet_library_orphans
 from givbridge.clock import ScaledClock, local_zone
 from givbridge.plant.families import FAMILIES
 from givbridge.plant.writes import (
@@ -85,6 +87,23 @@ def test_backoff_doubles_to_the_cap_with_bounded_jitter() -> None:
     assert delays[-1] == 60
     backoff.reset()
     assert backoff.next() < 2.5
+
+
+async def test_a_dropped_connections_orphaned_future_is_not_reported_but_anything_else_is() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        quiet_library_orphans(loop)
+        quiet_library_orphans(loop)  # a second runner start wraps nothing twice
+        for exc in (ConnectionLost("connection lost"), ValueError("a real bug")):
+            future = loop.create_future()
+            future.set_exception(exc)  # and nobody retrieves it
+            del future
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert [type(context["exception"]) for context in reported] == [ValueError]
 
 
 def test_write_plan_expects_the_last_value_per_register() -> None:
