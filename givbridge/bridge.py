@@ -159,6 +159,30 @@ class WriteOutcome:
     def ok(self) -> bool:
         return self.status is WriteStatus.OK
 
+    @classmethod
+    def judge(
+        cls,
+        plan: WritePlan,
+        readback: Mapping[int, int],
+        *,
+        written: Sequence[RegisterWrite],
+        skipped: Sequence[RegisterWrite] = (),
+        rejected: Sequence[int] = (),
+    ) -> WriteOutcome:
+        """The outcome of ``plan`` from what was read back: a refusal first, then any value not held."""
+        mismatches = tuple(
+            Mismatch(w.register, w.value, readback.get(w.register))
+            for w in plan.expected
+            if readback.get(w.register) != w.value
+        )
+        if rejected:
+            status = WriteStatus.REJECTED
+        elif mismatches:
+            status = WriteStatus.NOT_PERSISTED
+        else:
+            status = WriteStatus.OK
+        return cls(status, tuple(written), tuple(skipped), readback, mismatches, tuple(rejected))
+
 
 @dataclass
 class Health:
@@ -884,27 +908,16 @@ class InverterRunner:
             written.append(write)
             await self._count_write(write.register)
         readback = await self._read_blocks(sorted(plan.registers))
-        mismatches = tuple(
-            Mismatch(w.register, w.value, readback.get(w.register))
-            for w in plan.expected
-            if readback.get(w.register) != w.value
-        )
         for register in plan.registers:
             self._unconfirmed.discard(register)
-        if rejected:
-            status = WriteStatus.REJECTED
-        elif mismatches:
-            status = WriteStatus.NOT_PERSISTED
-        else:
-            status = WriteStatus.OK
-        outcome = WriteOutcome(status, tuple(written), tuple(skipped), readback, mismatches, tuple(rejected))
+        outcome = WriteOutcome.judge(plan, readback, written=written, skipped=skipped, rejected=rejected)
         self._log.info(
             "write confirmed" if outcome.ok else "write not confirmed",
             plan=plan.description,
-            status=status.value,
+            status=outcome.status.value,
             written=[(w.register, w.value) for w in written],
             skipped=len(skipped),
-            mismatches=[(m.register, m.wanted, m.actual) for m in mismatches],
+            mismatches=[(m.register, m.wanted, m.actual) for m in outcome.mismatches],
         )
         # The rest of the settings may have moved with this write (modes couple registers):
         # read them all soon, but not between the commands of a burst (Predbat sends several

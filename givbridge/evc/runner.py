@@ -37,11 +37,9 @@ from givbridge.bridge import (
     Backoff,
     GuardMemory,
     Health,
-    Mismatch,
     Signal,
     Unreachable,
     WriteOutcome,
-    WriteStatus,
     honour_cancellation,
 )
 from givbridge.clock import Clock, SystemClock, local_zone
@@ -153,24 +151,13 @@ class ChargerRunner:
                     break  # later writes of the plan depend on this one
                 written.extend(w for w in plan.writes if first <= w.register < first + len(values))
             readback = await self._read_registers(sorted(plan.registers))
-            mismatches = tuple(
-                Mismatch(w.register, w.value, readback.get(w.register))
-                for w in plan.expected
-                if readback.get(w.register) != w.value
-            )
-            if rejected:
-                status = WriteStatus.REJECTED
-            elif mismatches:
-                status = WriteStatus.NOT_PERSISTED
-            else:
-                status = WriteStatus.OK
-            outcome = WriteOutcome(status, tuple(written), (), readback, mismatches, tuple(rejected))
+            outcome = WriteOutcome.judge(plan, readback, written=written, rejected=rejected)
             self._log.info(
                 "charger write confirmed" if outcome.ok else "charger write not confirmed",
                 plan=plan.description,
-                status=status.value,
+                status=outcome.status.value,
                 written=[(w.register, w.value) for w in written],
-                mismatches=[(m.register, m.wanted, m.actual) for m in mismatches],
+                mismatches=[(m.register, m.wanted, m.actual) for m in outcome.mismatches],
             )
             # The state follows what the charger holds now, never the intent.
             await self._poll_locked()
