@@ -119,10 +119,7 @@ def _power(
     power.put("Charge_Power", charge)
     power.put("Discharge_Power", discharge)
     now = taken_at.astimezone(tz)
-    target, reserve = view.inverter.integer("charge_target_soc"), view.inverter.integer("battery_soc_reserve")
-    battery_times(
-        power, soc=soc, capacity=capacity, charge=charge, discharge=discharge, target=target, reserve=reserve, now=now
-    )
+    battery_times(power, view.inverter, soc=soc, capacity=capacity, charge=charge, discharge=discharge, now=now)
     flows_section(sink, pv=pv, load=load, battery=battery, grid=grid)
 
 

@@ -79,16 +79,19 @@ def pv_section(inv: ModelView, power: ValueSink, *, pv_1: int | None, pv_2: int 
 
 def battery_times(
     power: ValueSink,
+    inv: ModelView,
     *,
     soc: int,
     capacity: float,
     charge: int,
     discharge: int,
-    target: int | None,
-    reserve: int | None,
     now: datetime,
 ) -> None:
-    """Charge/Discharge_Time_Remaining and _Completion_Time, for the target and reserve known."""
+    """Charge/Discharge_Time_Remaining and _Completion_Time, for the inverter's charge target and reserve.
+
+    Every family's model names them alike (HR116/HR110 single-phase, HR1111/HR1109 three-phase).
+    """
+    target, reserve = inv.integer("charge_target_soc"), inv.integer("battery_soc_reserve")
     if target is not None:
         minutes = derive.charge_time_remaining(soc=soc, target_soc=target, capacity_kwh=capacity, charge_power=charge)
         power.put("Charge_Time_Remaining", minutes)

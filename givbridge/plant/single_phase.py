@@ -135,10 +135,7 @@ def _battery_power(
     power.put("Discharge_Power", discharge)
     if soc is None or capacity is None:
         return
-    target, reserve = inv.integer("charge_target_soc"), inv.integer("battery_soc_reserve")
-    battery_times(
-        power, soc=soc, capacity=capacity, charge=charge, discharge=discharge, target=target, reserve=reserve, now=now
-    )
+    battery_times(power, inv, soc=soc, capacity=capacity, charge=charge, discharge=discharge, now=now)
 
 
 def _energy(view: PlantView, sink: ValueSink) -> None:

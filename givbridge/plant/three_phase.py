@@ -147,17 +147,7 @@ def _power(
     power.put("BMS_Voltage", inv.number("v_battery_bms"))
     if soc is not None and capacity is not None and charge is not None and discharge is not None:
         now = taken_at.astimezone(tz)
-        target, reserve = inv.integer("charge_target_soc"), inv.integer("battery_soc_reserve")  # HR1111, HR1109
-        battery_times(
-            power,
-            soc=soc,
-            capacity=capacity,
-            charge=charge,
-            discharge=discharge,
-            target=target,
-            reserve=reserve,
-            now=now,
-        )
+        battery_times(power, inv, soc=soc, capacity=capacity, charge=charge, discharge=discharge, now=now)
 
     flows_section(sink, pv=pv, load=load, battery=battery, grid=grid)
 
