@@ -33,6 +33,19 @@ def sample(at: datetime, **values: float | int) -> dict[str, object]:
     return base
 
 
+def misread(kind: str, total: float, today: float) -> tuple[float, float]:
+    """What a faulty poll of ``kind`` reads instead of the true total and today counters."""
+    if kind == "dropout":
+        return 0.0, 0.0
+    if kind == "spike":
+        return total + 7000, today + 300
+    if kind == "dip":
+        return total - 5, max(0.0, today - 3)
+    if kind == "sag":
+        return total - 50, today
+    return total, today
+
+
 def _path(key: str) -> str:
     return {"today": TODAY, "total": TOTAL, "soc": "Power/Power/SOC", "pv": "Power/Power/PV_Power"}[key]
 
@@ -191,13 +204,7 @@ def test_published_counters_never_decrease_outside_midnight(
         at += timedelta(seconds=seconds)
         true_total += growth
         true_today = growth if at.date() != previous.date() else true_today + growth
-        read_total, read_today = round(true_total, 1), round(true_today, 1)
-        if kind == "dropout":
-            read_total = read_today = 0.0
-        elif kind == "spike":
-            read_total, read_today = read_total + 7000, read_today + 300
-        elif kind == "dip":
-            read_total, read_today = read_total - 5, max(0.0, read_today - 3)
+        read_total, read_today = misread(kind, round(true_total, 1), round(true_today, 1))
         result = g.clean(sample(at, total=read_total, today=read_today), taken_at=at, serial=SERIAL)
         total, today = result.values.get(TOTAL), result.values.get(TODAY)
         if total is not None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from givbridge.plant.hygiene import SampleGuard, midnight_window, reset_day
 from givbridge.store import JsonStore
-from tests.unit.plant.test_hygiene import LONDON, SERIAL, TODAY, TOTAL, guard, sample
+from tests.unit.plant.test_hygiene import LONDON, SERIAL, TODAY, TOTAL, guard, misread, sample
 
 DOCUMENT = f"counters-{SERIAL}"  # the runner's name for it (GuardMemory.document)
 
@@ -68,15 +68,7 @@ def test_restarts_between_faults_never_publish_a_decrease_or_a_spike(
             true_total += growth
             local, previous = at.astimezone(LONDON), before.astimezone(LONDON)
             true_today = growth if local.date() != previous.date() else true_today + growth
-            read_total, read_today = round(true_total, 1), round(true_today, 1)
-            if kind == "dropout":
-                read_total = read_today = 0.0
-            elif kind == "spike":
-                read_total, read_today = read_total + 7000, read_today + 300
-            elif kind == "dip":
-                read_total, read_today = read_total - 5, max(0.0, read_today - 3)
-            elif kind == "sag":
-                read_total = read_total - 50
+            read_total, read_today = misread(kind, round(true_total, 1), round(true_today, 1))
             result = g.clean(sample(at, total=read_total, today=read_today), taken_at=at, serial=SERIAL)
             total, today = result.values.get(TOTAL), result.values.get(TODAY)
             if isinstance(total, float):
