@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, topic_matches_sub
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -357,6 +357,34 @@ class AmqttBroker(EmbeddedBroker):
 # --------------------------------------------------------------------------- probe
 
 
+T = TypeVar("T")
+
+
+class Arrivals:
+    """Lets coroutines wait until a check holds, checking again after every arrival (a message)."""
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def notify(self) -> None:
+        """Something arrived: wake every waiter to check again."""
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def until(self, check: Callable[[], T]) -> T:
+        """The first truthy value of ``check()``, called now and after each :meth:`notify`."""
+        loop = asyncio.get_running_loop()
+        while not (value := check()):
+            arrived = loop.create_future()
+            self._waiters.add(arrived)
+            try:
+                await arrived
+            finally:
+                self._waiters.discard(arrived)
+        return value
+
+
 class MqttProbe:
     """A plain paho subscriber for assertions: records every message it receives.
 
@@ -385,7 +413,7 @@ class MqttProbe:
         self.topics = topics
         self.received: list[Message] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._arrivals = Arrivals()
         self._connected = asyncio.Event()
         self._subscribed = asyncio.Event()
         self._pubacks: dict[int, asyncio.Future[None]] = {}
@@ -470,22 +498,16 @@ class MqttProbe:
     ) -> Message:
         """The first message (from index ``after`` on, including ones already received) whose
         topic matches ``topic_filter`` and that satisfies ``predicate``; waits up to ``timeout``."""
-        loop = self._loop
-        assert loop is not None, "start() the probe first"
+        assert self._loop is not None, "start() the probe first"
         try:
             async with asyncio.timeout(timeout):
-                while (found := self._find(topic_filter, predicate, after)) is None:
-                    arrived = loop.create_future()  # resolved by the next message
-                    self._waiters.add(arrived)
-                    try:
-                        await arrived
-                    finally:
-                        self._waiters.discard(arrived)
+                found = await self._arrivals.until(lambda: self._find(topic_filter, predicate, after))
         except TimeoutError:
             seen = [(m.topic, m.payload[:60], m.retain) for m in self.received[after:]][-20:]
             raise AssertionError(
                 f"no message on {topic_filter!r} matching the predicate within {timeout} s; last seen: {seen}"
             ) from None
+        assert found is not None  # until() returns only a match
         return found
 
     async def wait_for_payload(
@@ -579,9 +601,7 @@ class MqttProbe:
 
     def _record(self, message: Message) -> None:
         self.received.append(message)
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._arrivals.notify()
 
     def _puback(self, mid: int) -> None:
         future = self._pubacks.get(mid)

@@ -44,7 +44,7 @@ from givbridge.entities import load_catalogue
 from givbridge.mqtt.client import Message
 from givbridge.plant.hygiene import midnight_window
 from givbridge.sim import SimulatedPlant
-from tests.brokers import Broker, MqttProbe
+from tests.brokers import Arrivals, Broker, MqttProbe
 
 #: The highest value a "today" counter may fall to at midnight (the hygiene's reset rule).
 TODAY_RESET_MAX_KWH = 1.0
@@ -194,7 +194,7 @@ class InvariantChecker:
         self._inverter_time: dict[str, datetime] = {}
         self._decreases: dict[str, list[_Decrease]] = {}  # serial -> awaiting that snapshot's inverter time
         self._expected: dict[str, _Expectation] = {}
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._arrivals = Arrivals()
         self._transactions = itertools.count(1)
         self.probe = _Tap(broker, self._observe, keep_messages)
 
@@ -310,9 +310,7 @@ class InvariantChecker:
             self.tally.discovery_configs += 1
         if topic.startswith(f"{self.root}/"):
             self._observe_own(topic[len(self.root) + 1 :], message)
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._arrivals.notify()
 
     def _observe_own(self, rest: str, message: Message) -> None:
         text = message.text
@@ -408,16 +406,9 @@ class InvariantChecker:
                 self._violation(f"{decrease.key} decreased from {decrease.before.value} to {decrease.value} at {when}")
 
     async def _wait(self, condition: Callable[[], bool], within: float, what: str) -> None:
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(within):
-                while not condition():
-                    arrived = loop.create_future()
-                    self._waiters.add(arrived)
-                    try:
-                        await arrived
-                    finally:
-                        self._waiters.discard(arrived)
+                await self._arrivals.until(condition)
         except TimeoutError:
             raise AssertionError(
                 f"waited {within} s for {what}; availability {self.availability}; tasks:\n{task_stacks()}"
