@@ -45,9 +45,9 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from givbridge.clock import Clock
 from givbridge.evc import registers as reg
-from givbridge.sim.physics import grid_voltage
+from givbridge.scan import decode_charger_clock
+from givbridge.sim.physics import MAX_STEP_SECONDS, grid_voltage
 
-MAX_STEP_SECONDS = 5.0
 REGISTER_COUNT = 120  # HR0-119: everything GivTCP's two reads cover, and a little more
 DEFAULT_SERIAL = "GE2239EVC01"
 WRITE_FUNCTIONS = frozenset({6, 16})
@@ -322,11 +322,7 @@ class EvcSimulator:
         fields = [current.year, current.month, current.day, current.hour, current.minute, current.second]
         for index, register in enumerate(reg.SYSTEM_TIME):
             fields[index] = written.get(register, fields[index])
-        try:
-            year, month, day, hour, minute, second = fields
-            return datetime(year, month, day, hour, minute, second) if 2000 <= year <= 2099 else None
-        except ValueError:
-            return None
+        return decode_charger_clock(fields)
 
     def _apply(self, written: dict[int, int]) -> None:
         if (limit := written.get(reg.CURRENT_LIMIT_SET)) is not None:
