@@ -291,13 +291,14 @@ class SimulatorServer:
             frame = self.response_to(request)
             if frame is None:
                 continue
-            if device.take_crc_corruption():
-                frame = _bad_crc(frame)
+            # Corrupted by the device, by the link, or both: inverted once (twice would restore it).
+            device_corrupts = device.take_crc_corruption()
             frame = device.take_garbage() + frame
             for target in list(self._connections) if self.fan_out else [connection]:
                 if target.faults.silent:
                     continue
-                on_wire = _bad_crc(frame) if target.faults.take_crc_corruption() else frame
+                link_corrupts = target.faults.take_crc_corruption()
+                on_wire = _bad_crc(frame) if device_corrupts or link_corrupts else frame
                 target.send(target.faults.take_garbage() + on_wire)
 
     def response_to(self, request: Any) -> bytes | None:

@@ -97,6 +97,10 @@ async def test_random_faults_follow_their_rates(served: tuple[SimulatedPlant, Si
     server.faults.crc_rate = 1.0
     response = await link.request(ReadHoldingRegistersRequest(base_register=0, register_count=60, device_address=0x11))
     assert getattr(response, "crc_failed", False)
+    # Corrupted by the device and the link at once: still corrupt, not inverted back to valid.
+    server.connections[0].faults.corrupt_crc(1)
+    response = await link.request(ReadHoldingRegistersRequest(base_register=0, register_count=60, device_address=0x11))
+    assert getattr(response, "crc_failed", False)
     with pytest.raises(ValueError, match="probability"):
         server.faults.crc_rate = 1.5
     server.faults.clear()
