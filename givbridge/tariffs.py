@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from givbridge.clock import Clock
 from givbridge.config import TariffSettings
 from givbridge.log import get_logger
-from givbridge.plant.snapshot import Scalar, Snapshot
+from givbridge.plant.snapshot import Scalar, Snapshot, as_number
 from givbridge.store import JsonStore
 
 if TYPE_CHECKING:
@@ -252,10 +252,10 @@ def reading_of(snapshot: Snapshot, tz: tzinfo) -> Reading:
     return Reading(
         local=local.astimezone(tz),
         taken_at=snapshot.taken_at.astimezone(UTC),
-        import_total=_number(snapshot.get(_IMPORT_TOTAL)),
-        export_total=_number(snapshot.get(_EXPORT_TOTAL)),
-        ac_charge_total=_number(snapshot.get(_AC_CHARGE_TOTAL)),
-        stored_kwh=_number(snapshot.get(_STORED)),
+        import_total=as_number(snapshot.get(_IMPORT_TOTAL)),
+        export_total=as_number(snapshot.get(_EXPORT_TOTAL)),
+        ac_charge_total=as_number(snapshot.get(_AC_CHARGE_TOTAL)),
+        stored_kwh=as_number(snapshot.get(_STORED)),
     )
 
 
@@ -269,12 +269,6 @@ def _growth(before: float | None, after: float | None) -> float:
 
 def _latest(before: float | None, after: float | None) -> float | None:
     return after if after is not None else before
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 # --------------------------------------------------------------------------- per inverter

@@ -32,7 +32,7 @@ from itertools import pairwise
 from typing import Any
 
 from givbridge.entities import EntityCatalogue, resolve_limit
-from givbridge.plant.snapshot import Scalar
+from givbridge.plant.snapshot import Scalar, as_number
 
 # Fastest a counter can legitimately grow, by what it counts, in kW. Residential supplies top
 # out around 100 A x 240 V; PV arrays and batteries are bounded by the devices' own ratings
@@ -112,8 +112,8 @@ class SampleGuard:
 
     def clean(self, values: Mapping[str, Scalar], *, taken_at: datetime, serial: str) -> Cleaned:
         limits = {
-            "battery_max_power": _number(values.get(f"{serial}/Invertor_Max_Bat_Rate")),
-            "inverter_max_power": _number(values.get(f"{serial}/Invertor_Max_Inv_Rate")),
+            "battery_max_power": as_number(values.get(f"{serial}/Invertor_Max_Bat_Rate")),
+            "inverter_max_power": as_number(values.get(f"{serial}/Invertor_Max_Inv_Rate")),
         }
         totals = [v for p, v in values.items() if p.startswith("Energy/Total/") and isinstance(v, int | float)]
         if totals and not any(totals):
@@ -126,7 +126,7 @@ class SampleGuard:
         rejected: dict[str, str] = {}
         for path, value in values.items():
             definition = self.catalogue.for_path(path)
-            number = _number(value)
+            number = as_number(value)
             reason = None
             if definition is not None and number is not None and definition.bounds is not None:
                 low = resolve_limit(definition.bounds.min, limits)
@@ -231,12 +231,6 @@ class SampleGuard:
         if leaf.startswith("Battery_Throughput") and battery:
             return battery / 1000 * 2.4
         return self.site_ceiling_kw
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _as_read(original: Scalar, number: float) -> Scalar:

@@ -19,6 +19,13 @@ from typing import Any
 Scalar = int | float | str | bool | datetime | time | None
 
 
+def as_number(value: object) -> float | None:
+    """``value`` as a float if it is a number (a bool is not), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """Identity of a polled device: what discovery and ``bridge/info`` describe."""

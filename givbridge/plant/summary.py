@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from givbridge.plant import derive
-from givbridge.plant.snapshot import DeviceInfo, Scalar, Snapshot
+from givbridge.plant.snapshot import DeviceInfo, Scalar, Snapshot, as_number
 from givbridge.plant.topology import PlantTopology
 
 PLANT_ID = "plant"  # the summary's "serial": its topic level and discovery owner
@@ -94,9 +94,9 @@ def readings(snapshot: Snapshot) -> dict[Reading, float]:
     found: dict[Reading, float] = {}
     for reading, paths in _PATHS.items():
         for path in paths:
-            value = snapshot.get(path.format(serial=snapshot.serial))
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                found[reading] = float(value)
+            value = as_number(snapshot.get(path.format(serial=snapshot.serial)))
+            if value is not None:
+                found[reading] = value
                 break
     return found
 
