@@ -182,7 +182,6 @@ def usable_capacity_kwh(
     packs: Sequence[tuple[float | None, float | None]],
     *,
     nominal_kwh: float | None = None,
-    volts: float = LV_PACK_VOLTS,
 ) -> float | None:
     """What the LV packs really hold when full (kWh, two decimals), from their own registers.
 
@@ -202,8 +201,8 @@ def usable_capacity_kwh(
         if not calibrated or not design or not _plausible(calibrated, design):
             return None
         total += calibrated
-    usable = round(total * volts / 1000, 2)
-    if nominal_kwh and not _plausible(usable, nominal_kwh):
+    usable = capacity_from_ah(total, LV_PACK_VOLTS)
+    if usable is None or (nominal_kwh and not _plausible(usable, nominal_kwh)):
         return None
     return usable
 
