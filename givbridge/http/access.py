@@ -66,10 +66,6 @@ class AccessPolicy:
         self._token = secret.encode("utf-8") if secret else None
         self._trusted = tuple(trusted_networks)
 
-    @property
-    def has_token(self) -> bool:
-        return self._token is not None
-
     def trusts(self, host: str | None) -> bool:
         address = client_address(host)
         return address is not None and any(
