@@ -89,8 +89,7 @@ class Application:
         self._announced: dict[str, object] = {}  # serial -> identity last put in bridge/info
         # The plant summary device (totals across inverters), with two or more inverters.
         self.plant_summary = settings.plant.summary and len(self.bridge.runners) > 1
-        self.plant: Snapshot | None = None
-        self._plant_online: bool | None = None
+        self._plant_online: bool | None = None  # the plant summary's availability as last published
         # Home Assistant discovery; it subscribes to HA's birth topic, so it exists before start().
         self.discovery = (
             DiscoveryPublisher(
@@ -206,9 +205,8 @@ class Application:
                 self.state.device_availability(runner.serial, runner.health.available)
             if runner.snapshot is not None:
                 self.state.publish_snapshot(runner.snapshot)
-        if self.plant is not None:
-            self._plant_online = None  # say it again
-            self._publish_plant()
+        self._plant_online = None  # say it again
+        self._publish_plant()
 
     async def _on_snapshot(self, snapshot: Snapshot) -> None:
         identity = (snapshot.info.model, snapshot.info.firmware, snapshot.info.battery_serials)
@@ -242,7 +240,6 @@ class Application:
         summary = summarise(members, self.bridge.topology, grid_meter=self.settings.plant.grid)
         if summary is None:
             return  # no inverter has been read yet
-        self.plant = summary
         online = summary.values["Stats/Inverters_Online"] != 0
         if self.discovery is not None:
             self.discovery.on_plant(summary)  # its config before its state
