@@ -70,7 +70,7 @@ from givbridge.plant.writes import (
     writable_registers,
 )
 from givbridge.scan import find_serial
-from givbridge.store import JsonStore
+from givbridge.store import JsonStore, ThrottledSave
 from givbridge.tariffs import Tariffs
 
 log = get_logger(__name__)
@@ -308,10 +308,9 @@ class GuardMemory:
 
     def __init__(self, store: JsonStore, clock: Clock) -> None:
         self.store = store
-        self.clock = clock
         self.guard: SampleGuard | None = None
         self._serial: str | None = None
-        self._saved_at: float | None = None
+        self._saver = ThrottledSave(store, clock, COUNTER_SAVE_INTERVAL, "the counter history")
 
     @staticmethod
     def document(serial: str) -> str:
@@ -320,19 +319,13 @@ class GuardMemory:
     async def start(self, serial: str, guard: SampleGuard) -> None:
         """Guard ``serial``'s values with ``guard``, restored from what was last saved for it."""
         guard.restore(await asyncio.to_thread(self.store.load, self.document(serial)))
-        self.guard, self._serial, self._saved_at = guard, serial, None
+        self.guard, self._serial = guard, serial
+        self._saver.reset()
 
     async def save(self, *, force: bool = False) -> None:
         if self.guard is None or self._serial is None:
             return
-        now = self.clock.monotonic()
-        if not force and self._saved_at is not None and now - self._saved_at < COUNTER_SAVE_INTERVAL:
-            return
-        self._saved_at = now
-        try:
-            await asyncio.to_thread(self.store.save, self.document(self._serial), self.guard.state())
-        except OSError as exc:
-            log.warning("could not save the counter history", serial=self._serial, error=str(exc))
+        await self._saver.save(self.document(self._serial), self.guard.state, force=force)
 
 
 def honour_cancellation() -> None:

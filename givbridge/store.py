@@ -10,12 +10,15 @@ worst be invalid JSON, which is reported and ignored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from givbridge.clock import Clock
 from givbridge.log import get_logger
 
 log = get_logger(__name__)
@@ -67,3 +70,34 @@ class JsonStore:
             os.fsync(dir_fd)  # make the rename itself durable
         finally:
             os.close(dir_fd)
+
+
+class ThrottledSave:
+    """One kind of document saved off the event loop at most every ``interval`` seconds.
+
+    For state that changes every poll (counter memory, tariff figures): often enough to
+    survive a crash, rarely enough to spare SD cards. A forced save (a disconnect, a new day)
+    goes at once. A failed save is logged, never raised: the next one tries again.
+    """
+
+    def __init__(self, store: JsonStore, clock: Clock, interval: float, what: str) -> None:
+        self.store = store
+        self.clock = clock
+        self.interval = interval
+        self.what = what  # for the log: "the counter history"
+        self._saved_at: float | None = None
+
+    def reset(self) -> None:
+        """The next save goes at once (a new document)."""
+        self._saved_at = None
+
+    async def save(self, name: str, data: Callable[[], dict[str, Any]], *, force: bool = False) -> None:
+        """Save ``data()`` as ``name`` if forced or due; ``data`` is only called then."""
+        now = self.clock.monotonic()
+        if not force and self._saved_at is not None and now - self._saved_at < self.interval:
+            return
+        self._saved_at = now
+        try:
+            await asyncio.to_thread(self.store.save, name, data())
+        except OSError as exc:
+            log.warning(f"could not save {self.what}", document=name, error=str(exc))

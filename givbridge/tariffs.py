@@ -49,7 +49,7 @@ from givbridge.clock import Clock
 from givbridge.config import TariffSettings
 from givbridge.log import get_logger
 from givbridge.plant.snapshot import Scalar, Snapshot, as_number
-from givbridge.store import JsonStore
+from givbridge.store import JsonStore, ThrottledSave
 
 if TYPE_CHECKING:
     from givbridge.bridge import InverterRunner
@@ -284,7 +284,7 @@ class TariffTracker:
         self.store = store
         self.serial: str | None = None
         self.state: TariffState | None = None  # None until the stored state is loaded
-        self._saved_at: float | None = None
+        self._saver = ThrottledSave(store, clock, SAVE_INTERVAL, "the tariff figures")
         self._lock = asyncio.Lock()
 
     @property
@@ -341,14 +341,7 @@ class TariffTracker:
     async def _save(self, *, force: bool) -> None:
         if self.state is None or self.serial is None:
             return
-        now = self.clock.monotonic()
-        if not force and self._saved_at is not None and now - self._saved_at < SAVE_INTERVAL:
-            return
-        self._saved_at = now
-        try:
-            await asyncio.to_thread(self.store.save, self.document, self.state.to_json())
-        except OSError as exc:
-            log.warning("could not save the tariff figures", serial=self.serial, error=str(exc))
+        await self._saver.save(self.document, self.state.to_json, force=force)
 
 
 class Tariffs:
