@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -344,6 +344,29 @@ async def test_a_start_the_inverter_does_not_keep_is_undone_and_not_left_running
         server.faults.writes_not_persisted = False
     assert answer["status"] == "error" and answer["error"]["code"] == "not_persisted"
     assert rig.holding("hybrid-gen3", baseline) == baseline
+    rig.nothing_running()
+
+
+async def test_a_register_the_model_no_longer_allows_is_reported_not_restored(rig: Rig) -> None:
+    baseline = rig.baseline("hybrid-gen3", {112: 40, 110: 20, 272: 15, 318: 1, 56: 1600, 57: 1900, 27: 1, 59: 0})
+    ok(await rig.send("hybrid-gen3", "forceExport", "60"))
+    runner = rig.app.bridge.runner_for(rig.serial("hybrid-gen3"))
+    assert runner is not None and runner.context is not None
+    allowed = runner.context
+    # As after a firmware update that took HR272 out of the model's write allowlist.
+    runner.context = replace(allowed, writable=allowed.writable - {272})
+    try:
+        answer = await rig.send("hybrid-gen3", "forceExport", "Cancel")
+    finally:
+        runner.context = allowed
+    assert answer["status"] == "error" and answer["error"]["code"] == "rejected", answer
+    assert answer["error"]["not_restored"] == {"HR272": 15}  # the value it should have gone back to
+    assert "HR272" not in answer["error"]["restored"] and answer["error"]["restored"]["HR112"] == 40
+    assert rig.holding("hybrid-gen3", [272]) == {272: 4}  # nothing was sent for it
+    assert rig.holding("hybrid-gen3", {r: v for r, v in baseline.items() if r != 272}) == {
+        r: v for r, v in baseline.items() if r != 272
+    }
+    rig.baseline("hybrid-gen3", {272: 15})
     rig.nothing_running()
 
 
