@@ -50,7 +50,7 @@ from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.timed import KINDS, TimedKind, kinds_for, next_change
 from givbridge.log import get_logger
 from givbridge.plant.snapshot import Scalar
-from givbridge.plant.writes import WritePlan, unwritable
+from givbridge.plant.writes import WritePlan
 from givbridge.store import JsonStore
 
 log = get_logger(__name__)
@@ -354,20 +354,15 @@ class TimedActions:
 
     async def _revert_locked(self, action: Action, runner: InverterRunner, *, reason: str) -> _Reverted:
         """Write ``action``'s baseline back and read it back; the caller holds the device's command lock."""
-        context = runner.context
-        if context is None:
+        if runner.context is None:
             raise Unreachable(f"inverter {action.serial} is not connected")
         kind = KINDS[action.kind]
         remaining = list(reversed(action.baseline))  # the enables were written last: undo them first
         refused: list[tuple[int, int]] = []
-        outside = set(unwritable(WritePlan.of(remaining), context.writable))
-        if outside:  # the model changed under us (a firmware update): nothing to be done for those
-            refused += [pair for pair in remaining if pair[0] in outside]
-            remaining = [pair for pair in remaining if pair[0] not in outside]
         while remaining:
             try:
                 outcome = await runner.write(WritePlan.of(remaining, f"revert {action.kind}"))
-            except NotWritable as exc:
+            except NotWritable as exc:  # the model changed under us (a firmware update): skip those
                 refused += [pair for pair in remaining if pair[0] in exc.registers]
                 remaining = [pair for pair in remaining if pair[0] not in exc.registers]
                 continue
