@@ -148,8 +148,13 @@ def _word(table: tuple[str, ...], value: int, unknown: str | None) -> str | None
     return table[value] if 0 <= value < len(table) else unknown
 
 
-def decode(registers: Mapping[int, int], tz: tzinfo) -> tuple[str | None, dict[str, Scalar]]:
-    """The charger's serial and its values, keyed by snapshot path, from the registers of :data:`READ_BLOCKS`.
+def serial_of(registers: Mapping[int, int]) -> str | None:
+    """The charger's serial in ``registers``, or None if they do not hold one."""
+    return decode_charger_serial([registers.get(r, 0) for r in range(SERIAL_FIRST, SERIAL_FIRST + SERIAL_COUNT)])
+
+
+def decode(registers: Mapping[int, int], tz: tzinfo) -> dict[str, Scalar]:
+    """The charger's values, keyed by snapshot path, from the registers of :data:`READ_BLOCKS`.
 
     ``tz`` is the zone the charger's clock runs in (it keeps local wall time and says no zone).
     A value the registers do not hold (no session end yet) is left out, as for an inverter.
@@ -161,7 +166,7 @@ def decode(registers: Mapping[int, int], tz: tzinfo) -> tuple[str | None, dict[s
     def tenths(number: int) -> float:
         return reg(number) / 10
 
-    serial = decode_charger_serial([reg(r) for r in range(SERIAL_FIRST, SERIAL_FIRST + SERIAL_COUNT)])
+    serial = serial_of(registers)
     clock = decode_charger_clock([reg(r) for r in SYSTEM_TIME])
     system_time = clock.replace(tzinfo=tz) if clock is not None else None
     error = reg(ERROR)
@@ -189,7 +194,7 @@ def decode(registers: Mapping[int, int], tz: tzinfo) -> tuple[str | None, dict[s
     if system_time is not None:
         values["Charge_Start_Time"] = _session_time([reg(r) for r in SESSION_START], system_time)
         values["Charge_End_Time"] = _session_time([reg(r) for r in SESSION_END], system_time)
-    return serial, {path(name): value for name, value in values.items() if value is not None}
+    return {path(name): value for name, value in values.items() if value is not None}
 
 
 def _session_time(fields: list[int], now: datetime) -> datetime | None:

@@ -294,7 +294,7 @@ class ChargerRunner:
         except Unreachable as exc:
             await self._record_failure(str(exc))
             return None
-        serial, _ = reg.decode(self._registers, self.tz)
+        serial = reg.serial_of(self._registers)
         if serial is None:
             await self._record_failure("the charger's serial registers are empty or garbled")
             return None
@@ -317,7 +317,7 @@ class ChargerRunner:
     def _build(self) -> Snapshot | None:
         assert self._serial is not None and self._hygiene.guard is not None
         taken_at = self.clock.now()
-        _, values = reg.decode(self._registers, self.tz)
+        values = reg.decode(self._registers, self.tz)
         for provider in self._extras:
             values.update(provider())
         values.update(

@@ -51,8 +51,8 @@ def registers(**changes: int) -> dict[int, int]:
 
 
 def test_values_decode_with_givtcps_names_and_scaling() -> None:
-    serial, values = reg.decode(registers(), LONDON)
-    assert serial == SERIAL
+    values = reg.decode(registers(), LONDON)
+    assert reg.serial_of(registers()) == SERIAL
     assert values == {
         "Charger/Charging_State": "Charging",
         "Charger/Connection_Status": "Connected",
@@ -86,26 +86,28 @@ def test_values_decode_with_givtcps_names_and_scaling() -> None:
 def test_the_control_in_force_is_read_not_guessed_from_the_state() -> None:
     # A full car waiting on Start: GivTCP showed "Stop" (it derived the control from the state), and
     # its select snapped back whenever a car was not drawing (GivTCP #467).
-    _, values = reg.decode(registers(hr0=6, hr94=1), LONDON)
+    values = reg.decode(registers(hr0=6, hr94=1), LONDON)
     assert (values["Charger/Charging_State"], values["Charger/Charge_Control"]) == ("End of Charging", "Start")
-    _, values = reg.decode(registers(hr93=1, hr94=2), LONDON)
+    values = reg.decode(registers(hr93=1, hr94=2), LONDON)
     assert (values["Charger/Plug_and_Go"], values["Charger/Charge_Control"]) == ("disable", "Stop")
 
 
 def test_codes_outside_the_known_lists_do_not_break_the_read() -> None:
-    serial, values = reg.decode(registers(hr0=42, hr2=7, hr4=27, hr94=9), LONDON)
-    assert serial == SERIAL
+    image = registers(hr0=42, hr2=7, hr4=27, hr94=9)
+    values = reg.decode(image, LONDON)
+    assert reg.serial_of(image) == SERIAL
     assert values["Charger/Charging_State"] == "Unknown"
     assert values["Charger/Connection_Status"] == "Unknown"
     assert values["Charger/Error_Code"] == "Code 27"
     assert "Charger/Charge_Control" not in values
-    _, values = reg.decode(registers(hr4=19), LONDON)
+    values = reg.decode(registers(hr4=19), LONDON)
     assert values["Charger/Error_Code"] == "Overcurrent"
 
 
 def test_garbled_identity_and_clock() -> None:
-    serial, values = reg.decode(registers(hr38=0x7F, hr97=1999), LONDON)
-    assert serial is None
+    image = registers(hr38=0x7F, hr97=1999)
+    values = reg.decode(image, LONDON)
+    assert reg.serial_of(image) is None
     assert "Charger/System_Time" not in values
     assert "Charger/Charge_Start_Time" not in values  # no clock to date it by
 

@@ -68,7 +68,9 @@ def ev_charger(taken_at: datetime, tz: ZoneInfo) -> Snapshot:
     sim.plug_in(Car(soc=50))
     clock.advance(1800)
     sim.unplug()
-    serial, values = evc_registers.decode(dict(enumerate(sim.registers())), tz)
+    registers = dict(enumerate(sim.registers()))
+    values = evc_registers.decode(registers, tz)
+    serial = evc_registers.serial_of(registers)
     assert serial is not None
     values.update(ModeSettings().values())
     info = DeviceInfo(serial, evc_registers.CHARGER_MODEL, evc_registers.CHARGER_FAMILY)

@@ -21,7 +21,7 @@ def charger(**options: object) -> tuple[EvcSimulator, ScaledClock]:
 
 
 def values(sim: EvcSimulator) -> dict[str, object]:
-    _, decoded = reg.decode(dict(enumerate(sim.registers())), ZoneInfo(sim.tz))
+    decoded = reg.decode(dict(enumerate(sim.registers())), ZoneInfo(sim.tz))
     return decoded
 
 
