@@ -65,15 +65,13 @@ async def _write(
     """Write ``plan`` to the charger, confirm it from the read-back (and ``check``), answer with the fresh ``names``."""
     from givbridge.commands.executor import confirm  # the executor imports the registry, which imports us
 
-    charger = _charger(context)
-    async with charger.commands:
-        runner = charger.runner
-        before = runner.snapshot
-        outcome = await runner.write(plan)
-        confirm(outcome, DEVICE)
-        if check is not None and (problem := check(outcome.readback, context.clock.now().astimezone(runner.tz))):
-            raise CommandFailed(ErrorCode.NOT_PERSISTED, problem)
-        after = runner.snapshot
+    runner = _charger(context).runner
+    before = runner.snapshot
+    outcome = await runner.write(plan)
+    confirm(outcome, DEVICE)
+    if check is not None and (problem := check(outcome.readback, context.clock.now().astimezone(runner.tz))):
+        raise CommandFailed(ErrorCode.NOT_PERSISTED, problem)
+    after = runner.snapshot
     # Confirmed from the registers; report values only from a snapshot read after the write.
     return _leaves(after if after is not before else None, *names)
 
@@ -131,9 +129,7 @@ async def _settings(charger: EvCharger, *, act: bool = True, **changes: Any) -> 
 
 async def _mode_setting(context: ActionContext, name: str, **changes: Any) -> Mapping[str, Any]:
     """Change an emulated-mode setting; the answer is what was saved, as the charger's values now show it."""
-    charger = _charger(context)
-    async with charger.commands:
-        settings = await _settings(charger, **changes)
+    settings = await _settings(_charger(context), **changes)
     return {name: settings.values()[reg.path(name)]}
 
 

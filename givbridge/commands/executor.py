@@ -176,8 +176,11 @@ class CommandExecutor:
     async def _run(self, command: Command, model: Payload, runner: InverterRunner | None) -> Mapping[str, Any]:
         if runner is None or command.target != "inverter":
             assert command.action is not None, f"{command.name} addresses no inverter, so it must be an action"
-            with _device_errors():
-                return await command.action(model, self._action_context(runner))
+            # One charger command at a time, from its first read (a limit's clamp) to its last save.
+            charger = self.charger if command.target == "evc" and command.writes else None
+            async with charger.command_lock if charger is not None else contextlib.nullcontext():
+                with _device_errors():
+                    return await command.action(model, self._action_context(runner))
         # One command at a time per device: the runner's lock, which timed actions' reverts also take.
         async with runner.command_lock if command.writes else contextlib.nullcontext():
             context, snapshot = runner.context, runner.snapshot

@@ -31,7 +31,7 @@ class EvCharger:
             interval=settings.evc.poll_interval,
             inverter_serial=settings.evc.inverter,
         )
-        self.commands = asyncio.Lock()
+        self.command_lock = asyncio.Lock()  # one command at a time (the executor takes it)
         self._task: asyncio.Task[None] | None = None
 
     @property
