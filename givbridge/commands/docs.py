@@ -85,8 +85,6 @@ def applies_to(command: Command) -> str:
     """The model families the command applies to, by display name; "every model" when all."""
     if command.status == "dead":
         return "none (GivTCP never implemented it)"
-    if command.status == "later":
-        return "none yet"
     if command.target != "inverter":
         return "the bridge" if command.target == "bridge" else "EV chargers"
     devices = reference_devices()
@@ -102,7 +100,7 @@ def applies_to(command: Command) -> str:
 
 
 def _status_word(command: Command) -> str:
-    return {"ready": "", "later": " (not available yet)", "dead": " (GivTCP stub, not implemented)"}[command.status]
+    return {"ready": "", "dead": " (GivTCP stub, not implemented)"}[command.status]
 
 
 def render_text(registry: Registry) -> str:

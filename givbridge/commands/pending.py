@@ -1,8 +1,8 @@
-"""Commands defined here but not carried out yet, and GivTCP's dead stubs.
+"""GivTCP's dead stubs: commands its API lists but never carried out.
 
-Each has its payload model, so its input is validated and documented today; its action
-answers ``unsupported`` with the reason. Completing one later means replacing
-``action=not_yet(...)`` with a real action or planner; nothing else has to change.
+Each has its payload model, so its input is validated and documented; its action answers
+``unsupported`` with the reason. Implementing one means replacing ``action=not_yet(...)``
+with a real action or planner (and its status with the default); nothing else has to change.
 """
 
 from __future__ import annotations
