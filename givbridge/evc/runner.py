@@ -358,5 +358,3 @@ class ChargerRunner:
         if went_offline:
             self._log.warning("charger offline", after=health.consecutive_failures)
             await self.on_availability.emit(self)
-
-    # ----------------------------------------------------------------- hygiene memory
