@@ -470,8 +470,15 @@ class InverterRunner:
         wanted = sorted(set(registers))
         return await self._submit(_READ_PRIORITY, lambda: self._read_blocks(wanted))  # type: ignore[no-any-return]
 
+    #: The full read in flight for ``refresh_all``, shared by everyone who asks while it runs.
+    _full_read: asyncio.Future[Snapshot] | None = None
+
     async def refresh_all(self) -> Snapshot:
-        """Read every bank now and publish the result (GivTCP's runAll, done for real)."""
+        """Read every bank now and publish the result (GivTCP's runAll, done for real).
+
+        Single-flight: callers arriving while a full read is queued or running share its result,
+        so a burst of requests costs the dongle one read, not one each.
+        """
 
         async def fresh() -> Snapshot:
             snapshot = await self._poll(full=True)
@@ -479,7 +486,12 @@ class InverterRunner:
                 raise Unreachable(self.health.last_error or f"{self.label} did not answer")
             return snapshot
 
-        return await self._submit(_READ_PRIORITY, fresh)  # type: ignore[no-any-return]
+        if self._full_read is None or self._full_read.done():
+            self._full_read = asyncio.ensure_future(self._submit(_READ_PRIORITY, fresh))
+            # Retrieve the outcome even if every caller has given up waiting (no "never retrieved").
+            self._full_read.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # One caller giving up (a closed HTTP request) must not cancel the read the others await.
+        return await asyncio.shield(self._full_read)
 
     def move_to(self, host: str, why: str) -> None:
         """Talk to the inverter at ``host`` from the next connection on (``follow_serial``)."""

@@ -103,6 +103,27 @@ class MqttSettings(_Section):
     )
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
+    # --- who may change givbridge itself over MQTT (settings, restart, setLogLevel, reboot)
+    admin: Literal["off", "token", "on"] = Field(
+        "off",
+        description="admin commands over MQTT: off (refused), token (the payload's 'token' must equal "
+        "admin_token) or on (anyone the broker lets publish on <root>/control/#)",
+    )
+    admin_token: SecretStr | None = Field(None, description="the secret admin commands carry when admin is token")
+
+    @field_validator("admin", mode="before")
+    @classmethod
+    def _admin_from_yaml(cls, value: Any) -> Any:
+        # YAML reads a bare off/on as a boolean.
+        return {False: "off", True: "on"}.get(value, value) if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _admin_token_given(self) -> MqttSettings:
+        secret = self.admin_token.get_secret_value() if self.admin_token is not None else ""
+        if self.admin == "token" and not secret.strip():
+            raise ValueError("admin: token needs admin_token (the secret admin commands must carry)")
+        return self
+
     @field_validator("root", "discovery_prefix")
     @classmethod
     def _valid_topic_root(cls, value: str) -> str:
@@ -392,7 +413,7 @@ class Settings(BaseSettings):
         return redacted
 
 
-_SECRET_KEYS = {"password", "token"}
+_SECRET_KEYS = {"password", "token", "admin_token"}
 
 
 def _redact(node: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,14 @@ from givbridge.clock import Clock
 from givbridge.log import get_logger
 
 log = get_logger(__name__)
+
+
+#: The mode of a private document: readable and writable by the owner only.
+PRIVATE_MODE = 0o600
+
+
+class UnprotectedFile(OSError):
+    """The data directory's file system would not keep a private document private (it ignores file modes)."""
 
 
 class JsonStore:
@@ -50,13 +59,20 @@ class JsonStore:
             return {}
         return data
 
-    def save(self, name: str, data: dict[str, Any]) -> None:
-        """Replace the document atomically."""
+    def save(self, name: str, data: dict[str, Any], *, private: bool = False) -> None:
+        """Replace the document atomically.
+
+        ``private`` (a document holding secrets): the file is made mode 0600 and the mode is
+        checked before anything is written; where it does not hold (a FAT or network file system
+        that ignores modes) :class:`UnprotectedFile` is raised and nothing is written or replaced.
+        """
         path = self.path(name)
         self.directory.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(data, indent=1, sort_keys=True, default=str).encode()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.directory)
         try:
+            if private:
+                _make_private(fd, path)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
                 handle.flush()
@@ -70,6 +86,20 @@ class JsonStore:
             os.fsync(dir_fd)  # make the rename itself durable
         finally:
             os.close(dir_fd)
+
+
+def _make_private(fd: int, path: Path) -> None:
+    try:
+        os.fchmod(fd, PRIVATE_MODE)
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    except OSError as exc:
+        os.close(fd)
+        raise UnprotectedFile(f"{path} could not be made readable by its owner only: {exc}") from None
+    if mode & 0o077:
+        os.close(fd)
+        raise UnprotectedFile(
+            f"{path} would be readable by others (mode {mode:04o}): its file system ignores file modes"
+        )
 
 
 class ThrottledSave:

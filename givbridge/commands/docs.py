@@ -37,6 +37,11 @@ _ERROR_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.REJECTED: "the inverter refused the write; `error.registers` lists the refused registers",
     ErrorCode.UNREACHABLE: "the inverter is not connected, did not answer, or did not come back in time",
     ErrorCode.INTERNAL: "a bug in givbridge (logged with a traceback)",
+    ErrorCode.UNAUTHORIZED: "HTTP only: the command needs `Authorization: Bearer <http.token>` and it was "
+    "missing or wrong",
+    ErrorCode.FORBIDDEN: "this caller may not run this command (admin over MQTT while `mqtt.admin` is off or "
+    "without its token; an HTTP client outside `http.trusted_networks` with no token set; a settings document "
+    "that widens access from a caller without a token); the message says how to allow it",
 }
 
 
@@ -136,6 +141,11 @@ def render_markdown(registry: Registry) -> str:
         "- Payload: GivTCP's raw value (`80`, `80.0`, `enable`, `16:30`, `16:30:00`, `Eco (Paused)`) or a JSON "
         "object with the api.json keys, values as strings or numbers, optionally with a `transaction` "
         f"(string or number) that the answer echoes. At most {MAX_PAYLOAD_BYTES} bytes of UTF-8.",
+        "- Who may: reads are open; device writes over MQTT are open to whoever the broker lets publish "
+        "(restrict `<root>/control/#` with a broker ACL), over HTTP they need the token or a trusted network; "
+        "`runAll` from an unauthorised HTTP client serves the last poll. Admin commands (`settings`, `restart`, "
+        "`setLogLevel`, `reboot`) over MQTT are refused unless `mqtt.admin` is `on`, or `token` and the JSON "
+        'payload carries `"token": "<mqtt.admin_token>"`. See the security model in the README.',
         "- Answer: exactly one JSON document on `<root>/<serial>/response/<command>` (not retained), sent after "
         "the inverter has been read back: `ok` is never sent for a value that was not read back.",
         "",

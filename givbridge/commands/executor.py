@@ -5,7 +5,9 @@ already parsed JSON object) and optionally a serial, and always returns exactly 
 :class:`~givbridge.commands.results.CommandResult`; it never raises. In order:
 
 1. decode the payload (size, UTF-8, JSON) and take out its ``transaction``;
-2. find the command (``unknown_command``) and the device (``unknown_inverter``);
+2. find the command (``unknown_command``), ask the access policy whether the caller may run
+   it (``unauthorized`` / ``forbidden``; a ``runAll`` it may not run serves the last poll), then
+   find the device (``unknown_inverter``);
 3. validate the payload against the command's model (``invalid_payload``);
 4. refuse writes in read-only mode (``read_only``);
 5. for a device: wait for its previous command to finish (one command at a time per device,
@@ -27,6 +29,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +38,7 @@ from pydantic import ValidationError
 from givbridge.bridge import Bridge, InverterRunner, NotWritable, Unreachable, WriteOutcome, WriteStatus
 from givbridge.clock import Clock
 from givbridge.commands import docs
+from givbridge.commands.access import CACHED_READ, LOCAL, TOKEN_KEY, AccessPolicy, Caller, Clearance, Transport
 from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode, Transaction
 from givbridge.commands.schemas import Message, NoPayload, Payload, decode
@@ -73,6 +77,7 @@ class CommandExecutor:
         self.store = store if store is not None else bridge.store
         self.registry = registry
         self.timed = timed  # runs the timed actions (forceCharge...) and their reverts
+        self.policy = AccessPolicy.from_settings(self.settings)
         self._memory: dict[str, dict[str, int]] = {}
         # Notified whenever a runner reports, so actions wait for device state without polling it.
         self._reported = asyncio.Condition()
@@ -83,16 +88,24 @@ class CommandExecutor:
     # ------------------------------------------------------------------ public API
 
     async def execute(
-        self, name: str, payload: bytes | str | Mapping[str, Any] | None, *, serial: str | None = None
+        self,
+        name: str,
+        payload: bytes | str | Mapping[str, Any] | None,
+        *,
+        serial: str | None = None,
+        caller: Caller = LOCAL,
     ) -> CommandResult:
-        """Run one command to its single result; see the module docstring for the steps."""
+        """Run one command to its single result; see the module docstring for the steps.
+
+        ``caller`` says who asks (each transport passes its own); the default is the bridge itself.
+        """
         started = time.monotonic()
         transaction: Transaction = None
         answered_for = serial
         try:
             message = decode(payload)
             transaction = message.transaction
-            command = self._command(name)
+            command, clearance = self._permitted(self._command(name), message, caller)
             runner = self._resolve(command, serial)
             if runner is not None:
                 answered_for = runner.serial or serial
@@ -101,7 +114,7 @@ class CommandExecutor:
             model = parse_payload(command, message)
             if command.writes and self.settings.read_only:
                 raise CommandFailed(ErrorCode.READ_ONLY, "givbridge runs with read_only: true, so nothing is changed")
-            data = await self._run(command, model, runner)
+            data = await self._run(command, model, runner, clearance)
             result = CommandResult.success(name, transaction, answered_for, data)
         except CommandFailed as failure:
             result = CommandResult.failure(name, transaction, answered_for, failure)
@@ -138,6 +151,22 @@ class CommandExecutor:
             )
         return command
 
+    def _permitted(self, command: Command, message: Message, caller: Caller) -> tuple[Command, Clearance]:
+        """The command to run for ``caller`` (a full read it may not make: the cached read) and its clearance.
+
+        An MQTT payload's ``token`` is taken out here, so it is never validated, stored or logged.
+        """
+        given = message.object.pop(TOKEN_KEY, None) if message.object is not None else None
+        if caller.transport is Transport.MQTT:
+            caller = replace(caller, token=given if isinstance(given, str) else None)
+        decision = self.policy.decide(command, caller)
+        if decision.refusal is not None:
+            log.warning("command refused", command=command.name, caller=caller.transport.value, peer=caller.peer)
+            raise CommandFailed(ErrorCode(decision.refusal.code), decision.refusal.message)
+        if decision.cached:
+            return self._command(CACHED_READ), decision.clearance
+        return command, decision.clearance
+
     def _resolve(self, command: Command, serial: str | None) -> InverterRunner | None:
         """The device runner a command addresses: by serial, or the only one configured."""
         if command.target == "evc":
@@ -173,14 +202,16 @@ class CommandExecutor:
             raise CommandFailed(ErrorCode.UNREACHABLE, "the EV charger has not been read yet, so its serial is unknown")
         raise CommandFailed(ErrorCode.UNKNOWN_INVERTER, f"no EV charger with serial {serial} (the charger is {known})")
 
-    async def _run(self, command: Command, model: Payload, runner: InverterRunner | None) -> Mapping[str, Any]:
+    async def _run(
+        self, command: Command, model: Payload, runner: InverterRunner | None, clearance: Clearance
+    ) -> Mapping[str, Any]:
         if runner is None or command.target != "inverter":
             assert command.action is not None, f"{command.name} addresses no inverter, so it must be an action"
             # One charger command at a time, from its first read (a limit's clamp) to its last save.
             charger = self.charger if command.target == "evc" and command.writes else None
             async with charger.command_lock if charger is not None else contextlib.nullcontext():
                 with _device_errors():
-                    return await command.action(model, self._action_context(runner))
+                    return await command.action(model, self._action_context(runner, clearance))
         # One command at a time per device: the runner's lock, which timed actions' reverts also take.
         async with runner.command_lock if command.writes else contextlib.nullcontext():
             context, snapshot = runner.context, runner.snapshot
@@ -197,7 +228,7 @@ class CommandExecutor:
                 raise CommandFailed(ErrorCode.UNSUPPORTED, f"{command.name} does not apply here: {reason}")
             with _device_errors():
                 if command.action is not None:
-                    return await command.action(model, self._action_context(runner))
+                    return await command.action(model, self._action_context(runner, clearance))
                 assert command.plan is not None
                 memory = await self._remembered(context.serial)
                 given = PlanInput(context, snapshot, dict(memory), self._now(runner))
@@ -226,7 +257,7 @@ class CommandExecutor:
 
     # ------------------------------------------------------------------ helpers
 
-    def _action_context(self, runner: InverterRunner | None) -> ActionContext:
+    def _action_context(self, runner: InverterRunner | None, clearance: Clearance) -> ActionContext:
         return ActionContext(
             runner=runner,
             bridge=self.bridge,
@@ -236,6 +267,7 @@ class CommandExecutor:
             until=self._until,
             timed=self.timed,
             charger=self.charger,
+            clearance=clearance,
         )
 
     async def _until(self, condition: Callable[[], bool], seconds: float) -> bool:

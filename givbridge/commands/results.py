@@ -29,6 +29,8 @@ class ErrorCode(StrEnum):
     REJECTED = "rejected"  # the inverter refused the write
     UNREACHABLE = "unreachable"  # not connected, no answer, or not back in time
     INTERNAL = "internal"  # a bug in givbridge; logged with a traceback
+    UNAUTHORIZED = "unauthorized"  # HTTP: no token, or the wrong one
+    FORBIDDEN = "forbidden"  # the caller may not run this command (see givbridge.commands.access)
 
 
 HTTP_STATUS: Mapping[ErrorCode, int] = {
@@ -41,6 +43,8 @@ HTTP_STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.REJECTED: 502,
     ErrorCode.UNREACHABLE: 504,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
 }
 HTTP_OK = 200
 

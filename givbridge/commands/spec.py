@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from givbridge.bridge import DeviceContext
+from givbridge.commands.access import Clearance
 from givbridge.commands.results import CommandFailed, ErrorCode
 from givbridge.commands.schemas import Payload
 from givbridge.plant.snapshot import Snapshot
@@ -95,6 +96,7 @@ class ActionContext:
     until: Until
     timed: TimedActions | None = None  # the timed actions' scheduler, when the application runs one
     charger: EvCharger | None = None  # the EV charger, when one is configured (settings.evc)
+    clearance: Clearance = Clearance.NONE  # how far the caller is trusted (access-widening settings need TOKEN)
 
 
 Planner = Callable[[Any, PlanInput], Planned]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from givbridge.bridge import InverterRunner, Unreachable, WriteStatus
 from givbridge.commands import devices as dev
+from givbridge.commands.access import Clearance
 from givbridge.commands.results import CommandFailed, ErrorCode, json_safe
 from givbridge.commands.schemas import LogLevelPayload, NoPayload, SettingsPayload
 from givbridge.commands.spec import ActionContext, Command
@@ -19,6 +22,7 @@ from givbridge.config import SAVED_SETTINGS, Settings
 from givbridge.log import set_log_level
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan
+from givbridge.store import UnprotectedFile
 
 GROUP = "System"
 
@@ -31,7 +35,16 @@ REBOOT_VALUE = 100
 SETTINGS_DOCUMENT = SAVED_SETTINGS
 #: What a settings reader shows instead of a secret; sending it back keeps the stored secret.
 SECRET_PLACEHOLDERS = frozenset({"***", "**********"})
-_SECRETS = (("mqtt", "password"), ("http", "token"))
+#: The secrets a settings document may hold, each with the settings of its section that say where
+#: it goes: a placeholder keeps a secret only while those are unchanged, so a settings document can
+#: never send an existing password to a host the user did not type it in for. The tokens go nowhere
+#: (givbridge only compares what callers send against them).
+_SECRETS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("mqtt", "password"): ("host", "port", "username", "tls"),
+    ("http", "token"): (),
+    ("mqtt", "admin_token"): (),
+}
+_MQTT_ADMIN_RANK = {"off": 0, "token": 1, "on": 2}
 
 
 def _runner(context: ActionContext) -> InverterRunner:
@@ -154,29 +167,93 @@ def _secret(settings: Settings, section: str, key: str) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+def _validated(document: Mapping[str, Any]) -> Settings:
+    try:
+        return _DocumentSettings(**document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}" for error in exc.errors()
+        )
+        raise CommandFailed(ErrorCode.INVALID_PAYLOAD, f"invalid settings: {problems}") from None
+
+
+def _destination(settings: Settings, section: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    part = getattr(settings, section)
+    return {name: part.model_dump(mode="json")[name] for name in fields}
+
+
+def _kept_secret(checked: Settings, sources: list[Settings], section: str, key: str) -> str | None:
+    """The secret a placeholder stands for: the first source whose destination is the document's."""
+    fields = _SECRETS[section, key]
+    wanted = _destination(checked, section, fields)
+    for source in sources:
+        if _destination(source, section, fields) == wanted:
+            return _secret(source, section, key)
+    running = _destination(sources[-1], section, fields)
+    changed = ", ".join(f"{section}.{name}" for name in fields if running[name] != wanted[name])
+    raise CommandFailed(
+        ErrorCode.INVALID_PAYLOAD,
+        f"{section}.{key}: a placeholder keeps the stored {key} only while {section}.{', '.join(fields)} stay "
+        f"the same, and {changed} changed: send the {key} itself for the new destination",
+    )
+
+
 def check_settings(
     document: Mapping[str, Any], current: Settings, previous: Mapping[str, Any]
 ) -> tuple[dict[str, Any], Settings]:
     """The document to store and what it validates to.
 
     A masked secret keeps the one already stored (``previous``, the saved document), or else
-    the running one: whoever reads the settings back sees only the mask and sends it again.
+    the running one: whoever reads the settings back sees only the mask and sends it again. It
+    does so only while the secret's destination is the same as where that secret was meant for;
+    otherwise the document is refused (``invalid_payload``, naming the field).
     """
     stored: dict[str, Any] = dict(document)
-    for section, key in _SECRETS:
-        part = stored.get(section)
-        if isinstance(part, dict) and part.get(key) in SECRET_PLACEHOLDERS:
-            before = previous.get(section)
-            kept = before.get(key) if isinstance(before, dict) and key in before else _secret(current, section, key)
-            stored[section] = {**part, key: kept}
+    masked = [
+        (section, key)
+        for section, key in _SECRETS
+        if isinstance(stored.get(section), dict) and stored[section].get(key) in SECRET_PLACEHOLDERS
+    ]
+    if not masked:
+        return stored, _validated(stored)
+    checked = _validated(stored)
+    sources = [current]
+    if previous:
+        with contextlib.suppress(CommandFailed):  # a saved document that no longer validates keeps nothing
+            sources.insert(0, _validated(previous))
+    for section, key in masked:
+        stored[section] = {**stored[section], key: _kept_secret(checked, sources, section, key)}
+    return stored, _validated(stored)
+
+
+def _is_loopback(host: str) -> bool:
     try:
-        checked = _DocumentSettings(**stored)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}" for error in exc.errors()
-        )
-        raise CommandFailed(ErrorCode.INVALID_PAYLOAD, f"invalid settings: {problems}") from None
-    return stored, checked
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def widened_access(new: Settings, current: Settings) -> list[str]:
+    """The settings in ``new`` that would let more callers in than ``current`` does."""
+    widened: list[str] = []
+    if new.http.host != current.http.host and not _is_loopback(new.http.host):
+        widened.append("http.host")
+    if new.http.enabled and not current.http.enabled and not _is_loopback(new.http.host):
+        widened.append("http.enabled")
+    if any(
+        not any(network.version == old.version and network.subnet_of(old) for old in current.http.trusted_networks)  # type: ignore[arg-type]
+        for network in new.http.trusted_networks
+    ):
+        widened.append("http.trusted_networks")
+    if current.http.token is not None and not _secret(new, "http", "token"):
+        widened.append("http.token")
+    if set(new.http.cors_origins) - set(current.http.cors_origins):
+        widened.append("http.cors_origins")
+    if _MQTT_ADMIN_RANK[new.mqtt.admin] > _MQTT_ADMIN_RANK[current.mqtt.admin]:
+        widened.append("mqtt.admin")
+    if current.read_only and not new.read_only:
+        widened.append("read_only")
+    return widened
 
 
 def changed_sections(new: Settings, current: Settings) -> list[str]:
@@ -191,13 +268,31 @@ async def save_settings(payload: SettingsPayload, context: ActionContext) -> Map
     """Validate a whole configuration document and store it atomically in the data directory.
 
     Secrets are write-only: the answer never contains them, and a masked value sent back
-    (``***``) keeps the stored one. Nothing is applied to the running bridge: every changed
-    section takes effect at the next start, and the answer says which those are.
+    (``***``) keeps the stored one while its destination is unchanged; the file is written
+    readable by the owner only, or not at all. Widening access needs a caller with a token.
+    Nothing is applied to the running bridge: every changed section takes effect at the next
+    start, and the answer says which those are.
     """
     previous = await asyncio.to_thread(context.store.load, SETTINGS_DOCUMENT)
     stored, checked = check_settings(payload.model_extra or {}, context.settings, previous)
+    widened = widened_access(checked, context.settings)
+    if widened and context.clearance < Clearance.TOKEN:
+        raise CommandFailed(
+            ErrorCode.FORBIDDEN,
+            f"{', '.join(widened)}: these widen who may reach or change givbridge, which needs a caller with a "
+            "token (HTTP: Authorization: Bearer <http.token>; MQTT: mqtt.admin: token and its token), or an "
+            "edit of the configuration file by hand; nothing was saved",
+        )
     changed = changed_sections(checked, context.settings)
-    await asyncio.to_thread(context.store.save, SETTINGS_DOCUMENT, stored)
+    secrets = [f"{section}.{key}" for section, key in _SECRETS if _secret(checked, section, key)]
+    try:
+        await asyncio.to_thread(context.store.save, SETTINGS_DOCUMENT, stored, private=bool(secrets))
+    except UnprotectedFile as exc:
+        raise CommandFailed(
+            ErrorCode.UNSUPPORTED,
+            f"not saved: {exc}. A settings document holding {', '.join(secrets)} is only saved where it can be "
+            "kept private; give those in the configuration file or the environment instead",
+        ) from None
     return {
         "saved": str(context.store.path(SETTINGS_DOCUMENT)),
         "changed": changed,
@@ -260,7 +355,8 @@ COMMANDS: tuple[Command, ...] = (
         method="GET",
         writes=False,
         notes="GivTCP v3 returned its cache without reading; Predbat uses this to verify writes, so givbridge "
-        "makes it a real read.",
+        "makes it a real read for an authorised caller (MQTT, or HTTP with the token or from a trusted network); "
+        "anyone else gets the last poll, like readData. Requests arriving while a full read is under way share it.",
     ),
     _system(
         name="settings",
@@ -269,8 +365,11 @@ COMMANDS: tuple[Command, ...] = (
         action=save_settings,
         target="bridge",
         notes="GivTCP stored the body unvalidated and served the secrets back. givbridge validates it against "
-        "its configuration model, stores it atomically as settings.json in the data directory (readable by "
-        "the owner only), never echoes secrets and answers which sections changed (all need a restart). At the "
-        "next start it overrides the config file; environment variables and flags still win.",
+        "its configuration model, stores it atomically as settings.json in the data directory (mode 0600, or "
+        "not at all where that cannot be kept), never echoes secrets and answers which sections changed (all "
+        "need a restart). A masked secret (`***`) keeps the stored one only while its destination (for "
+        "mqtt.password: mqtt host, port, username, tls) is unchanged. Widening access (http.host, "
+        "http.trusted_networks, removing http.token, http.cors_origins, mqtt.admin, read_only off) needs a caller "
+        "with a token. At the next start it overrides the config file; environment variables and flags still win.",
     ),
 )

@@ -13,10 +13,10 @@ from typing import Any
 
 from givbridge import __version__
 from givbridge.commands import docs
+from givbridge.commands.access import is_data_read, needs_permission
 from givbridge.commands.results import HTTP_OK, HTTP_STATUS, ErrorCode
 from givbridge.commands.schemas import NoPayload
 from givbridge.commands.spec import Command
-from givbridge.http.access import is_data_read, needs_permission
 from givbridge.http.endpoints import INVERTER_PARAM, Endpoint
 
 JSON = "application/json"

@@ -7,7 +7,7 @@ invalid payload, 404 unknown inverter, 409 unsupported on the model, 423 read-on
 inverter did not confirm, 504 unreachable). The body is that result document plus GivTCP's
 ``result`` text for its older clients; ``readData``, ``getCache`` and ``runAll`` answer with
 GivTCP's JSON tree itself, which is what Predbat parses. Before the executor, the shim adds
-only what HTTP needs: permission (:mod:`~givbridge.http.access`), the inverter number, and the
+only what HTTP needs: permission (:mod:`~givbridge.commands.access`), the inverter number, and the
 body size cap (413).
 """
 
@@ -30,6 +30,7 @@ from starlette.routing import Route
 from givbridge.bridge import InverterRunner
 from givbridge.clock import Clock
 from givbridge.commands import docs
+from givbridge.commands.access import AccessPolicy, Caller, Refusal, Transport, is_data_read, needs_permission
 from givbridge.commands.executor import CommandExecutor
 from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
@@ -37,7 +38,6 @@ from givbridge.commands.spec import Command
 from givbridge.config import Settings
 from givbridge.health import HealthWriter, evaluate
 from givbridge.http import openapi
-from givbridge.http.access import AccessPolicy, Refusal, is_data_read, needs_permission
 from givbridge.http.endpoints import INVERTER_PARAM, REST_PREFIX, Endpoint, inverter_endpoints, main_endpoints
 from givbridge.log import get_logger
 
@@ -165,7 +165,7 @@ class Handlers:
                 message = f"the body is larger than http.max_body_bytes ({self.max_body} bytes)"
                 log.warning("HTTP body too large", path=request.url.path, client=_client(request))
                 return Answer(error_document("payload_too_large", message, name), status_code=413)
-        result = await self.services.executor.execute(name, body, serial=serial)
+        result = await self.services.executor.execute(name, body, serial=serial, caller=_caller(request))
         return self._result(command, result)
 
     def _result(self, command: Command, result: CommandResult) -> Response:
@@ -186,7 +186,7 @@ class Handlers:
                     status_code=405,
                     headers={"Allow": command.method},
                 )
-            result = await self.services.executor.execute(name, None)
+            result = await self.services.executor.execute(name, None, caller=_caller(request))
             return Answer(result_document(result), status_code=result.http_status)
 
         return handle
@@ -227,6 +227,10 @@ class Handlers:
 
 def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def _caller(request: Request) -> Caller:
+    return Caller(Transport.HTTP, peer=_client(request), authorization=request.headers.get("authorization"))
 
 
 def _api_document(registry: Registry) -> dict[str, Any]:

@@ -14,6 +14,7 @@ the inverter would be written again each time.
 
 from __future__ import annotations
 
+from givbridge.commands.access import MQTT
 from givbridge.commands.executor import CommandExecutor
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.log import get_logger
@@ -67,7 +68,7 @@ class ControlSubscriber:
             )
             return
         try:
-            result = await self._executor.execute(command, message.payload, serial=serial)
+            result = await self._executor.execute(command, message.payload, serial=serial, caller=MQTT)
         except Exception as exc:  # execute() answers everything itself; this is the last net
             log.exception("control handler failed", topic=message.topic)
             result = CommandResult.failure(command, None, serial, CommandFailed(ErrorCode.INTERNAL, repr(exc)))

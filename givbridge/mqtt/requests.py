@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from givbridge.commands.access import MQTT
 from givbridge.commands.executor import CommandExecutor
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.log import get_logger
@@ -63,7 +64,7 @@ class BridgeRequests:
                 CommandFailed(ErrorCode.UNKNOWN_COMMAND, f"no bridge request {name!r} ({known})"),
             )
         else:
-            result = await self._executor.execute(command, message.payload)
+            result = await self._executor.execute(command, message.payload, caller=MQTT)
             if result.ok:
                 self._changed()
         publish_result(self._mqtt, self._topics, result, BRIDGE_DEVICE)

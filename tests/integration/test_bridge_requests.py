@@ -22,7 +22,7 @@ async def test_log_level_select_changes_the_running_level_and_its_state(
     root_logger = logging.getLogger()
     before = root_logger.level
     try:
-        async with running(broker, tmp_path) as (_, sim, _):
+        async with running(broker, tmp_path, mqtt={"admin": "on"}) as (_, sim, _):
             await probe.wait_for(topic(sim, "availability"), lambda m: m.text == "online", timeout=15)
             mark = probe.mark()
             await probe.publish(f"{REQUEST}/log_level", "DEBUG")
@@ -48,7 +48,7 @@ async def test_restart_button_reconnects_every_inverter_and_answers(
     broker: Broker, make_probe: MakeProbe, tmp_path: Path
 ) -> None:
     probe = await make_probe(broker)
-    async with running(broker, tmp_path) as (app, sim, _):
+    async with running(broker, tmp_path, mqtt={"admin": "on"}) as (app, sim, _):
         await probe.wait_for(topic(sim, "availability"), lambda m: m.text == "online", timeout=15)
         runner = app.bridge.runners[0]
         reconnects = runner.health.reconnects

@@ -107,7 +107,7 @@ async def rig(
         probe = MqttProbe.for_broker(broker, topics=(f"{root}/+/response/#", f"{OTHER_ROOT}/#"))
         await probe.start()
         stack.push_async_callback(probe.stop)
-        mqtt = broker.settings(root=root).model_dump()
+        mqtt = {**broker.settings(root=root).model_dump(), **overrides.pop("mqtt", {})}
         settings = bridge_settings(data_dir, [s.port for s in servers.values()], mqtt=mqtt, **overrides)
         app = Application(settings, clock=clock)
         await app.start()
@@ -412,35 +412,3 @@ async def test_many_commands_at_once_each_get_one_answer(gen3: Rig) -> None:
     await gen3.probe.wait_for(topic, lambda m: len(gen3.probe.messages(topic, after=mark)) == 2, after=mark)
     await gen3.probe.assert_nothing(f"{ROOT}/+/response/#", within=0.3, after=gen3.probe.mark())
     assert len(gen3.probe.messages(f"{ROOT}/+/response/#", after=mark)) == len(sent)
-
-
-# --- settings -----------------------------------------------------------------------------------
-
-
-async def test_settings_are_validated_saved_and_secrets_never_echoed(gen3: Rig) -> None:
-    current = gen3.app.settings
-    document = {
-        "inverters": [{"host": "192.0.2.20"}],
-        "mqtt": {"host": "broker.lan", "username": "bridge", "password": "s3cret-pw"},
-        "data_dir": str(current.data_dir),
-        "timezone": ZONE,
-    }
-    answer = await gen3.send("settings", json.dumps({**document, "transaction": "s1"}))
-    got = ok(answer)
-    assert "s3cret-pw" not in json.dumps(answer)
-    assert {"inverters", "mqtt"} <= set(got["restart_required"])
-    saved, mode = _saved(got["saved"])
-    assert saved["mqtt"]["password"] == "s3cret-pw"
-    assert mode & 0o077 == 0  # readable by the owner only
-    # A masked secret sent back keeps the stored one.
-    masked = {**document, "mqtt": {**document["mqtt"], "password": "***"}}
-    ok(await gen3.send("settings", json.dumps(masked)))
-    assert _saved(got["saved"])[0]["mqtt"]["password"] == "s3cret-pw"
-    message = error(await gen3.send("settings", json.dumps({"mqtt": {"port": 99999}})), "invalid_payload")
-    assert "mqtt.port" in message
-
-
-def _saved(path: str) -> tuple[dict[str, Any], int]:
-    """The saved settings document and its file mode."""
-    document: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
-    return document, Path(path).stat().st_mode

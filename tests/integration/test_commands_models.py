@@ -21,7 +21,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def pair(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     """A Gen1 (first) and a Gen2 hybrid on one bridge."""
     async with rig(
-        module_broker, tmp_path_factory.mktemp("pair"), ["hybrid-gen1", "hybrid-gen2"], root="Pair"
+        module_broker,
+        tmp_path_factory.mktemp("pair"),
+        ["hybrid-gen1", "hybrid-gen2"],
+        root="Pair",
+        mqtt={"admin": "on"},  # reboot and restart are admin commands, off over MQTT by default
     ) as running:
         yield running
 
@@ -29,7 +33,9 @@ async def pair(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def read_only(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     directory = tmp_path_factory.mktemp("read-only")
-    async with rig(module_broker, directory, ["hybrid-gen3"], root="ReadOnly", read_only=True) as running:
+    async with rig(
+        module_broker, directory, ["hybrid-gen3"], root="ReadOnly", read_only=True, mqtt={"admin": "on"}
+    ) as running:
         yield running
 
 

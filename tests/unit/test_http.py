@@ -14,9 +14,9 @@ from pydantic import SecretStr
 
 from givbridge.commands import REGISTRY, CommandFailed, CommandResult, ErrorCode
 from givbridge.commands import docs as command_docs
+from givbridge.commands.access import AccessPolicy, client_address, is_data_read, needs_permission
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.schemas import decode
-from givbridge.http.access import AccessPolicy, client_address, is_data_read, needs_permission
 from givbridge.http.endpoints import inverter_endpoints, main_endpoints
 from givbridge.http.openapi import document
 from givbridge.http.routes import Answer, error_document, result_document
