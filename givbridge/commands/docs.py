@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from givbridge.commands.devices import reference_devices
 from givbridge.commands.results import HTTP_OK, HTTP_STATUS, ErrorCode
-from givbridge.commands.schemas import MAX_PAYLOAD_BYTES, TRANSACTION_KEY, NoPayload, SettingsPayload
+from givbridge.commands.schemas import (
+    MAX_PAYLOAD_BYTES,
+    NUMBER_TEXT,
+    TIME_TEXT,
+    TRANSACTION_KEY,
+    NoPayload,
+    SettingsPayload,
+)
 from givbridge.commands.spec import Command
 
 if TYPE_CHECKING:
@@ -136,6 +143,10 @@ def render_markdown(registry: Registry) -> str:
         "- Payload: GivTCP's raw value (`80`, `80.0`, `enable`, `16:30`, `16:30:00`, `Eco (Paused)`) or a JSON "
         "object with the api.json keys, values as strings or numbers, optionally with a `transaction` "
         f"(string or number) that the answer echoes. At most {MAX_PAYLOAD_BYTES} bytes of UTF-8.",
+        "- Numbers, as text or JSON numbers, are plain ASCII decimals: `80`, `-10`, `80.5`, `80.0`, spaces around "
+        "allowed, at most 15 digits before the point. Exponents (`6e1`), underscores (`1_0_0`), hex (`0x10`), "
+        "`inf`/`nan` (JSON `NaN`/`Infinity` too), digits of other scripts (Arabic-Indic, full-width) and true/false "
+        "are refused with `invalid_payload`. Timed actions take 1-1440 minutes in every form.",
         "- Answer: exactly one JSON document on `<root>/<serial>/response/<command>` (not retained), sent after "
         "the inverter has been read back: `ok` is never sent for a value that was not read back.",
         "",
@@ -189,10 +200,6 @@ def _leaves(paths: Iterable[str]) -> str:
 _BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
 _BOUNDS.update({name: name for name in list(_BOUNDS.values())})
 _KEPT = ("description", "examples", "default")
-#: A number written as text, as GivTCP's clients and Home Assistant send it ("80", "80.0").
-NUMBER_TEXT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*$"
-#: A time of day as the slot parsers take it (``16:30``, ``16:30:00``).
-TIME_TEXT = r"^\s*\d{1,2}:\d{2}(:\d{2})?\s*$"
 
 
 def _accepted_value(schema: Mapping[str, Any]) -> dict[str, Any]:
