@@ -34,6 +34,9 @@ REGENERATE = "givbridge commands --format markdown > docs/commands.md"
 _ERROR_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_PAYLOAD: "the payload is malformed, out of range or not UTF-8, or over the size limit; "
     "nothing was written",
+    ErrorCode.INVALID_TOPIC: "MQTT only: the control topic is malformed (an extra or empty level, a serial or "
+    "command level too long or with other characters); answered on `<root>/bridge/response/<command>`, or "
+    "`<root>/bridge/response/invalid_topic` when no command could be read; nothing was run",
     ErrorCode.UNKNOWN_COMMAND: "no command has that name (names are case-sensitive)",
     ErrorCode.UNKNOWN_INVERTER: "no configured inverter has that serial, or the serial was left out while "
     "several inverters are configured",
@@ -147,6 +150,11 @@ def render_markdown(registry: Registry) -> str:
         "allowed, at most 15 digits before the point. Exponents (`6e1`), underscores (`1_0_0`), hex (`0x10`), "
         "`inf`/`nan` (JSON `NaN`/`Infinity` too), digits of other scripts (Arabic-Indic, full-width) and true/false "
         "are refused with `invalid_payload`. Timed actions take 1-1440 minutes in every form.",
+        "- Topic levels: the serial is 1-32 letters, digits, `-` or `_`; the command a letter then up to 63 "
+        "letters, digits or `_`. A malformed control topic is logged and answered with `invalid_topic` on "
+        "`<root>/bridge/response/<command>` (or `<root>/bridge/response/invalid_topic` when the last level is "
+        "not a command name). A retained message gets no answer, malformed or not: the broker replays it "
+        "on every reconnect, after the live one was answered.",
         "- Answer: exactly one JSON document on `<root>/<serial>/response/<command>` (not retained), sent after "
         "the inverter has been read back: `ok` is never sent for a value that was not read back.",
         "",
