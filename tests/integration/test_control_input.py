@@ -1,7 +1,8 @@
 """Hostile input on a real broker: malformed and oversized control topics, and numbers written loosely.
 
 Each case is published by a plain MQTT client to a bridge polling a simulated Gen3 hybrid, waits for
-its one answer and counts the register writes that reached the simulator: none may have.
+its one answer and counts the register writes that reached the simulator: none may have. The same
+numbers are refused in HTTP bodies, which go through the same decoding.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from structlog.testing import capture_logs
 
 from tests.brokers import Broker
 from tests.integration.bridge_helpers import error
+from tests.integration.http_helpers import TOKEN, HttpRig, client, http_rig
 from tests.integration.test_commands import ROOT, Rig, rig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -125,3 +127,32 @@ async def test_plainly_written_numbers_are_still_written(gen3: Rig, payload: str
     answer = await gen3.send("setChargeTarget", payload)
     assert answer["status"] == "ok", answer
     assert gen3.holding(116) == {116: target}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HttpRig]:
+    async with http_rig(tmp_path_factory.mktemp("input-http"), ["hybrid-gen3"], http={"token": TOKEN}) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("command", "body"),
+    [
+        ("setChargeTarget", '{"chargeToPercent": "1_0_0"}'),
+        ("setChargeTarget", '{"chargeToPercent": 6e1}'),
+        ("setChargeTarget", '{"chargeToPercent": "\uff16\uff10"}'),
+        ("setChargeTarget", '{"chargeToPercent": Infinity}'),
+        ("setChargeTarget", "6e1"),
+        ("forceCharge", '{"duration": 1e3}'),
+        ("forceCharge", '{"duration": "1441"}'),
+    ],
+)
+async def test_http_bodies_take_the_same_numbers(shim: HttpRig, command: str, body: str) -> None:
+    writes, registers = shim.writes(), shim.holding(*WATCHED)
+    async with client(token=TOKEN) as http:
+        response = await http.post(
+            f"{shim.base}/REST1/{command}", content=body.encode(), headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_payload"
+    assert shim.writes() == writes and shim.holding(*WATCHED) == registers
