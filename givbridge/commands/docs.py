@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from givbridge.commands.devices import reference_devices
 from givbridge.commands.results import HTTP_OK, HTTP_STATUS, ErrorCode
-from givbridge.commands.schemas import MAX_PAYLOAD_BYTES, TRANSACTION_KEY, NoPayload, SettingsPayload
+from givbridge.commands.schemas import (
+    MAX_PAYLOAD_BYTES,
+    NUMBER_TEXT,
+    TIME_TEXT,
+    TRANSACTION_KEY,
+    NoPayload,
+    SettingsPayload,
+)
 from givbridge.commands.spec import Command
 
 if TYPE_CHECKING:
@@ -27,6 +34,9 @@ REGENERATE = "givbridge commands --format markdown > docs/commands.md"
 _ERROR_MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_PAYLOAD: "the payload is malformed, out of range or not UTF-8, or over the size limit; "
     "nothing was written",
+    ErrorCode.INVALID_TOPIC: "MQTT only: the control topic is malformed (an extra or empty level, a serial or "
+    "command level too long or with other characters); answered on `<root>/bridge/response/<command>`, or "
+    "`<root>/bridge/response/invalid_topic` when no command could be read; nothing was run",
     ErrorCode.UNKNOWN_COMMAND: "no command has that name (names are case-sensitive)",
     ErrorCode.UNKNOWN_INVERTER: "no configured inverter has that serial, or the serial was left out while "
     "several inverters are configured",
@@ -146,6 +156,15 @@ def render_markdown(registry: Registry) -> str:
         "`runAll` from an unauthorised HTTP client serves the last poll. Admin commands (`settings`, `restart`, "
         "`setLogLevel`, `reboot`) over MQTT are refused unless `mqtt.admin` is `on`, or `token` and the JSON "
         'payload carries `"token": "<mqtt.admin_token>"`. See the security model in the README.',
+        "- Numbers, as text or JSON numbers, are plain ASCII decimals: `80`, `-10`, `80.5`, `80.0`, spaces around "
+        "allowed, at most 15 digits before the point. Exponents (`6e1`), underscores (`1_0_0`), hex (`0x10`), "
+        "`inf`/`nan` (JSON `NaN`/`Infinity` too), digits of other scripts (Arabic-Indic, full-width) and true/false "
+        "are refused with `invalid_payload`. Timed actions take 1-1440 minutes in every form.",
+        "- Topic levels: the serial is 1-32 letters, digits, `-` or `_`; the command a letter then up to 63 "
+        "letters, digits or `_`. A malformed control topic is logged and answered with `invalid_topic` on "
+        "`<root>/bridge/response/<command>` (or `<root>/bridge/response/invalid_topic` when the last level is "
+        "not a command name). A retained message gets no answer, malformed or not: the broker replays it "
+        "on every reconnect, after the live one was answered.",
         "- Answer: exactly one JSON document on `<root>/<serial>/response/<command>` (not retained), sent after "
         "the inverter has been read back: `ok` is never sent for a value that was not read back.",
         "",
@@ -199,10 +218,6 @@ def _leaves(paths: Iterable[str]) -> str:
 _BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
 _BOUNDS.update({name: name for name in list(_BOUNDS.values())})
 _KEPT = ("description", "examples", "default")
-#: A number written as text, as GivTCP's clients and Home Assistant send it ("80", "80.0").
-NUMBER_TEXT = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*$"
-#: A time of day as the slot parsers take it (``16:30``, ``16:30:00``).
-TIME_TEXT = r"^\s*\d{1,2}:\d{2}(:\d{2})?\s*$"
 
 
 def _accepted_value(schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ Transaction = str | int | float | None
 
 class ErrorCode(StrEnum):
     INVALID_PAYLOAD = "invalid_payload"  # the payload cannot mean anything for this command
+    INVALID_TOPIC = "invalid_topic"  # an MQTT control topic that cannot name a command (MQTT only)
     UNKNOWN_COMMAND = "unknown_command"
     UNKNOWN_INVERTER = "unknown_inverter"  # no configured inverter has that serial
     UNSUPPORTED = "unsupported"  # the model (or givbridge, for now) cannot do this
@@ -35,6 +36,7 @@ class ErrorCode(StrEnum):
 
 HTTP_STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.INVALID_PAYLOAD: 400,
+    ErrorCode.INVALID_TOPIC: 400,
     ErrorCode.UNKNOWN_COMMAND: 404,
     ErrorCode.UNKNOWN_INVERTER: 404,
     ErrorCode.UNSUPPORTED: 409,

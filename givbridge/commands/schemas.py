@@ -12,6 +12,11 @@ Every model forbids keys it does not know, so a misspelt key is an error rather 
 silently ignored write. The value types accept the spellings GivTCP's documentation and its
 working code disagree on (``enable``/``enabled``, ``dischargeToPercent``/``exportToPercent``)
 and nothing ambiguous: a percentage must be a whole number, a time must be a real time of day.
+
+A number has one form wherever it comes from (raw text, a JSON string or a JSON number):
+:data:`NUMBER_TEXT`, plain ASCII decimal (``80``, ``-10``, ``80.5``, `` 80.0 ``). Python's own
+``int()``/``float()`` also take ``1_0_0``, ``6e1``, ``inf``, Arabic-Indic and full-width digits;
+those are refused with ``invalid_payload``, as are JSON's ``NaN``/``Infinity`` and exponents.
 """
 
 from __future__ import annotations
@@ -40,30 +45,66 @@ TRANSACTION_KEY = "transaction"
 # ValueError with a message naming what is accepted; pydantic adds the field name.
 
 
-def _number(value: object) -> float:
+#: Whitespace allowed around a value: ASCII only (``str.strip()`` would also take U+3000 and friends).
+ASCII_SPACE = " \t\n\r\f\v"
+_SPACE = r"[ \t\n\r\f\v]*"
+#: The one form a number may take, as text or as a JSON number's literal: an optional sign, ASCII
+#: digits with an optional decimal fraction, optional whitespace around. No exponent, underscore,
+#: hex, ``inf``/``nan`` or non-ASCII digit (all of which Python's ``int()``/``float()`` take).
+#: Fifteen integer digits are beyond every register yet exact as a float; 24 fractional ones cover
+#: any float as JavaScript or Python print it without an exponent (0.000001234567890123456).
+#: Also the JSON Schema pattern of numbers written as text (:mod:`givbridge.commands.docs`), so it
+#: is ECMA-262 syntax too.
+NUMBER_TEXT = rf"^{_SPACE}([-+]?(?:[0-9]{{1,15}}(?:\.[0-9]{{0,24}})?|\.[0-9]{{1,24}})){_SPACE}$"
+_NUMBER = re.compile(NUMBER_TEXT)
+#: Magnitude a JSON number (or an already parsed value) must stay below: the text form's limit.
+NUMBER_LIMIT = 10**15
+NUMBER_WORDS = (
+    "a plain decimal number such as 80, -10 or 80.5 "
+    "(ASCII digits, at most 15 before the point; no exponent, underscore, hex, inf or nan)"
+)
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so an error message never echoes a whole payload."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}...{size}"
+
+
+def number_text(text: str) -> int | float:
+    """A number written as text (:data:`NUMBER_TEXT`): an int without a decimal point, else a float."""
+    match = _NUMBER.fullmatch(text)
+    if match is None:
+        raise ValueError(f"expected {NUMBER_WORDS}, got {shown(text)}")
+    literal = match[1]
+    return float(literal) if "." in literal else int(literal)
+
+
+def _number(value: object) -> int | float:
+    """The one number parser: every numeric field and every JSON number literal goes through it."""
     if isinstance(value, bool):  # JSON true is not 1 here: almost certainly the wrong field
         raise ValueError("expected a number, not true/false")
+    if isinstance(value, str):
+        return number_text(value)
     if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise ValueError(f"expected a number, got {value!r}") from None
-    else:
-        raise ValueError(f"expected a number, got {type(value).__name__}")
-    if not math.isfinite(number):
-        raise ValueError("expected a finite number")
-    return number
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        if abs(value) >= NUMBER_LIMIT:
+            raise ValueError(f"expected a number below {NUMBER_LIMIT:.0e} in size, got {shown(value)}")
+        return value
+    raise ValueError(f"expected a number, got {type(value).__name__}")
 
 
 def whole_number(value: object) -> int:
     """``80``, ``"80"``, ``80.0`` and ``"80.0"`` (a Home Assistant number entity) are 80; 80.5 is an error."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
     number = _number(value)
+    if isinstance(number, int):
+        return number
     if not number.is_integer():
-        raise ValueError(f"expected a whole number, got {value!r}")
+        raise ValueError(f"expected a whole number, got {shown(value)}")
     return int(number)
 
 
@@ -73,7 +114,7 @@ def rounded_number(value: object) -> int:
 
 
 def decimal_number(value: object) -> float:
-    return _number(value)
+    return float(_number(value))
 
 
 _ON = frozenset({"enable", "enabled", "on", "true", "1", "yes"})
@@ -88,15 +129,17 @@ def switch(value: object) -> bool:
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
-        word = value.strip().lower()
+        word = value.strip(ASCII_SPACE).lower()
         if word in _ON:
             return True
         if word in _OFF:
             return False
-    raise ValueError(f"expected {SWITCH_WORDS}, got {value!r}")
+    raise ValueError(f"expected {SWITCH_WORDS}, got {shown(value)}")
 
 
-_TIME = re.compile(r"^(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?$")
+#: A time of day as text (ASCII digits); also the JSON Schema pattern of time fields.
+TIME_TEXT = rf"^{_SPACE}([0-9]{{1,2}}):([0-9]{{2}})(?::([0-9]{{2}}))?{_SPACE}$"
+_TIME = re.compile(TIME_TEXT)
 TIME_WORDS = "a time of day HH:MM or HH:MM:SS, 00:00 to 23:59"
 
 
@@ -104,12 +147,12 @@ def slot_time(value: object) -> time:
     """``16:30`` or ``16:30:00`` (a Home Assistant select) as a time; seconds are dropped like GivTCP does."""
     if isinstance(value, time):
         return value.replace(second=0, microsecond=0)
-    match = _TIME.match(value.strip()) if isinstance(value, str) else None
+    match = _TIME.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        raise ValueError(f"expected {TIME_WORDS}, got {value!r}")
-    hour, minute, second = int(match["h"]), int(match["m"]), int(match["s"] or 0)
+        raise ValueError(f"expected {TIME_WORDS}, got {shown(value)}")
+    hour, minute, second = (int(group or 0) for group in match.groups())
     if hour > 23 or minute > 59 or second > 59:
-        raise ValueError(f"expected {TIME_WORDS}, got {value!r}")
+        raise ValueError(f"expected {TIME_WORDS}, got {shown(value)}")
     return time(hour, minute)
 
 
@@ -120,8 +163,8 @@ def date_time(value: object) -> datetime:
     """GivTCP's documented ``%d/%m/%Y %H:%M:%S``, or ISO-8601; an offset, when given, is kept."""
     if isinstance(value, datetime):
         return value
-    if isinstance(value, str):
-        text = value.strip()
+    if isinstance(value, str) and value.isascii():  # strptime's digits are Unicode ones, like int()'s
+        text = value.strip(ASCII_SPACE)
         for pattern in ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M"):
             try:
                 return datetime.strptime(text, pattern)
@@ -131,7 +174,7 @@ def date_time(value: object) -> datetime:
             return datetime.fromisoformat(text)
         except ValueError:
             pass
-    raise ValueError(f"expected {DATETIME_WORDS}, got {value!r}")
+    raise ValueError(f"expected {DATETIME_WORDS}, got {shown(value)}")
 
 
 def _squash(word: str) -> str:
@@ -152,7 +195,7 @@ def choice(options: Sequence[str], aliases: Mapping[str, str] | None = None) -> 
             value = str(value)
         if isinstance(value, str) and _squash(value) in table:
             return table[_squash(value)]
-        raise ValueError(f"expected one of {accepted}, got {value!r}")
+        raise ValueError(f"expected one of {accepted}, got {shown(value)}")
 
     return parse
 
@@ -197,7 +240,7 @@ def duration(value: object) -> int | str:
     if minutes == 0:
         return CANCEL
     if not 1 <= minutes <= MAX_DURATION_MINUTES:
-        raise ValueError(f"expected minutes 1-{MAX_DURATION_MINUTES} or Cancel, got {value!r}")
+        raise ValueError(f"expected minutes 1-{MAX_DURATION_MINUTES} or Cancel, got {shown(value)}")
     return minutes
 
 
@@ -462,8 +505,8 @@ def decode(payload: bytes | str | Mapping[str, Any] | None) -> Message:
     """Split a message into its form (object or raw) and its transaction.
 
     Raises :class:`CommandFailed` (``invalid_payload``) for anything over
-    :data:`MAX_PAYLOAD_BYTES`, bytes that are not UTF-8, broken JSON or a JSON value that is
-    neither an object nor a scalar.
+    :data:`MAX_PAYLOAD_BYTES`, bytes that are not UTF-8, broken JSON, a JSON number that is not
+    plain (:data:`NUMBER_TEXT`) or a JSON value that is neither an object nor a scalar.
     """
     if payload is None:
         return Message(None, None, None)
@@ -476,22 +519,28 @@ def decode(payload: bytes | str | Mapping[str, Any] | None) -> Message:
             ErrorCode.INVALID_PAYLOAD, f"payload is {len(raw_bytes)} bytes; at most {MAX_PAYLOAD_BYTES} are accepted"
         )
     try:
-        text = raw_bytes.decode("utf-8").strip()
+        text = raw_bytes.decode("utf-8").strip(ASCII_SPACE)
     except UnicodeDecodeError:
         raise CommandFailed(ErrorCode.INVALID_PAYLOAD, "payload is not UTF-8 text") from None
     if not text.startswith(("{", "[", '"')):
         return Message(None, text, None)
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_number, parse_float=_number, parse_constant=_json_constant)
     except json.JSONDecodeError as exc:
         raise CommandFailed(ErrorCode.INVALID_PAYLOAD, f"payload looks like JSON but does not parse: {exc}") from None
+    except ValueError as exc:  # a number literal the one number parser refuses (6e1, NaN, 30 digits)
+        raise CommandFailed(ErrorCode.INVALID_PAYLOAD, f"a number in the payload: {exc}") from None
     except RecursionError:  # "[[[[..." within the size limit is nested deeper than the parser goes
         raise CommandFailed(ErrorCode.INVALID_PAYLOAD, "payload JSON is nested too deeply") from None
     if isinstance(value, dict):
         return Message(value, None, _transaction(value))
     if isinstance(value, str):  # a quoted raw value, as some tools send it
-        return Message(None, value.strip(), None)
+        return Message(None, value.strip(ASCII_SPACE), None)
     raise CommandFailed(ErrorCode.INVALID_PAYLOAD, "a JSON payload must be an object with the command's keys")
+
+
+def _json_constant(name: str) -> float:
+    raise ValueError(f"expected a finite number, got {name}")
 
 
 def _transaction(document: dict[str, Any]) -> Transaction:

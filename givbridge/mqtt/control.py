@@ -7,9 +7,20 @@ often leave the serial out).
 
 Each message runs in its own task (the MQTT client starts one per handler call), so a slow
 command (a reboot waits minutes) never holds up another; the executor serialises commands to
-the same device. Every command gets exactly one answer, published without retain. A retained
-control message is refused with a warning: the broker would replay it on every reconnect and
-the inverter would be written again each time.
+the same device. Every command gets exactly one answer, published without retain.
+
+A malformed control topic (an extra or empty level, a serial or command level that is too long
+or has other characters, ``<root>/control/`` alone; see :mod:`givbridge.mqtt.topics`) is logged
+and answered with ``invalid_topic``, on ``<root>/bridge/response/<command>`` when its last level
+is a well-formed command name and on ``<root>/bridge/response/invalid_topic`` otherwise; its
+payload is never looked at beyond its ``transaction``. Response topics are only ever built from
+checked levels (:meth:`Topics.answer`), so publishing an answer cannot fail on its topic.
+
+A retained control message is refused with a warning and no answer. Under MQTT 3.1.1 the broker
+marks a message retained only when it replays it to a new subscription: a retained command
+published while givbridge was connected has already run and been answered, and answering each
+replay (one per reconnect, echoing the old transaction) would give that one command more answers
+that contradict its first.
 """
 
 from __future__ import annotations
@@ -17,15 +28,14 @@ from __future__ import annotations
 from givbridge.commands.access import MQTT
 from givbridge.commands.executor import CommandExecutor
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
+from givbridge.commands.schemas import decode
 from givbridge.log import get_logger
 from givbridge.mqtt.client import Message, MqttClient
-from givbridge.mqtt.topics import Topics
+from givbridge.mqtt.topics import BRIDGE_DEVICE, INVALID_TOPIC, InvalidTopic, Topics, quoted
 
 log = get_logger(__name__)
 
-#: The device level of the response topic when no inverter could be named (e.g. several are
-#: configured and the command left the serial out): ``<root>/bridge/response/<command>``.
-BRIDGE_DEVICE = "bridge"
+__all__ = ["BRIDGE_DEVICE", "ControlSubscriber", "publish_result"]
 
 
 def publish_result(mqtt: MqttClient, topics: Topics, result: CommandResult, device: str | None = None) -> bool:
@@ -34,9 +44,13 @@ def publish_result(mqtt: MqttClient, topics: Topics, result: CommandResult, devi
     ``device`` defaults to the serial the result is for, else the bridge. False (logged) when
     the broker connection is down and the answer could not be sent.
     """
-    topic = topics.response(device or result.serial or BRIDGE_DEVICE, result.command)
-    if mqtt.publish(topic, result.to_json(), retain=False, qos=1):
-        return True
+    topic = topics.answer(device or result.serial or BRIDGE_DEVICE, result.command)
+    try:
+        if mqtt.publish(topic, result.to_json(), retain=False, qos=1):
+            return True
+    except ValueError:  # the client refuses a topic it cannot send; answer() builds none, this is the last net
+        log.exception("a command's answer has a topic the client refuses", topic=quoted(topic))
+        return False
     log.warning("could not publish a command's answer (not connected)", topic=topic, command=result.command)
     return False
 
@@ -55,11 +69,11 @@ class ControlSubscriber:
 
     async def handle(self, message: Message) -> None:
         """Run one control message to its answer; never raises."""
-        parsed = self._topics.parse_control(message.topic)
-        if parsed is None:
-            log.warning("ignoring a control message on an unrecognised topic", topic=message.topic)
+        try:
+            serial, command = self._topics.parse_control(message.topic)
+        except InvalidTopic as invalid:
+            self._answer_invalid_topic(message, invalid)
             return
-        serial, command = parsed
         if message.retain:
             log.warning(
                 "ignoring a retained command: it would run again on every reconnect; publish it without retain "
@@ -73,3 +87,21 @@ class ControlSubscriber:
             log.exception("control handler failed", topic=message.topic)
             result = CommandResult.failure(command, None, serial, CommandFailed(ErrorCode.INTERNAL, repr(exc)))
         publish_result(self._mqtt, self._topics, result, result.serial or serial)
+
+    def _answer_invalid_topic(self, message: Message, invalid: InvalidTopic) -> None:
+        log.warning(
+            "refusing a control message on a malformed topic",
+            topic=quoted(message.topic),
+            topic_bytes=len(message.topic.encode("utf-8")),
+            reason=invalid.reason,
+            retained=message.retain,
+        )
+        if message.retain:
+            return  # a replay, like any retained command (see the module docstring)
+        try:
+            transaction = decode(message.payload).transaction
+        except CommandFailed:
+            transaction = None
+        failure = CommandFailed(ErrorCode.INVALID_TOPIC, f"{invalid.reason}; nothing was run")
+        result = CommandResult.failure(invalid.command or INVALID_TOPIC, transaction, None, failure)
+        publish_result(self._mqtt, self._topics, result, BRIDGE_DEVICE)

@@ -6,14 +6,48 @@ GivTCP-compatible state: ``<root>/<serial>/<Group>/<Sub>/<Name>`` (e.g.
 ``<root>/<serial>/availability``; commands at ``<root>/control/<serial>/<command>`` (and
 ``<root>/control/<command>`` when one inverter is configured), answered on
 ``<root>/<serial>/response/<command>``.
+
+A control topic's levels are checked before anything else (:meth:`Topics.parse_control`): a
+command level is a letter then up to 63 letters, digits or ``_`` (every registered name is
+camelCase ASCII); a serial level is 1-32 letters, digits, ``-`` or ``_``; and there are one
+or two levels after ``<root>/control/``. Anything else (``<root>/control/a/b/c``, an empty
+level, ``<root>/control/`` itself, a 65,535-byte level) raises :class:`InvalidTopic`, which the
+control subscriber answers with ``invalid_topic`` on a response topic built only from checked
+parts: ``<root>/bridge/response/<command>`` when the last level is a well-formed command name,
+else ``<root>/bridge/response/invalid_topic``. A response topic is always far below MQTT's
+65,535-byte limit, so publishing the answer cannot fail on it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ONLINE = "online"
 OFFLINE = "offline"
+
+#: The device level of a response when no device could be named: ``<root>/bridge/response/<command>``.
+BRIDGE_DEVICE = "bridge"
+#: The command level of the answer to a control topic whose command could not be read.
+INVALID_TOPIC = "invalid_topic"
+COMMAND_LEVEL = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+SERIAL_LEVEL = re.compile(r"[A-Za-z0-9_-]{1,32}")
+#: How much of a bad topic a log line or an answer quotes.
+QUOTED = 80
+
+
+def quoted(topic: str) -> str:
+    """``topic`` for a log line or a message: at most :data:`QUOTED` characters, its length said when cut."""
+    return topic if len(topic) <= QUOTED else f"{topic[:QUOTED]}... ({len(topic)} characters)"
+
+
+class InvalidTopic(ValueError):
+    """A control topic that cannot name a command; ``command`` is its last level when that is well formed."""
+
+    def __init__(self, reason: str, command: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.command = command
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +86,41 @@ class Topics:
     def response(self, serial: str, command: str) -> str:
         return f"{self.root}/{serial}/response/{command}"
 
-    def parse_control(self, topic: str) -> tuple[str | None, str] | None:
-        """``(serial or None, command)`` for a control topic, else None."""
+    def parse_control(self, topic: str) -> tuple[str | None, str]:
+        """``(serial or None, command)`` for a control topic; :class:`InvalidTopic` saying why not."""
         prefix = f"{self.root}/control/"
-        if not topic.startswith(prefix):
-            return None
-        parts = topic[len(prefix) :].split("/")
-        if len(parts) == 1 and parts[0]:
-            return None, parts[0]
-        if len(parts) == 2 and all(parts):
-            return parts[0], parts[1]
-        return None
+        levels = topic[len(prefix) :].split("/") if topic.startswith(prefix) else []
+        last = levels[-1] if levels else ""
+        command = last if COMMAND_LEVEL.fullmatch(last) else None
+        expected = f"expected {prefix}<serial>/<command> or {prefix}<command>"
+        if not levels or not any(levels):
+            raise InvalidTopic(f"the topic names no command; {expected}", None)
+        if len(levels) > 2 or not all(levels):
+            shape = "an empty level" if len(levels) <= 2 else f"{len(levels)} levels after {prefix}"
+            raise InvalidTopic(f"the topic has {shape}; {expected}", command)
+        if command is None:
+            raise InvalidTopic(
+                f"the command level {quoted(last)!r} is not a command name (a letter, then up to 63 letters, "
+                "digits or _)",
+                None,
+            )
+        if len(levels) == 1:
+            return None, command
+        serial = levels[0]
+        if not SERIAL_LEVEL.fullmatch(serial):
+            raise InvalidTopic(
+                f"the serial level {quoted(serial)!r} is not a serial (1 to 32 letters, digits, - or _)", command
+            )
+        return serial, command
+
+    def answer(self, device: str | None, command: str) -> str:
+        """The response topic for a command's answer, built only from well-formed levels.
+
+        ``device`` (a serial) and ``command`` are used when they pass the control topic's level
+        checks; otherwise the answer goes to the bridge device, and to :data:`INVALID_TOPIC`.
+        """
+        if not COMMAND_LEVEL.fullmatch(command):
+            return self.response(BRIDGE_DEVICE, INVALID_TOPIC)
+        if device is None or not (device == BRIDGE_DEVICE or SERIAL_LEVEL.fullmatch(device)):
+            return self.response(BRIDGE_DEVICE, command)
+        return self.response(device, command)

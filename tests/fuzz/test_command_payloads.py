@@ -32,7 +32,7 @@ from givbridge.commands.registry import REGISTRY
 from givbridge.commands.results import CommandResult, ErrorCode
 from givbridge.commands.schemas import MAX_PAYLOAD_BYTES
 from givbridge.commands.spec import Command
-from givbridge.mqtt.topics import Topics
+from givbridge.mqtt.topics import InvalidTopic, Topics
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from tests.brokers import Broker
 from tests.integration.bridge_helpers import bridge_settings, fast_clock, first_snapshot
@@ -199,9 +199,11 @@ async def test_commands_for_another_serial_write_nothing(target: Target, serial:
     assert result.code is ErrorCode.UNKNOWN_INVERTER, result.document()
 
 
-@given(topic=st.text(max_size=60))
-async def test_any_control_topic_parses_to_a_command_or_nothing(topic: str) -> None:
-    parsed = Topics("GivEnergy").parse_control(topic)
-    if parsed is not None:
-        serial, command = parsed
+@given(topic=st.one_of(st.text(max_size=60), st.text(max_size=60).map(lambda tail: f"GivEnergy/control/{tail}")))
+async def test_any_control_topic_parses_to_a_command_or_says_why(topic: str) -> None:
+    try:
+        serial, command = Topics("GivEnergy").parse_control(topic)
+    except InvalidTopic as invalid:
+        assert invalid.reason and (invalid.command is None or "/" not in invalid.command)
+    else:
         assert command and "/" not in command and (serial is None or (serial and "/" not in serial))

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.results import CommandFailed, ErrorCode
 from givbridge.commands.schemas import (
     CANCEL,
     MAX_PAYLOAD_BYTES,
+    NUMBER_TEXT,
     DurationPayload,
     PauseModePayload,
     date_time,
+    decimal_number,
     decode,
     duration,
+    number_text,
+    rounded_number,
     slot_time,
     switch,
     whole_number,
@@ -24,15 +32,108 @@ from givbridge.commands.schemas import (
 from tests.unit.commands.helpers import command
 
 
-@pytest.mark.parametrize("value", [80, "80", 80.0, "80.0", " 80 ", "8e1"])
+@pytest.mark.parametrize("value", [80, "80", 80.0, "80.0", " 80 ", "\t80\n", "+80", "80.", "80.000"])
 def test_whole_numbers_accept_home_assistant_floats(value: object) -> None:
     assert whole_number(value) == 80
 
 
-@pytest.mark.parametrize("value", [80.5, "80.5", True, "abc", "", None, "nan", "inf", [80]])
+# "8e1" was accepted as 80 until the parser became strict: Python's float() takes it, users do not write it.
+LOOSE_NUMBERS = [
+    *("8e1", "6e1", "1e3", "1E2", "80e0", "1_0_0", "8_0", "0x50", "0o17", "0b1", "inf", "-inf", "Infinity", "nan"),
+    *("\uff18\uff10", "\u0668\u0660", "\u06f8\u06f0", "\u0968\u0966", "8\u0660", "\U0001d7ea\U0001d7e2"),
+    *("\u300080", "80\u00a0", "80\u2003", "1" * 16, "0." + "1" * 25, "- 80", "80-", "8 0", "80..0", ".", "+", ""),
+    *("\u00bd", "\u2155", "\u00b2", "80%", "80W", "1,5"),
+]
+
+
+@pytest.mark.parametrize("value", [80.5, "80.5", True, False, "abc", None, [80], *LOOSE_NUMBERS])
 def test_whole_numbers_refuse_the_rest(value: object) -> None:
     with pytest.raises(ValueError):
         whole_number(value)
+
+
+@pytest.mark.parametrize("value", LOOSE_NUMBERS)
+def test_loose_numbers_are_refused_by_every_number_parser(value: str) -> None:
+    for parse in (number_text, whole_number, rounded_number, decimal_number, duration):
+        with pytest.raises(ValueError, match="plain decimal number"):
+            parse(value)
+
+
+@pytest.mark.parametrize(
+    "value", [math.nan, math.inf, -math.inf, 1e15, -1e15, 10**15, -(10**15), 10**400, 1e300, "9" * 16]
+)
+def test_numbers_that_are_not_finite_or_absurdly_large_are_refused(value: object) -> None:
+    for parse in (whole_number, rounded_number, decimal_number):
+        with pytest.raises(ValueError):
+            parse(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("80", 80), ("-10", -10), ("+3", 3), ("80.5", 80.5), (" 80.0 ", 80.0), (".5", 0.5), ("-0", 0)],
+)
+def test_number_text_is_an_int_without_a_point_and_a_float_with_one(text: str, expected: float) -> None:
+    parsed = number_text(text)
+    assert parsed == expected
+    assert isinstance(parsed, float) is ("." in text)
+
+
+def test_decimals_and_rounding_use_the_same_parser() -> None:
+    assert decimal_number("20.5") == 20.5
+    assert decimal_number(-10) == -10.0
+    assert rounded_number("2500.4") == 2500
+    assert rounded_number(" 2499.6 ") == 2500
+
+
+#: What an accepted number looks like: ASCII whitespace, an optional sign, ASCII digits and at most one point.
+PLAIN = re.compile(r"[ \t\n\r\f\v]*[-+]?[0-9]*\.?[0-9]*[ \t\n\r\f\v]*")
+NUMBERISH = st.text(
+    alphabet=st.one_of(
+        st.sampled_from("0123456789.+-_eExXbo \t\n"),
+        st.characters(categories=["Nd", "No", "Zs"]),  # every script's digits, fractions, spaces
+    ),
+    max_size=24,
+)
+
+
+@given(text=st.one_of(NUMBERISH, st.from_regex(NUMBER_TEXT, fullmatch=True), st.text(max_size=24)))
+def test_every_accepted_number_is_plain_ascii_and_round_trips(text: str) -> None:
+    try:
+        number = number_text(text)
+    except ValueError:
+        return
+    assert text.isascii() and PLAIN.fullmatch(text), text
+    assert "_" not in text and "e" not in text.lower()
+    assert number == float(text.strip())  # exactly what the digits say
+
+
+@given(number=st.integers(-(10**15) + 1, 10**15 - 1))
+def test_every_integer_as_text_and_as_json_is_itself(number: int) -> None:
+    assert number_text(str(number)) == number
+    assert whole_number(number) == number
+    assert decode(f'{{"value": {number}}}').object == {"value": number}
+
+
+@given(number=st.floats(min_value=-1e14, max_value=1e14).filter(lambda f: "e" not in repr(f)))
+def test_every_float_written_plainly_is_itself(number: float) -> None:
+    assert number_text(repr(number)) == number
+    assert decimal_number(repr(number)) == number
+
+
+@given(
+    digits=st.text(alphabet="0123456789", min_size=2, max_size=8),
+    cut=st.integers(1, 7),
+    spoiler=st.one_of(
+        st.just("_"),
+        st.sampled_from(["e", "E", "e+", "e-"]).map(lambda e: e + "1"),
+        st.characters(categories=["Nd"]).filter(lambda c: not c.isascii()),
+    ),
+)
+def test_underscores_exponents_and_unicode_digits_are_always_refused(digits: str, cut: int, spoiler: str) -> None:
+    cut = min(cut, len(digits) - 1)
+    text = digits[:cut] + spoiler + digits[cut:] if not spoiler.startswith(("e", "E")) else digits + spoiler
+    with pytest.raises(ValueError, match="plain decimal number"):
+        number_text(text)
 
 
 @pytest.mark.parametrize("word", ["enable", "Enabled", "ON", "true", "1", 1, True, "yes"])
@@ -66,7 +167,13 @@ def test_slot_times(text: str, expected: time) -> None:
     assert slot_time(text) == expected
 
 
-@pytest.mark.parametrize("text", ["24:00", "24:61", "16:60", "9", "1630", "16:3", "16:30:60", "", "noon", 1630])
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("24:00", "24:61", "16:60", "9", "1630", "16:3", "16:30:60", "", "noon", 1630, "16:30\n:00"),
+        *("\uff11\uff16:\uff13\uff10", "1\u0666:30", "16:\u0663\u0660", "\u300016:30", "+16:30", "16:30:0_0"),
+    ],
+)
 def test_slot_times_refuse_what_is_not_a_time_of_day(text: object) -> None:
     with pytest.raises(ValueError, match="HH:MM"):
         slot_time(text)
@@ -77,7 +184,8 @@ def test_date_times_in_givtcps_format_and_iso() -> None:
     assert date_time("2024-05-01T16:30:05") == datetime(2024, 5, 1, 16, 30, 5)
     aware = date_time("2024-05-01T16:30:05+02:00")
     assert aware.utcoffset() == timedelta(hours=2)
-    for bad in ("31/02/2024 10:00:00", "2024-13-01T00:00:00", "yesterday", ""):
+    unicode_digits = ("1\uff15/05/2024 16:30:00", "2024-05-0\u0661T16:30:00", "01/05/2024 1\u0666:30:00")
+    for bad in ("31/02/2024 10:00:00", "2024-13-01T00:00:00", "yesterday", "", *unicode_digits):
         with pytest.raises(ValueError, match="DD/MM/YYYY"):
             date_time(bad)
 
@@ -108,9 +216,22 @@ def test_durations(given: object, expected: object) -> None:
     assert DurationPayload.model_validate({"duration": given}).duration == expected
 
 
-def test_duration_limits() -> None:
+@pytest.mark.parametrize(
+    "given", [1441, "1441", 1441.0, "1440.5", -1, "-30", 10**6, "1e3", "6e1", "\uff16\uff10", True]
+)
+def test_duration_limits(given: object) -> None:
     with pytest.raises(ValueError):
-        duration(1441)
+        duration(given)
+
+
+def test_the_documented_maximum_holds_for_every_form() -> None:
+    assert _parse("forceCharge", "1440") == {"duration": 1440}
+    assert _parse("forceCharge", {"duration": 1440.0}) == {"duration": 1440}
+    for name in ("forceCharge", "forceExport", "tempPauseCharge", "tempPauseDischarge"):
+        for payload in ("1441", '{"duration": 1441}', '{"duration": "1441"}', "1e3", '{"duration": 1e3}'):
+            with pytest.raises(CommandFailed) as failed:
+                parse_payload(command(name), decode(payload))
+            assert failed.value.code is ErrorCode.INVALID_PAYLOAD, (name, payload)
 
 
 # --- messages ---------------------------------------------------------------------------------
@@ -137,6 +258,14 @@ def test_raw_and_json_forms_and_transaction() -> None:
         "[80]",  # JSON, but not an object
         '{"chargeToPercent": 80, "transaction": true}',
         '{"chargeToPercent": 80, "transaction": {"id": 1}}',
+        '{"chargeToPercent": 6e1}',  # JSON numbers are written plainly too
+        '{"chargeToPercent": 8E1}',
+        '{"chargeToPercent": 80.0e0}',
+        '{"chargeToPercent": NaN}',
+        '{"chargeToPercent": Infinity}',
+        '{"chargeToPercent": -Infinity}',
+        '{"chargeToPercent": 1' + "0" * 20 + "}",
+        '{"chargeToPercent": 80, "transaction": 1e3}',
     ],
 )
 def test_messages_refused_before_parsing(payload: str | bytes) -> None:
@@ -192,6 +321,16 @@ def test_buttons_ignore_their_payload() -> None:
         ("settings", "debug", "takes a JSON object"),
         ("setBatteryMode", "Export (Paused)", "expected one of"),
         ("setChargeRate", "-5", "greater than or equal to 0"),
+        ("setChargeTarget", "1_0_0", "plain decimal number"),
+        ("setChargeTarget", "\uff16\uff10", "plain decimal number"),
+        ("setChargeTarget", "\u0666\u0660", "plain decimal number"),
+        ("setChargeTarget", "6e1", "plain decimal number"),
+        ("setChargeTarget", {"chargeToPercent": "0x50"}, "plain decimal number"),
+        ("setChargeTarget", {"chargeToPercent": math.nan}, "finite"),
+        ("setBatteryReserve", "\u300020", "plain decimal number"),
+        ("forceCharge", "1e3", "plain decimal number"),
+        ("setChargeRate", "inf", "plain decimal number"),
+        ("setChargeTarget", "8" * 400, "(400 characters)"),  # the message does not echo the whole payload
     ],
 )
 def test_invalid_payloads_say_what_is_accepted(name: str, payload: Any, says: str) -> None:

@@ -1,0 +1,98 @@
+"""Control topics: which shapes name a command, why the others do not, and where each is answered."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from givbridge.commands.registry import REGISTRY
+from givbridge.mqtt.topics import BRIDGE_DEVICE, COMMAND_LEVEL, INVALID_TOPIC, SERIAL_LEVEL, InvalidTopic, Topics
+
+TOPICS = Topics("GivEnergy")
+#: MQTT's limit on a topic, in bytes: no response topic may come near it.
+MQTT_TOPIC_LIMIT = 65_535
+ANSWER_LIMIT = len(TOPICS.response("x" * 32, "x" * 64))
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [
+        ("GivEnergy/control/SA1234G567/setChargeTarget", ("SA1234G567", "setChargeTarget")),
+        ("GivEnergy/control/setChargeTarget", (None, "setChargeTarget")),
+        ("GivEnergy/control/GE2239EVC01/setChargeControl", ("GE2239EVC01", "setChargeControl")),
+        ("GivEnergy/control/sa1234g567/bogus", ("sa1234g567", "bogus")),  # the executor says unknown_command
+    ],
+)
+def test_well_formed_control_topics(topic: str, expected: tuple[str | None, str]) -> None:
+    assert TOPICS.parse_control(topic) == expected
+
+
+def test_every_registered_command_name_is_a_well_formed_level() -> None:
+    assert all(COMMAND_LEVEL.fullmatch(name) for name in REGISTRY.names)
+
+
+@pytest.mark.parametrize(
+    ("topic", "command", "says"),
+    [
+        ("GivEnergy/control", None, "names no command"),
+        ("GivEnergy/control/", None, "names no command"),
+        ("GivEnergy/control//", None, "names no command"),
+        ("GivEnergy/control/a/b/c", "c", "3 levels"),
+        ("GivEnergy/control/SA1234G567/setChargeTarget/extra", "extra", "3 levels"),
+        ("GivEnergy/control//setChargeTarget", "setChargeTarget", "an empty level"),
+        ("GivEnergy/control/SA1234G567/", None, "an empty level"),
+        ("GivEnergy/control/SA1234G567/set Charge", None, "not a command name"),
+        ("GivEnergy/control/SA1234G567/1setChargeTarget", None, "not a command name"),
+        ("GivEnergy/control/SA1234G567/setChargeTärget", None, "not a command name"),
+        ("GivEnergy/control/" + "x" * 65, None, "not a command name"),
+        ("GivEnergy/control/SA 1234/setChargeTarget", "setChargeTarget", "not a serial"),
+        ("GivEnergy/control/" + "S" * 33 + "/setChargeTarget", "setChargeTarget", "not a serial"),
+        ("GivEnergy/control/" + "x" * 65_000, None, "(65000 characters)"),
+    ],
+)
+def test_malformed_control_topics_say_why_and_keep_a_well_formed_command(
+    topic: str, command: str | None, says: str
+) -> None:
+    with pytest.raises(InvalidTopic) as invalid:
+        TOPICS.parse_control(topic)
+    assert invalid.value.command == command
+    assert says in invalid.value.reason
+    assert len(invalid.value.reason) < 300  # quotes at most a bit of the topic
+
+
+def test_answers_go_to_well_formed_topics_only() -> None:
+    assert TOPICS.answer("SA1234G567", "setChargeTarget") == "GivEnergy/SA1234G567/response/setChargeTarget"
+    assert TOPICS.answer(BRIDGE_DEVICE, "restart") == "GivEnergy/bridge/response/restart"
+    assert TOPICS.answer(None, "setChargeTarget") == "GivEnergy/bridge/response/setChargeTarget"
+    assert TOPICS.answer("S" * 65_000, "setChargeTarget") == "GivEnergy/bridge/response/setChargeTarget"
+    assert TOPICS.answer("SA1234G567", "x" * 65_000) == f"GivEnergy/bridge/response/{INVALID_TOPIC}"
+    assert TOPICS.answer("SA1234G567", "a/b") == f"GivEnergy/bridge/response/{INVALID_TOPIC}"
+    assert TOPICS.answer("SA1234G567", "#") == f"GivEnergy/bridge/response/{INVALID_TOPIC}"
+
+
+LEVEL = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", "SA1234G567", "setChargeTarget", "x" * 70, "+", "#", "a b"]),
+    st.text(alphabet="abcXYZ019_-", min_size=1, max_size=70),
+)
+
+
+@given(levels=st.lists(LEVEL, max_size=4), device=st.one_of(st.none(), LEVEL))
+def test_any_control_topic_parses_or_says_why_and_its_answer_topic_is_well_formed(
+    levels: list[str], device: str | None
+) -> None:
+    topic = "GivEnergy/control/" + "/".join(levels)
+    try:
+        serial, command = TOPICS.parse_control(topic)
+    except InvalidTopic as invalid:
+        assert invalid.reason
+        answer = TOPICS.answer(BRIDGE_DEVICE, invalid.command or INVALID_TOPIC)
+    else:
+        assert COMMAND_LEVEL.fullmatch(command)
+        assert serial is None or SERIAL_LEVEL.fullmatch(serial)
+        answer = TOPICS.answer(serial or device, command)
+    levels_of_answer = answer.split("/")
+    assert len(levels_of_answer) == 4 and levels_of_answer[0] == "GivEnergy" and levels_of_answer[2] == "response"
+    assert "+" not in answer and "#" not in answer and answer.isascii()
+    assert len(answer.encode()) <= ANSWER_LIMIT < MQTT_TOPIC_LIMIT
