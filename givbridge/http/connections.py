@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Protocol
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from givbridge.http.access import client_address
 from givbridge.log import get_logger
 
 log = get_logger(__name__)
@@ -125,7 +126,8 @@ class GuardedH11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        client = str(client_address(host) or host or "unknown")  # ::ffff:a.b.c.d counts as a.b.c.d
         if not self.guard.opened(self, client):
             log.warning("HTTP connection refused: every connection is busy", client=client)
             transport.abort()

@@ -157,6 +157,9 @@ class HttpServer:
             inverter_ports=self.inverter_ports or None,
             token=bool(http.token),
             trusted_networks=[str(n) for n in http.trusted_networks] or None,
+            cors_origins=http.cors_origins or None,
+            idle_timeout=http.idle_timeout,
+            max_connections_per_client=http.max_connections_per_client,
         )
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:  # noqa: ASYNC109 (the shutdown budget)
