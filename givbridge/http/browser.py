@@ -20,13 +20,22 @@ affected; they only need to send their body as ``application/json``, as Predbat 
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-from givbridge.http.access import Refusal
+from dataclasses import dataclass
+from typing import Literal
 
 #: The one media type a request body may have (parameters such as ``charset`` are fine).
 JSON_TYPE = "application/json"
 #: Fetch sites that mean "another page asked for this".
 _FOREIGN_SITES = frozenset({"cross-site", "same-site"})
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request that would change something is refused: 403 (a foreign page) or 415 (its body type)."""
+
+    status: Literal[403, 415]
+    code: Literal["cross_origin", "unsupported_media_type"]
+    message: str
 
 
 class BrowserGuard:

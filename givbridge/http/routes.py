@@ -37,7 +37,7 @@ from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.spec import Command
 from givbridge.config import Settings
 from givbridge.health import HealthWriter, evaluate
-from givbridge.http import openapi
+from givbridge.http import browser, openapi
 from givbridge.http.access import AccessPolicy, Refusal, is_data_read, needs_permission
 from givbridge.http.browser import JSON_TYPE, BrowserGuard, body_type_refusal, media_type
 from givbridge.http.endpoints import (
@@ -151,8 +151,8 @@ class Handlers:
         changes = request.method == "POST"  # every command served by POST changes something
         if changes and (refused := self.browsers.check(*_browser_headers(request))) is not None:
             return self._refusal(request, refused, name)
-        if needs_permission(command) and (refused := self._refused(request)) is not None:
-            return self._refusal(request, refused, name)
+        if needs_permission(command) and (denied := self._refused(request)) is not None:
+            return self._refusal(request, denied, name)
         content_type = request.headers.get("content-type")
         if changes and media_type(content_type) and (refused := body_type_refusal(content_type, has_body=True)):
             return self._refusal(request, refused, name)  # a declared type that cannot do: refused unread
@@ -243,7 +243,7 @@ class Handlers:
     def _refused(self, request: Request) -> Refusal | None:
         return self.policy.check(_client(request), request.headers.get("authorization"))
 
-    def _refusal(self, request: Request, refused: Refusal, name: str | None) -> Response:
+    def _refusal(self, request: Request, refused: Refusal | browser.Refusal, name: str | None) -> Response:
         log.warning("HTTP request refused", path=request.url.path, client=_client(request), why=refused.message)
         headers = {"WWW-Authenticate": 'Bearer realm="givbridge"'} if refused.status == 401 else None
         return Answer(error_document(refused.code, refused.message, name), status_code=refused.status, headers=headers)
