@@ -247,8 +247,36 @@ class HttpSettings(_Section):
     )
     max_body_bytes: int = Field(4096, ge=256, le=1_048_576)
     cors_origins: list[str] = Field(
-        default_factory=list, description="browser origins allowed to call the shim (CORS); none by default"
+        default_factory=list,
+        description="browser origins (scheme://host[:port]) allowed to call the shim, writes included; none by "
+        "default, and a page from any other origin cannot change anything",
     )
+    idle_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="seconds a connection may take to send a whole request, and may stay open between requests",
+    )
+    max_connections_per_client: int = Field(
+        8, ge=1, le=1024, description="open connections per client address; a new one closes that client's oldest idle"
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        # An origin is compared with the browser's Origin header as text, so it is kept in the form
+        # browsers send (lower case, no path). A wildcard would let any web page change the inverter.
+        normalised: list[str] = []
+        for origin in origins:
+            text = origin.strip().lower().rstrip("/")
+            scheme, _, rest = text.partition("://")
+            if scheme not in ("http", "https") or not rest or any(c in rest for c in "/?#*@ "):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write each one as scheme://host[:port], "
+                    "e.g. http://homeassistant.local:8123 (no wildcard, no path)"
+                )
+            normalised.append(text)
+        return normalised
 
 
 class EvcSettings(_Section):

@@ -308,7 +308,6 @@ COMMANDS: tuple[Command, ...] = (
         summary="Reboot the inverter (HR163 = 100); answers once it has gone away and answers again.",
         action=reboot,
         aliases=("rebootInverter",),
-        method="GET",
         applies=dev.applies("inverters", registers=dev.fixed_registers(dev.REBOOT)),
         notes="Broken in GivTCP (REST: HTTP 500; MQTT rebootInverter: no such function). Bounded by "
         f"{REBOOT_TIMEOUT:.0f} s, after which it answers unreachable.",
@@ -318,7 +317,6 @@ COMMANDS: tuple[Command, ...] = (
         summary="Restart givbridge's device connections in-process; answers once every device is back.",
         action=restart,
         aliases=("rebootAddon",),
-        method="GET",
         target="bridge",
         writes=False,
         notes="GivTCP restarted its add-on through the Supervisor (and its MQTT form raised a TypeError). "

@@ -10,6 +10,11 @@ Two faces, as GivTCP had:
 
 Both serve ``/health``, ``/api``, ``/settings`` (GET) and ``/openapi.json``. Every command name
 and alias in the registry is a route; a command added to the registry is served at once.
+
+Only reads of device data are served by GET. Every other command changes something (a register,
+the bridge's connections, its log level, its settings) and is served by POST alone, even where
+GivTCP also took GET (``reboot``, ``restart``): a GET is what a link, an image tag or a
+prefetching browser sends without anyone asking for a change.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from givbridge.commands.access import is_data_read
 from givbridge.commands.registry import REGISTRY
 from givbridge.commands.spec import Command
 
@@ -48,6 +54,11 @@ class Endpoint:
         return self.path.replace(f"{{{INVERTER_PARAM}:int}}", f"{{{INVERTER_PARAM}}}")
 
 
+def http_method(command: Command) -> Literal["GET", "POST"]:
+    """The one HTTP method a command is served by: GET for a read of device data, POST for the rest."""
+    return "GET" if is_data_read(command) else "POST"
+
+
 def _common() -> list[Endpoint]:
     return [
         Endpoint(HEALTH_PATH, "GET", "health"),
@@ -59,7 +70,7 @@ def _common() -> list[Endpoint]:
 
 def _commands(commands: Iterable[Command], prefix: str, per_inverter: bool) -> list[Endpoint]:
     return [
-        Endpoint(f"{prefix}/{name}", command.method, "command", command, name, per_inverter)
+        Endpoint(f"{prefix}/{name}", http_method(command), "command", command, name, per_inverter)
         for command in commands
         for name in command.names
     ]

@@ -2,7 +2,8 @@
 
 Request bodies are the commands' accepted inputs (:func:`givbridge.commands.docs.input_schema`:
 JSON objects with GivTCP's keys, values as strings or numbers, or for commands that take one
-value, that value as plain text). Responses list every status the handler can answer with, so
+value, that value alone), always sent as ``application/json``: other types are refused (415)
+because web pages can send them without a CORS preflight. Responses list every status the handler can answer with, so
 a client (or a fuzzer) can tell a documented refusal from a fault.
 """
 
@@ -17,10 +18,10 @@ from givbridge.commands.access import is_data_read, needs_permission
 from givbridge.commands.results import HTTP_OK, HTTP_STATUS, ErrorCode
 from givbridge.commands.schemas import NoPayload
 from givbridge.commands.spec import Command
+from givbridge.http.browser import JSON_TYPE
 from givbridge.http.endpoints import INVERTER_PARAM, Endpoint
 
-JSON = "application/json"
-TEXT = "text/plain"
+JSON = JSON_TYPE
 BEARER = "bearer"
 
 _ANSWER = {"$ref": "#/components/schemas/Answer"}
@@ -86,7 +87,12 @@ _RESPONSES: dict[str, dict[str, Any]] = {
     ErrorCode.UNREACHABLE.value: _json(_ANSWER, "the inverter is unreachable, or did not answer in time"),
     "too_large": _json(_ANSWER, "the body is larger than http.max_body_bytes"),
     "unauthorized": _json(_ANSWER, "no token, or the wrong one"),
-    "forbidden": _json(_ANSWER, "no http.token is set and the client is not in http.trusted_networks"),
+    "forbidden": _json(
+        _ANSWER,
+        "no http.token is set and the client is not in http.trusted_networks, or (cross_origin) a web page "
+        "whose origin is not in http.cors_origins asked for a change",
+    ),
+    "unsupported_media_type": _json(_ANSWER, "the body was not sent as application/json; nothing was changed"),
 }
 COMPONENTS["responses"] = _RESPONSES
 
@@ -97,16 +103,15 @@ def _ref(response: str) -> dict[str, str]:
 
 
 def _request_body(command: Command) -> dict[str, Any]:
-    content: dict[str, Any] = {JSON: {"schema": docs.input_schema(command)}}
+    schema = docs.input_schema(command)
+    if command.raw_field is not None:
+        alone = {"type": ["string", "number"], "description": f"the {command.raw_field} value alone"}
+        schema = {"oneOf": [schema, alone]}
+    body: dict[str, Any] = {"schema": schema}
     example = docs.example_object(command)
     if example:
-        content[JSON]["example"] = example
-    raw = docs.raw_example(command)
-    if command.raw_field is not None:
-        content[TEXT] = {"schema": {"type": "string", "description": f"the {command.raw_field} value alone"}}
-        if raw is not None:
-            content[TEXT]["example"] = raw
-    return {"required": not issubclass(command.payload, NoPayload), "content": content}
+        body["example"] = example
+    return {"required": not issubclass(command.payload, NoPayload), "content": {JSON: body}}
 
 
 def _command_responses(endpoint: Endpoint) -> dict[str, Any]:
@@ -122,6 +127,7 @@ def _command_responses(endpoint: Endpoint) -> dict[str, Any]:
         responses.setdefault(str(HTTP_STATUS[code]), _ref(code.value))
     if endpoint.method == "POST":
         responses["413"] = _ref("too_large")
+        responses["415"] = _ref("unsupported_media_type")
     return dict(sorted(responses.items()))
 
 

@@ -7,8 +7,9 @@ invalid payload, 404 unknown inverter, 409 unsupported on the model, 423 read-on
 inverter did not confirm, 504 unreachable). The body is that result document plus GivTCP's
 ``result`` text for its older clients; ``readData``, ``getCache`` and ``runAll`` answer with
 GivTCP's JSON tree itself, which is what Predbat parses. Before the executor, the shim adds
-only what HTTP needs: permission (:mod:`~givbridge.commands.access`), the inverter number, and the
-body size cap (413).
+only what HTTP needs: refusing web pages (:mod:`~givbridge.http.browser`: 403 for a foreign
+origin, 415 for a body that is not JSON), permission (:mod:`~givbridge.commands.access`), the
+inverter number, and the body size cap (413).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -37,8 +38,16 @@ from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.spec import Command
 from givbridge.config import Settings
 from givbridge.health import HealthWriter, evaluate
-from givbridge.http import openapi
-from givbridge.http.endpoints import INVERTER_PARAM, REST_PREFIX, Endpoint, inverter_endpoints, main_endpoints
+from givbridge.http import browser, openapi
+from givbridge.http.browser import JSON_TYPE, BrowserGuard, body_type_refusal, media_type
+from givbridge.http.endpoints import (
+    INVERTER_PARAM,
+    REST_PREFIX,
+    Endpoint,
+    http_method,
+    inverter_endpoints,
+    main_endpoints,
+)
 from givbridge.log import get_logger
 
 log = get_logger(__name__)
@@ -121,6 +130,7 @@ class Handlers:
         self.services = services
         http = services.settings.http
         self.policy = AccessPolicy(http.token, http.trusted_networks)
+        self.browsers = BrowserGuard(http.cors_origins)
         self.max_body = http.max_body_bytes
         self.api_document = _api_document(services.registry)
 
@@ -138,8 +148,14 @@ class Handlers:
         return handle
 
     async def run(self, request: Request, command: Command, name: str, number: int | None) -> Response:
-        if needs_permission(command) and (refused := self._refused(request)) is not None:
+        changes = request.method == "POST"  # every command served by POST changes something
+        if changes and (refused := self.browsers.check(*_browser_headers(request))) is not None:
             return self._refusal(request, refused, name)
+        if needs_permission(command) and (denied := self._refused(request)) is not None:
+            return self._refusal(request, denied, name)
+        content_type = request.headers.get("content-type")
+        if changes and media_type(content_type) and (refused := body_type_refusal(content_type, has_body=True)):
+            return self._refusal(request, refused, name)  # a declared type that cannot do: refused unread
         serial: str | None = None
         if number is not None:
             runners = self.services.runners
@@ -158,13 +174,18 @@ class Handlers:
                     )
                     return self._result(command, CommandResult.failure(name, None, None, failure))
         body: bytes | None = None
-        if request.method == "POST":
+        if changes:
             try:
                 body = await read_body(request, self.max_body)
             except BodyTooLarge:
                 message = f"the body is larger than http.max_body_bytes ({self.max_body} bytes)"
                 log.warning("HTTP body too large", path=request.url.path, client=_client(request))
                 return Answer(error_document("payload_too_large", message, name), status_code=413)
+            except ClientDisconnect:  # gone (or closed for idling) before the body arrived: nothing to run
+                log.info("HTTP client left before its body arrived", path=request.url.path, client=_client(request))
+                return Response(status_code=400)
+            if (refused := body_type_refusal(content_type, has_body=bool(body.strip()))) is not None:
+                return self._refusal(request, refused, name)
         result = await self.services.executor.execute(name, body, serial=serial, caller=_caller(request))
         return self._result(command, result)
 
@@ -180,11 +201,14 @@ class Handlers:
             name = request.path_params["name"]
             command = self.services.registry.get(name)
             if command is not None:
-                message = f"{name} takes {command.method}, not {request.method}"
+                method = http_method(command)
+                message = f"{name} takes {method}, not {request.method}"
+                if method == "POST":
+                    message += ": it changes something, and a GET never does"
                 return Answer(
                     error_document("method_not_allowed", message, name),
                     status_code=405,
-                    headers={"Allow": command.method},
+                    headers={"Allow": method},
                 )
             result = await self.services.executor.execute(name, None, caller=_caller(request))
             return Answer(result_document(result), status_code=result.http_status)
@@ -219,7 +243,7 @@ class Handlers:
     def _refused(self, request: Request) -> Refusal | None:
         return self.policy.check(_client(request), request.headers.get("authorization"))
 
-    def _refusal(self, request: Request, refused: Refusal, name: str | None) -> Response:
+    def _refusal(self, request: Request, refused: Refusal | browser.Refusal, name: str | None) -> Response:
         log.warning("HTTP request refused", path=request.url.path, client=_client(request), why=refused.message)
         headers = {"WWW-Authenticate": 'Bearer realm="givbridge"'} if refused.status == 401 else None
         return Answer(error_document(refused.code, refused.message, name), status_code=refused.status, headers=headers)
@@ -233,6 +257,10 @@ def _caller(request: Request) -> Caller:
     return Caller(Transport.HTTP, peer=_client(request), authorization=request.headers.get("authorization"))
 
 
+def _browser_headers(request: Request) -> tuple[str | None, str | None]:
+    return request.headers.get("origin"), request.headers.get("sec-fetch-site")
+
+
 def _api_document(registry: Registry) -> dict[str, Any]:
     """GivTCP's api.json shape (``api``, ``commands`` by name with url, method, usage, payload), correct."""
     commands: dict[str, Any] = {}
@@ -242,12 +270,15 @@ def _api_document(registry: Registry) -> dict[str, Any]:
             "usage": command.summary,
             "needs_permission": needs_permission(command),
             **entry,
+            "method": http_method(command),
         }
     return {
         "api": f"givbridge's GivTCP-compatible REST API. Inverter N (from 1, in the configured order) is at "
         f"{REST_PREFIX}N<url> on the main port and at <url> on its own port when http.per_inverter_ports is on. "
-        "POST bodies are JSON objects (values as strings or numbers) or, for a one-value command, the value "
-        "alone. Answers come after the inverter has been read back; the status code says how it went.",
+        "Only reads are GET; every change is a POST whose body, if any, is sent as "
+        f"'Content-Type: {JSON_TYPE}': a JSON object (values as strings or numbers) or, for a one-value "
+        "command, the value alone. A web page may only change something if its origin is in "
+        "http.cors_origins. Answers come after the inverter has been read back; the status code says how it went.",
         "commands": commands,
     }
 
@@ -275,6 +306,9 @@ def build_app(services: Services, handlers: Handlers, *, inverter: int | None = 
     ]
     catch_all = f"{REST_PREFIX}{{{INVERTER_PARAM}:int}}/{{name}}" if inverter is None else "/{name}"
     routes.append(Route(catch_all, handlers.not_routed(), methods=["GET", "POST"]))
+    # CORS lets the listed origins' pages read answers and pass the preflight a JSON POST needs;
+    # Handlers.run refuses changes from every other origin (the middleware alone would only hide
+    # the answer from such a page, after the change was made).
     cors = services.settings.http.cors_origins
     middleware = (
         [

@@ -4,7 +4,9 @@ givbridge binds the sockets itself (so a port in use is a clear configuration er
 port 0 picks a free one) and hands them to uvicorn, which routes each connection to the app of
 the port it arrived on: the main port's, or an inverter's own. uvicorn is kept away from the
 process's signals (:meth:`_Uvicorn.capture_signals`): SIGTERM belongs to the application,
-which stops the shim first, within its shutdown budget.
+which stops the shim first, within its shutdown budget. Connections are served by
+:class:`~givbridge.http.connections.GuardedH11`, which closes idle ones and bounds how many a
+client may hold, so idle sockets cannot starve ``/health`` or Predbat.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from givbridge.config import ConfigError
+from givbridge.http.connections import ConnectionGuard, GuardedH11
 from givbridge.http.routes import Handlers, Services, build_app
 from givbridge.log import get_logger
 
@@ -28,9 +31,9 @@ log = get_logger(__name__)
 GRACE = 0.3
 #: Seconds :meth:`HttpServer.stop` waits for uvicorn before cancelling it outright.
 STOP_TIMEOUT = 0.8
-#: Connections plus requests in flight beyond which uvicorn answers 503 (one client is usual).
-MAX_CONCURRENCY = 64
-BACKLOG = 64
+#: Connections the kernel may hold for us before we accept them: a burst of them is accepted in
+#: order instead of being dropped and retried a second later.
+BACKLOG = 512
 
 
 class _Uvicorn(uvicorn.Server):
@@ -93,6 +96,7 @@ class HttpServer:
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
         self._sockets: list[socket.socket] = []
+        self.connections = ConnectionGuard(per_client=services.settings.http.max_connections_per_client)
 
     async def start(self) -> None:
         """Listen on every port and serve; raises :class:`ConfigError` when a port cannot be had."""
@@ -128,7 +132,11 @@ class HttpServer:
             ws="none",
             # Annotated int in uvicorn but passed to asyncio.wait_for, which takes any number of seconds.
             timeout_graceful_shutdown=GRACE,  # type: ignore[arg-type]
-            limit_concurrency=MAX_CONCURRENCY,
+            http=GuardedH11.bound_to(self.connections, http.idle_timeout),
+            # uvicorn's own keep-alive timer, armed after each response, ends where GuardedH11's deadline
+            # does (call_later takes any number of seconds). No limit_concurrency: it counts idle
+            # connections too, and answered everyone 503 while a few dozen sockets sat idle.
+            timeout_keep_alive=http.idle_timeout,  # type: ignore[arg-type]
         )
         server = self._server = _Uvicorn(config)
         task = self._task = asyncio.create_task(server.serve(sockets=list(self._sockets)), name="http shim")
@@ -149,6 +157,9 @@ class HttpServer:
             inverter_ports=self.inverter_ports or None,
             token=bool(http.token),
             trusted_networks=[str(n) for n in http.trusted_networks] or None,
+            cors_origins=http.cors_origins or None,
+            idle_timeout=http.idle_timeout,
+            max_connections_per_client=http.max_connections_per_client,
         )
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:  # noqa: ASYNC109 (the shutdown budget)

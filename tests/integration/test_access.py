@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from givbridge.commands.access import Caller, Transport
 from givbridge.log import set_log_level
 from tests.brokers import Broker, MqttProbe
 from tests.integration.bridge_helpers import error, ok
@@ -240,13 +241,18 @@ async def test_concurrent_runAll_share_one_full_read(quiet: HttpRig) -> None:
         before = quiet.reads()
         assert (await http.get(url)).status_code == 200
         one_read = quiet.reads() - before
-        # Slow answers keep the first full read in flight while all twenty requests arrive.
-        server.latency = 0.05
-        try:
-            before = quiet.reads()
-            responses = await asyncio.gather(*(http.get(url) for _ in range(20)))
-        finally:
-            server.latency = 0.0
-    assert [r.status_code for r in responses] == [200] * 20
-    assert len({r.content for r in responses}) == 1  # the same snapshot for everyone
+    # Twenty authorised requests started in the same instant, through the handlers HTTP uses: sent
+    # over twenty sockets they could arrive one after another, each after the last read ended.
+    caller = Caller(Transport.HTTP, peer="127.0.0.1", authorization=f"Bearer {TOKEN}")
+    executor = quiet.app.commands
+    server.latency = 0.05  # the shared read stays in flight while the others join it
+    try:
+        before = quiet.reads()
+        results = await asyncio.gather(
+            *(executor.execute("runAll", None, serial=quiet.serial(), caller=caller) for _ in range(20))
+        )
+    finally:
+        server.latency = 0.0
+    assert all(result.ok for result in results)
+    assert len({json.dumps(result.data, sort_keys=True, default=str) for result in results}) == 1
     assert quiet.reads() - before == one_read

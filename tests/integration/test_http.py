@@ -6,7 +6,9 @@ absolute values and checks them, so the order of the cases does not matter):
 * ``shim``: a Gen3 hybrid and an AC-coupled inverter behind a bridge connected to a real
   broker, the shim with a token, per-inverter ports, 127.0.0.2 trusted and one CORS origin;
 * ``locked``: one Gen3 hybrid, ``read_only: true``, no token, 127.0.0.2 trusted, no broker
-  (so it is unhealthy), an MQTT password that must never be shown.
+  (so it is unhealthy), an MQTT password that must never be shown;
+* ``guarded``: one Gen3 hybrid with a real broker, a short ``idle_timeout`` and a small
+  ``max_connections_per_client``, for the connection floods.
 
 Every write is checked in the simulator's registers, so an ``ok`` is only accepted when the
 inverter really holds the value.
@@ -31,7 +33,7 @@ from givbridge.commands import REGISTRY
 from givbridge.commands import docs as command_docs
 from givbridge.commands.access import is_data_read
 from givbridge.config import ConfigError
-from givbridge.http.endpoints import Endpoint, inverter_endpoints, main_endpoints
+from givbridge.http.endpoints import Endpoint, http_method, inverter_endpoints, main_endpoints
 from givbridge.plant import derive
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from tests.brokers import Broker, free_port
@@ -49,6 +51,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ORIGIN = "http://dashboard.example"
 MQTT_SECRET = "mqtt-secret-pw-42"
+JSON_BODY = {"Content-Type": "application/json"}
+#: The guarded rig's http.idle_timeout (seconds) and max_connections_per_client.
+IDLE_TIMEOUT = 3.0
+PER_CLIENT = 4
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -72,6 +78,17 @@ async def locked(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Http
         http={"per_inverter_ports": True, "trusted_networks": [f"{OTHER_CLIENT}/32"]},
         read_only=True,
     ) as rig:
+        yield rig
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def guarded(module_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HttpRig]:
+    http = {
+        "trusted_networks": [f"{OTHER_CLIENT}/32"],
+        "idle_timeout": IDLE_TIMEOUT,
+        "max_connections_per_client": PER_CLIENT,
+    }
+    async with http_rig(tmp_path_factory.mktemp("guarded"), ["hybrid-gen3"], broker=module_broker, http=http) as rig:
         yield rig
 
 
@@ -185,8 +202,9 @@ async def test_REST_N_addresses_inverter_N_in_the_configured_order(shim: HttpRig
 
 async def test_raw_bodies_and_transactions(shim: HttpRig) -> None:
     async with client(token=TOKEN) as http:
-        # The value alone, as text (any content type: GivTCP parsed bodies whatever the header said).
-        assert ok(await http.post(f"{shim.base}/REST1/setChargeTarget", content="77"))["Target_SOC"] == 77
+        # The value alone, declared as JSON (a number is JSON; bare text like Cancel is read as the value too).
+        response = await http.post(f"{shim.base}/REST1/setChargeTarget", content="77", headers=JSON_BODY)
+        assert ok(response)["Target_SOC"] == 77
         assert shim.holding(116) == {116: 77}
         response = await http.post(
             f"{shim.base}/REST1/setChargeTarget", json={"chargeToPercent": "78", "transaction": "predbat-1"}
@@ -210,6 +228,12 @@ BAD: list[tuple[str, str, str | dict[str, Any] | None, int, str]] = [
     ("POST", "setChargeSlot1", {"start": "25:00", "finish": "04:00"}, 400, "invalid_payload"),
     ("POST", "setChargeTargett", {"chargeToPercent": 80}, 404, "unknown_command"),
     ("GET", "setChargeTarget", None, 405, "method_not_allowed"),
+    # Changes are never made by GET, even those GivTCP served by GET.
+    ("GET", "reboot", None, 405, "method_not_allowed"),
+    ("GET", "rebootInverter", None, 405, "method_not_allowed"),
+    ("GET", "restart", None, 405, "method_not_allowed"),
+    ("GET", "rebootAddon", None, 405, "method_not_allowed"),
+    ("GET", "setLogLevel", None, 405, "method_not_allowed"),
     ("POST", "readData", None, 405, "method_not_allowed"),
     ("POST", "setForceCharge", {"state": "enable"}, 409, "unsupported"),  # three-phase only
     ("POST", "setEMSChargeStart1", {"start": "01:00"}, 409, "unsupported"),  # EMS only
@@ -224,11 +248,13 @@ async def test_refusals_have_honest_statuses_and_write_nothing(
 ) -> None:
     before = shim.writes()
     content = body if isinstance(body, str) else json.dumps(body) if body is not None else None
+    headers = JSON_BODY if content is not None else None
     async with client(token=TOKEN) as http:
-        response = await http.request(method, f"{shim.base}/REST1/{path}", content=content)
+        response = await http.request(method, f"{shim.base}/REST1/{path}", content=content, headers=headers)
     assert refused(response, status, code)
     if status == 405:
-        assert response.headers["allow"] == REGISTRY.get(path).method  # type: ignore[union-attr]
+        command = REGISTRY.get(path)
+        assert command is not None and response.headers["allow"] == http_method(command)
     assert shim.writes() == before
 
 
@@ -320,9 +346,8 @@ async def test_writes_need_the_token(shim: HttpRig) -> None:
         assert "wrong" in refused(wrong, 401, "unauthorized")
         basic = await http.post(url, json={"chargeToPercent": 60}, headers={"Authorization": f"Basic {TOKEN}"})
         refused(basic, 401, "unauthorized")
-        # A GET that changes something (GivTCP's reboot) is protected like a POST.
-        refused(await http.get(f"{shim.base}/REST1/reboot"), 401, "unauthorized")
-        refused(await http.get(f"{shim.base}/restart"), 401, "unauthorized")
+        refused(await http.post(f"{shim.base}/REST1/reboot"), 401, "unauthorized")
+        refused(await http.post(f"{shim.base}/restart"), 401, "unauthorized")
         refused(await http.get(f"{shim.inverter_base(1)}/settings"), 401, "unauthorized")
         refused(await http.post(f"{shim.base}/settings", json={}), 401, "unauthorized")
     assert shim.writes() == before
@@ -380,7 +405,7 @@ async def test_settings_never_show_secrets(locked: HttpRig, shim: HttpRig) -> No
         shown = await http.get(f"{shim.base}/settings")
         assert TOKEN not in shown.text and shown.json()["http"]["token"] == "***"
         # What GET shows can be sent back: the masked token keeps the real one.
-        saved = ok(await http.post(f"{shim.base}/settings", content=shown.content))
+        saved = ok(await http.post(f"{shim.base}/settings", content=shown.content, headers=JSON_BODY))
     assert saved["changed"] == [] and TOKEN not in json.dumps(saved)
     stored = json.loads(await asyncio.to_thread(Path(saved["saved"]).read_text))
     assert stored["http"]["token"] == TOKEN
@@ -426,7 +451,8 @@ async def test_openapi_documents_both_faces(shim: HttpRig) -> None:
     assert "/restart" in main["paths"] and "/setChargeTarget" not in main["paths"]
     assert "/setChargeTarget" in own["paths"] and not any(path.startswith("/REST") for path in own["paths"])
     body = main["components"]["requestBodies"]["setChargeTarget"]["content"]
-    assert body["application/json"]["example"] == {"chargeToPercent": 80} and body["text/plain"]["example"] == "80"
+    assert list(body) == ["application/json"] and body["application/json"]["example"] == {"chargeToPercent": 80}
+    assert "415" in operation["responses"]
 
 
 async def test_cors_is_off_unless_an_origin_is_configured(shim: HttpRig, locked: HttpRig) -> None:
@@ -500,3 +526,112 @@ async def test_a_taken_port_is_a_clear_error_and_stop_closes_the_ports(tmp_path:
     with pytest.raises(httpx.ConnectError):
         async with client() as http:
             await http.get(f"http://127.0.0.1:{free}/health")
+
+
+# --- web pages ------------------------------------------------------------------------------------
+
+
+async def test_a_foreign_web_page_changes_nothing_even_from_a_trusted_network(shim: HttpRig) -> None:
+    """A page the user opens makes their browser post from inside the trusted network; it is refused."""
+    url = f"{shim.base}/REST1/setChargeTarget"
+    await _set_target(shim, 64)
+    before = shim.writes()
+    async with client(local_address=OTHER_CLIENT) as http:  # trusted: no token needed
+        foreign = await http.post(url, json={"chargeToPercent": 40}, headers={"Origin": "http://evil.example"})
+        assert "http://evil.example" in refused(foreign, 403, "cross_origin")
+        no_origin = await http.post(url, json={"chargeToPercent": 40}, headers={"Sec-Fetch-Site": "cross-site"})
+        assert "Sec-Fetch-Site" in refused(no_origin, 403, "cross_origin")
+        # The CORS "simple request" types, which a page sends without a preflight, with or without headers.
+        for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+            response = await http.post(url, content='{"chargeToPercent": 40}', headers={"Content-Type": kind})
+            assert "Content-Type: application/json" in refused(response, 415, "unsupported_media_type")
+        untyped = await http.post(url, content="40")
+        refused(untyped, 415, "unsupported_media_type")
+        # A reboot from a page: refused before anything is sent to the inverter.
+        reboot = await http.post(f"{shim.base}/REST1/reboot", headers={"Origin": "null"})
+        refused(reboot, 403, "cross_origin")
+    assert shim.writes() == before and shim.holding(116) == {116: 64}
+
+
+async def test_a_listed_origin_may_change_things_with_the_token(shim: HttpRig) -> None:
+    async with client(token=TOKEN) as http:
+        preflight = await http.options(
+            f"{shim.base}/REST1/setChargeTarget",
+            headers={
+                "Origin": ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        response = await http.post(
+            f"{shim.base}/REST1/setChargeTarget",
+            json={"chargeToPercent": 57},
+            headers={"Origin": ORIGIN, "Sec-Fetch-Site": "cross-site"},
+        )
+    assert ok(response)["Target_SOC"] == 57 and response.headers["access-control-allow-origin"] == ORIGIN
+    assert shim.holding(116) == {116: 57}
+
+
+async def _set_target(rig: HttpRig, percent: int) -> None:
+    async with client(local_address=OTHER_CLIENT) as http:
+        ok(await http.post(f"{rig.base}/REST1/setChargeTarget", json={"chargeToPercent": percent}))
+    assert rig.holding(116) == {116: percent}
+
+
+# --- idle connections -----------------------------------------------------------------------------
+
+
+async def _connect(rig: HttpRig, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", rig.shim.port, local_addr=(source, 0))
+
+
+async def _closed_by_the_server(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sent until it closed the connection (bounded: it must close on its own)."""
+    return await asyncio.wait_for(reader.read(), timeout=IDLE_TIMEOUT + 20)
+
+
+async def test_idle_sockets_do_not_lock_out_health_or_predbat_and_are_closed(guarded: HttpRig) -> None:
+    await _set_target(guarded, 70)
+    # 200 sockets that send nothing or stop halfway: 20 from 127.0.0.1 (the watchdog's own address),
+    # 3 each from 60 other addresses, and from Predbat's trusted address half-sent writes.
+    sources = ["127.0.0.1"] * 20 + [f"127.0.0.{10 + n % 60}" for n in range(176)]
+    idle = [await _connect(guarded, source) for source in sources]
+    head = b"POST /REST1/setChargeTarget HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    stalled = [
+        head,  # the head never ends
+        head + b"Content-Length: 23\r\n\r\n",  # no body
+        head + b'Content-Length: 23\r\n\r\n{"chargeToPercent": 3',  # all but the last two bytes of 33
+        b"GET /health HTTP/1.1\r\nHo",
+    ]
+    for partial in stalled:
+        reader, writer = await _connect(guarded, OTHER_CLIENT)
+        writer.write(partial)
+        await writer.drain()
+        idle.append((reader, writer))
+    assert len(idle) == 200
+    try:
+        async with client() as http:
+            health = await http.get(f"{guarded.base}/health")
+        assert health.status_code == 200, health.text
+        async with client(local_address=OTHER_CLIENT) as http:  # Predbat, on an address already at its bound
+            got = ok(await http.post(f"{guarded.base}/REST1/setChargeTarget", json={"chargeToPercent": 72}))
+        assert got["Target_SOC"] == 72 and guarded.holding(116) == {116: 72}
+        assert guarded.shim.connections.evicted > 0  # room was made by closing idle sockets
+        for reader, _ in idle:  # every idle socket is closed by the server, without an answer
+            assert await _closed_by_the_server(reader) == b""
+    finally:
+        for _, writer in idle:
+            writer.close()
+    assert guarded.holding(116) == {116: 72}  # the half-sent write of 33 was never carried out
+
+
+async def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(guarded: HttpRig) -> None:
+    reader, writer = await _connect(guarded, "127.0.0.1")
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        answered = await _closed_by_the_server(reader)  # the answer, then the close once idle
+    finally:
+        writer.close()
+    assert answered.startswith(b"HTTP/1.1 200 ") and b'"healthy":true' in answered

@@ -17,7 +17,10 @@ from givbridge.commands import docs as command_docs
 from givbridge.commands.access import AccessPolicy, client_address, is_data_read, needs_permission
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.schemas import decode
-from givbridge.http.endpoints import inverter_endpoints, main_endpoints
+from givbridge.config import HttpSettings
+from givbridge.http.browser import BrowserGuard, body_type_refusal, media_type
+from givbridge.http.connections import ConnectionGuard
+from givbridge.http.endpoints import http_method, inverter_endpoints, main_endpoints
 from givbridge.http.openapi import document
 from givbridge.http.routes import Answer, error_document, result_document
 
@@ -82,6 +85,133 @@ def test_only_device_data_reads_are_open() -> None:
     assert needs_permission(REGISTRY.get("settings"))  # type: ignore[arg-type]
 
 
+# --- browsers -------------------------------------------------------------------------------------
+
+ALLOWED = "http://homeassistant.local:8123"
+
+
+@pytest.mark.parametrize(
+    ("origin", "fetch_site"),
+    [
+        (None, None),  # curl, Predbat's requests: no browser headers
+        (None, "none"),  # typed into the address bar
+        (None, "same-origin"),
+        (ALLOWED, None),
+        (ALLOWED, "cross-site"),  # a listed origin is cross-site by nature
+        ("HTTP://HomeAssistant.local:8123/", "same-site"),
+    ],
+)
+def test_requests_without_a_foreign_browser_origin_go_ahead(origin: str | None, fetch_site: str | None) -> None:
+    assert BrowserGuard([ALLOWED]).check(origin, fetch_site) is None
+
+
+@pytest.mark.parametrize(
+    ("origin", "fetch_site", "words"),
+    [
+        ("http://evil.example", None, "http://evil.example"),
+        ("http://evil.example", "cross-site", "http.cors_origins"),
+        ("null", None, "null"),  # sandboxed frames and local files
+        ("", None, "unnamed origin"),
+        ("http://homeassistant.local:8124", None, "8124"),  # another port is another origin
+        (None, "cross-site", "Sec-Fetch-Site: cross-site"),
+        (None, "Same-Site", "Sec-Fetch-Site"),
+    ],
+)
+def test_a_foreign_browser_origin_is_refused(origin: str | None, fetch_site: str | None, words: str) -> None:
+    refusal = BrowserGuard([ALLOWED]).check(origin, fetch_site)
+    assert refusal is not None and refusal.status == 403 and refusal.code == "cross_origin"
+    assert words in refusal.message
+    assert BrowserGuard([]).check(ALLOWED, None) is not None  # nothing listed: every page is foreign
+
+
+@pytest.mark.parametrize(
+    ("content_type", "has_body"),
+    [("application/json", True), ("Application/JSON; charset=utf-8", True), (None, False), ("application/json", False)],
+)
+def test_json_bodies_and_no_body_are_accepted(content_type: str | None, has_body: bool) -> None:
+    assert body_type_refusal(content_type, has_body=has_body) is None
+
+
+@pytest.mark.parametrize(
+    ("content_type", "has_body"),
+    [
+        ("text/plain", True),
+        ("text/plain;charset=UTF-8", False),  # a simple type is refused even without a body
+        ("application/x-www-form-urlencoded", True),  # curl -d
+        ("multipart/form-data; boundary=x", True),
+        ("application/xml", True),
+        (None, True),  # a browser can send an untyped body without a preflight too
+        ("", True),
+    ],
+)
+def test_other_body_types_are_refused_with_415(content_type: str | None, has_body: bool) -> None:
+    refusal = body_type_refusal(content_type, has_body=has_body)
+    assert refusal is not None and refusal.status == 415 and refusal.code == "unsupported_media_type"
+    assert "Content-Type: application/json" in refusal.message
+    assert media_type(content_type) != "application/json"
+
+
+def test_cors_origins_must_be_exact_origins() -> None:
+    settings = HttpSettings(cors_origins=[" HTTP://Dash.Example:8080/ ", "https://ha.example"])
+    assert settings.cors_origins == ["http://dash.example:8080", "https://ha.example"]
+    for bad in ("*", "null", "dash.example", "http://dash.example/panel", "ftp://dash.example", "http://*.example"):
+        with pytest.raises(ValueError, match="scheme://host"):
+            HttpSettings(cors_origins=[bad])
+
+
+# --- connections ----------------------------------------------------------------------------------
+
+
+class Conn:
+    """A connection as the guard sees it; records being closed to make room."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.evicted = False
+
+    def evict(self) -> None:
+        self.evicted = True
+
+
+def test_a_client_over_its_bound_loses_its_longest_idle_connection() -> None:
+    guard = ConnectionGuard(per_client=2, total=100)
+    first, second, third = Conn("first"), Conn("second"), Conn("third")
+    assert guard.opened(first, "10.0.0.1") and guard.opened(second, "10.0.0.1")
+    other = Conn("other")
+    assert guard.opened(other, "10.0.0.2")
+    assert guard.opened(third, "10.0.0.1")  # room made: the first, idle longest, is closed
+    assert first.evicted and not second.evicted and not other.evicted
+    assert guard.of("10.0.0.1") == 2 and len(guard) == 3 and guard.evicted == 1
+    guard.closed(first)  # its transport reports the loss later: counted once only
+    assert guard.of("10.0.0.1") == 2
+
+
+def test_a_connection_with_a_request_in_is_never_evicted() -> None:
+    guard = ConnectionGuard(per_client=2, total=100)
+    working, waiting = Conn("working"), Conn("waiting")
+    guard.opened(working, "10.0.0.1")
+    guard.opened(waiting, "10.0.0.1")
+    guard.busy(working)
+    new = Conn("new")
+    assert guard.opened(new, "10.0.0.1") and waiting.evicted and not working.evicted
+    guard.busy(new)
+    assert not guard.opened(Conn("refused"), "10.0.0.1")  # every connection of the client is busy
+    guard.idle(working)  # its answer is out: it waits for the next request, and may go
+    assert guard.opened(Conn("later"), "10.0.0.1") and working.evicted
+
+
+def test_over_the_total_the_longest_idle_of_anyone_makes_way() -> None:
+    guard = ConnectionGuard(per_client=8, total=3)
+    a, b, c = Conn("a"), Conn("b"), Conn("c")
+    for conn, client in ((a, "10.0.0.1"), (b, "10.0.0.2"), (c, "10.0.0.3")):
+        assert guard.opened(conn, client)
+    guard.idle(a)  # a waits again after an answer: now b has been idle longest
+    assert guard.opened(Conn("d"), "10.0.0.4")
+    assert b.evicted and not a.evicted and not c.evicted and len(guard) == 3
+    guard.closed(c)
+    assert guard.opened(Conn("e"), "10.0.0.5") and not a.evicted  # room without evicting
+
+
 # --- route table ----------------------------------------------------------------------------------
 
 
@@ -95,7 +225,19 @@ def test_every_command_name_is_routed_once_per_face() -> None:
     assert at_root == {name for c in REGISTRY if c.target == "bridge" for name in c.names}
     for endpoint in (*main, *own):
         if endpoint.command is not None:
-            assert endpoint.method == endpoint.command.method
+            assert endpoint.method == http_method(endpoint.command)
+
+
+def test_only_reads_of_device_data_are_served_by_get() -> None:
+    """A GET never changes anything: GivTCP's GET reboot and restart are POST here (a link could send them)."""
+    get = {c.name for c in REGISTRY if http_method(c) == "GET"}
+    assert get == {"readData", "getCache", "runAll", "getEVCCache"}
+    for command in REGISTRY:
+        if command.writes or command.target == "bridge":
+            assert http_method(command) == "POST", command.name
+    served = {(e.name, e.method) for e in (*main_endpoints(), *inverter_endpoints()) if e.command is not None}
+    assert ("reboot", "POST") in served and ("reboot", "GET") not in served
+    assert ("restart", "POST") in served and ("rebootAddon", "GET") not in served
 
 
 # --- OpenAPI --------------------------------------------------------------------------------------
@@ -122,7 +264,7 @@ def test_the_openapi_document_is_complete_and_consistent(face: str) -> None:
         if method == "post":
             name = op["requestBody"]["$ref"].rsplit("/", 1)[-1]
             assert name in components["requestBodies"]
-            assert {"413", "400"} <= set(op["responses"])
+            assert {"413", "415", "400"} <= set(op["responses"])
     protected = {path for path, _, op in operations if op["security"]}
     assert not any(path.endswith(("/readData", "/runAll", "/health", "/api", "/openapi.json")) for path in protected)
     json.dumps(doc)  # plain JSON
@@ -131,12 +273,15 @@ def test_the_openapi_document_is_complete_and_consistent(face: str) -> None:
 def test_request_bodies_take_givtcps_forms() -> None:
     doc = document(inverter_endpoints(), inverters=1, title="t")
     bodies = doc["components"]["requestBodies"]
-    target = bodies["setChargeTarget"]["content"]
-    assert target["text/plain"]["example"] == "80"
-    value = target["application/json"]["schema"]["properties"]["chargeToPercent"]
+    assert all(set(body["content"]) == {"application/json"} for body in bodies.values())  # JSON, nothing else
+    target = bodies["setChargeTarget"]["content"]["application/json"]
+    assert target["example"] == {"chargeToPercent": 80}
+    as_object, alone = target["schema"]["oneOf"]  # an object, or the one value alone (80, "80")
+    assert alone["type"] == ["string", "number"]
+    value = as_object["properties"]["chargeToPercent"]
     assert {"type": "integer", "minimum": 4, "maximum": 100} in value["anyOf"]  # pydantic's ge/le, renamed
     assert any(branch.get("type") == "string" for branch in value["anyOf"])  # "80" as GivTCP's clients send it
-    assert "text/plain" not in bodies["setChargeSlot1"]["content"]  # two values: JSON only
+    assert "oneOf" not in bodies["setChargeSlot1"]["content"]["application/json"]["schema"]  # two values: an object
     assert bodies["syncDateTime"]["required"] is False
 
 
