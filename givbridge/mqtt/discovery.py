@@ -108,7 +108,7 @@ from givbridge.evc.registers import CHARGER_FAMILY
 from givbridge.log import get_logger
 from givbridge.mqtt.client import Message, MqttClient
 from givbridge.mqtt.state import MESSAGES_PATH
-from givbridge.mqtt.topics import OFFLINE, ONLINE, Topics
+from givbridge.mqtt.topics import OFFLINE, ONLINE, DiscoveryTopics, Topics
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.summary import PLANT_ID
 from givbridge.plant.topology import PlantTopology
@@ -130,7 +130,6 @@ BIRTH_DELAY = (1.0, 5.0)  # seconds: HA's advice, so many bridges do not answer 
 MIGRATION_SETTLE = 2.0  # seconds for HA to act on one migration step before the next
 LEGACY_BATCH_WINDOW = 1.0  # seconds to gather retained GivTCP configs into one migration batch
 
-GIVTCP_NODE_ID = "GivEnergy"  # GivTCP hard-coded this node id in every discovery topic
 MIGRATE_PAYLOAD = json.dumps({"migrate_discovery": True})
 
 RESTART_PAYLOAD = "restart"
@@ -266,37 +265,12 @@ class DiscoveryBuilder:
     """Builds discovery documents from snapshots; pure, so every rule is testable offline."""
 
     topics: Topics
-    discovery_prefix: str
+    discovery_topics: DiscoveryTopics
     catalogue: EntityCatalogue
     slot_entities: Literal["select", "time"] = "select"
     currency: str = "GBP"  # the unit of money entities (tariffs.currency)
 
-    # ---- topics and ids
-
-    def device_topic(self, object_id: str) -> str:
-        return f"{self.discovery_prefix}/device/{object_id}/config"
-
-    def legacy_topic(self, platform: str, object_id: str) -> str:
-        return f"{self.discovery_prefix}/{platform}/{GIVTCP_NODE_ID}/{object_id}/config"
-
-    @property
-    def legacy_filter(self) -> str:
-        """Every GivTCP per-entity config topic."""
-        return f"{self.discovery_prefix}/+/{GIVTCP_NODE_ID}/+/config"
-
-    def legacy_object_id(self, topic: str) -> str | None:
-        """The object id of a GivTCP per-entity config topic, else None."""
-        head = f"{self.discovery_prefix}/"
-        if not topic.startswith(head):
-            return None
-        parts = topic[len(head) :].split("/")
-        if len(parts) != 4 or parts[1] != GIVTCP_NODE_ID or parts[3] != "config":
-            return None
-        return parts[2]
-
-    @property
-    def birth_topic(self) -> str:
-        return f"{self.discovery_prefix}/status"
+    # ---- ids
 
     @property
     def bridge_identifier(self) -> str:
@@ -309,12 +283,6 @@ class DiscoveryBuilder:
     @property
     def origin(self) -> dict[str, str]:
         return {"name": ORIGIN_NAME, "sw_version": __version__, "support_url": SUPPORT_URL}
-
-    def restart_topic(self) -> str:
-        return f"{self.topics.root}/bridge/request/restart"
-
-    def log_level_topic(self) -> str:
-        return f"{self.topics.root}/bridge/request/log_level"
 
     # ---- the bridge
 
@@ -347,7 +315,7 @@ class DiscoveryBuilder:
                 "name": "Restart",
                 "device_class": "restart",
                 "entity_category": "config",
-                "command_topic": self.restart_topic(),
+                "command_topic": self.topics.bridge_request_topic("restart"),
                 "payload_press": RESTART_PAYLOAD,
                 "availability": bridge_up,
             },
@@ -359,7 +327,7 @@ class DiscoveryBuilder:
                 "options": list(LOG_LEVELS),
                 "state_topic": self.topics.bridge_info,
                 "value_template": "{{ value_json.log_level }}",
-                "command_topic": self.log_level_topic(),
+                "command_topic": self.topics.bridge_request_topic("log_level"),
                 "availability": bridge_up,
             },
         }
@@ -377,7 +345,7 @@ class DiscoveryBuilder:
             "origin": self.origin,
             "components": components,
         }
-        return DeviceConfig(self.device_topic(identifier), BRIDGE_OWNER, document)
+        return DeviceConfig(self.discovery_topics.device(identifier), BRIDGE_OWNER, document)
 
     # ---- an inverter and what hangs off it
 
@@ -431,7 +399,7 @@ class DiscoveryBuilder:
                 continue
             holder = serial if where.scope == "inverter" else where.holder
             grouped.setdefault((where.scope, holder), {})[unique_id] = component
-            legacy.add(self.legacy_topic(definition.platform, where.givtcp_object_id(serial)))
+            legacy.add(self.discovery_topics.givtcp(definition.platform, where.givtcp_object_id(serial)))
 
         devices: list[DeviceConfig] = []
         for (scope, holder), components in sorted(grouped.items(), key=lambda item: _scope_order(*item[0])):
@@ -476,7 +444,7 @@ class DiscoveryBuilder:
                 "availability_mode": "all",
                 "components": components,
             }
-            devices.append(DeviceConfig(self.device_topic(object_id), serial, document))
+            devices.append(DeviceConfig(self.discovery_topics.device(object_id), serial, document))
         return InverterDiscovery(
             devices=tuple(devices),
             legacy_topics=frozenset(legacy),
@@ -595,7 +563,7 @@ class DiscoveryBuilder:
             "availability_mode": "all",
             "components": components,
         }
-        return DeviceConfig(self.device_topic(identifier), PLANT_OWNER, document)
+        return DeviceConfig(self.discovery_topics.device(identifier), PLANT_OWNER, document)
 
 
 def _givtcp_device_id(serial: str, family: str) -> str:
@@ -669,7 +637,7 @@ class DiscoveryPublisher:
         self.client = client
         self.builder = DiscoveryBuilder(
             topics=topics,
-            discovery_prefix=settings.discovery_prefix,
+            discovery_topics=DiscoveryTopics(settings.discovery_prefix),
             catalogue=catalogue,
             slot_entities=settings.slot_entities,
             currency=currency,
@@ -698,9 +666,9 @@ class DiscoveryPublisher:
         self._legacy_task: asyncio.Task[None] | None = None
         self._save_task: asyncio.Task[None] | None = None
         self._dirty = False
-        client.subscribe(self.builder.birth_topic, self._on_birth)
+        client.subscribe(self.builder.discovery_topics.birth, self._on_birth)
         if self.migrate_givtcp:
-            client.subscribe(self.builder.legacy_filter, self._on_legacy_config)
+            client.subscribe(self.builder.discovery_topics.givtcp_filter, self._on_legacy_config)
 
     # ------------------------------------------------------------------ entry points
 
@@ -891,12 +859,12 @@ class DiscoveryPublisher:
 
     def _remove_foreign(self) -> None:
         """Topics from another discovery prefix or another bridge root: left over from a config change."""
-        ours = f"{self.builder.discovery_prefix}/device/"
-        bridge_topic = self.builder.device_topic(self.builder.bridge_identifier)
+        discovery_topics = self.builder.discovery_topics
+        bridge_topic = discovery_topics.device(self.builder.bridge_identifier)
         self._remove(
             topic
             for topic, record in self._published.items()
-            if not topic.startswith(ours) or (record.owner == BRIDGE_OWNER and topic != bridge_topic)
+            if not discovery_topics.is_device(topic) or (record.owner == BRIDGE_OWNER and topic != bridge_topic)
         )
 
     def _remove_orphans(self) -> None:
@@ -970,7 +938,7 @@ class DiscoveryPublisher:
         return all(await asyncio.gather(*sends))
 
     def _on_legacy_config(self, message: Message) -> None:
-        object_id = self.builder.legacy_object_id(message.topic)
+        object_id = self.builder.discovery_topics.givtcp_object_id(message.topic)
         if object_id is None:
             return
         if not message.payload or _is_migration(message.payload):
