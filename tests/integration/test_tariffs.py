@@ -18,7 +18,7 @@ from givbridge.bridge import Bridge
 from givbridge.clock import ScaledClock
 from givbridge.commands.executor import CommandExecutor
 from givbridge.entities import load_catalogue
-from givbridge.mqtt.discovery import DiscoveryBuilder
+from givbridge.mqtt.discovery.documents import DiscoveryBuilder
 from givbridge.mqtt.topics import DiscoveryTopics, Topics
 from givbridge.plant.snapshot import Snapshot
 from givbridge.sim import SimulatedPlant, SimulatorServer

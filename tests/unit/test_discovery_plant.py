@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from givbridge.entities import load_catalogue
-from givbridge.mqtt.discovery import DiscoveryBuilder
+from givbridge.mqtt.discovery.documents import DiscoveryBuilder
 from givbridge.mqtt.state import MESSAGES_PATH
 from givbridge.mqtt.topics import DiscoveryTopics, Topics
 from givbridge.plant import Snapshot, build_snapshot
