@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from givbridge.entities import TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
+from givbridge.entities import LOG_LEVELS, TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
 from givbridge.mqtt.discovery.addresses import address_of
-from givbridge.mqtt.discovery.documents import LOG_LEVELS, DeviceConfig, DiscoveryBuilder, InverterDiscovery
+from givbridge.mqtt.discovery.documents import DeviceConfig, DiscoveryBuilder, InverterDiscovery
 from givbridge.mqtt.state import MESSAGES_PATH
 from givbridge.mqtt.topics import DiscoveryTopics, Topics
 from givbridge.plant import Snapshot, build_snapshot

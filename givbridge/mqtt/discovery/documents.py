@@ -7,14 +7,19 @@ is described in the package docstring (:mod:`givbridge.mqtt.discovery`).
 from __future__ import annotations
 
 import json
-import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from givbridge import __version__
-from givbridge.config import LogSettings
-from givbridge.entities import TIME_SLOTS_SYMBOL, EntityCatalogue, EntityDefinition, resolve_limit, unit_for
+from givbridge.entities import (
+    TIME_SLOTS_SYMBOL,
+    EntityCatalogue,
+    EntityDefinition,
+    load_bridge_catalogue,
+    resolve_limit,
+    unit_for,
+)
 from givbridge.evc.registers import CHARGER_FAMILY
 from givbridge.mqtt.discovery.addresses import (
     Limits,
@@ -36,9 +41,6 @@ MANUFACTURER = "GivEnergy"
 
 BRIDGE_OWNER = "bridge"  # owner of the bridge device's topic in the store; inverters are owned by serial
 PLANT_OWNER = PLANT_ID  # owner of the plant summary device's topic (and its learned paths)
-
-RESTART_PAYLOAD = "restart"
-LOG_LEVELS: tuple[str, ...] = typing.get_args(LogSettings.model_fields["level"].annotation)
 
 
 def _plain(number: float) -> int | float:
@@ -92,6 +94,7 @@ class DiscoveryBuilder:
     catalogue: EntityCatalogue
     slot_entities: Literal["select", "time"] = "select"
     currency: str = "GBP"  # the unit of money entities (tariffs.currency)
+    bridge_catalogue: EntityCatalogue = field(default_factory=load_bridge_catalogue)
 
     # ---- ids
 
@@ -110,53 +113,12 @@ class DiscoveryBuilder:
     # ---- the bridge
 
     def bridge(self) -> DeviceConfig:
+        """The bridge device: its entities are the bridge catalogue's (``discovery_templates/bridge/``)."""
         identifier = self.bridge_identifier
-        # The connectivity sensor has no availability of its own: it must read "disconnected"
-        # when the bridge is down, not "unavailable".
-        bridge_up = [{"topic": self.topics.bridge_state}]
-        components: dict[str, dict[str, Any]] = {
-            f"{identifier}_state": {
-                "platform": "binary_sensor",
-                "name": "Bridge state",
-                "device_class": "connectivity",
-                "entity_category": "diagnostic",
-                "state_topic": self.topics.bridge_state,
-                "payload_on": ONLINE,
-                "payload_off": OFFLINE,
-            },
-            f"{identifier}_version": {
-                "platform": "sensor",
-                "name": "Version",
-                "entity_category": "diagnostic",
-                "icon": "mdi:information-outline",
-                "state_topic": self.topics.bridge_info,
-                "value_template": "{{ value_json.version }}",
-                "availability": bridge_up,
-            },
-            f"{identifier}_restart": {
-                "platform": "button",
-                "name": "Restart",
-                "device_class": "restart",
-                "entity_category": "config",
-                "command_topic": self.topics.bridge_request_topic("restart"),
-                "payload_press": RESTART_PAYLOAD,
-                "availability": bridge_up,
-            },
-            f"{identifier}_log_level": {
-                "platform": "select",
-                "name": "Log level",
-                "entity_category": "config",
-                "icon": "mdi:math-log",
-                "options": list(LOG_LEVELS),
-                "state_topic": self.topics.bridge_info,
-                "value_template": "{{ value_json.log_level }}",
-                "command_topic": self.topics.bridge_request_topic("log_level"),
-                "availability": bridge_up,
-            },
-        }
-        for key, component in components.items():
-            component["unique_id"] = key
-            component["default_entity_id"] = default_entity_id(str(component["platform"]), key)
+        components: dict[str, dict[str, Any]] = {}
+        for key, definition in self.bridge_catalogue.definitions.items():
+            unique_id = f"{identifier}_{key}"
+            components[unique_id] = self._bridge_component(key, definition, unique_id)
         document = {
             "device": {
                 "identifiers": [identifier],
@@ -169,6 +131,39 @@ class DiscoveryBuilder:
             "components": components,
         }
         return DeviceConfig(self.discovery_topics.device(identifier), BRIDGE_OWNER, document)
+
+    def _bridge_component(self, key: str, definition: EntityDefinition, unique_id: str) -> dict[str, Any]:
+        """One of the bridge's entities: it shows a key of ``bridge/info``, or the bridge state itself."""
+        config: dict[str, Any] = {"platform": definition.platform, "name": definition.name}
+        if definition.device_class is not None:
+            config["device_class"] = definition.device_class
+        if definition.state_class is not None:
+            config["state_class"] = definition.state_class
+        if definition.unit is not None:
+            config["unit_of_measurement"] = unit_for(definition.unit, self.currency)
+        if definition.precision is not None:
+            config["suggested_display_precision"] = definition.precision
+        if definition.entity_category is not None:
+            config["entity_category"] = definition.entity_category
+        if definition.icon is not None:
+            config["icon"] = definition.icon
+        if definition.options is not None:
+            config["options"] = list(definition.option_values() or ())
+        if definition.json_key is not None:
+            config["state_topic"] = self.topics.bridge_info
+            config["value_template"] = f"{{{{ value_json.{definition.json_key} }}}}"
+        elif definition.platform != "button":
+            config.update(state_topic=self.topics.bridge_state, payload_on=ONLINE, payload_off=OFFLINE)
+        if definition.command is not None:
+            config["command_topic"] = self.topics.bridge_request_topic(key)
+        if definition.payload_press is not None:
+            config["payload_press"] = definition.payload_press
+        if config.get("state_topic") != self.topics.bridge_state:
+            # What shows the bridge state reads "disconnected" when the bridge is down, not "unavailable".
+            config["availability"] = [{"topic": self.topics.bridge_state}]
+        config["unique_id"] = unique_id
+        config["default_entity_id"] = default_entity_id(definition.platform, unique_id)
+        return config
 
     # ---- an inverter and what hangs off it
 
