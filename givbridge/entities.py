@@ -42,7 +42,6 @@ CounterKind = Literal["today", "total"]
 NumberMode = Literal["auto", "box", "slider"]
 
 SENSOR_PLATFORMS = frozenset({"sensor", "binary_sensor"})
-CONTROL_PLATFORMS = frozenset({"number", "select", "switch", "button", "time", "text"})
 
 # Symbolic limits resolved per device at run time (see resolve_limit); a leading "-" negates.
 LIMIT_NAMES = frozenset({"battery_max_power", "inverter_max_power"})
@@ -229,10 +228,6 @@ class EntityDefinition(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-    @property
-    def is_control(self) -> bool:
-        return self.platform in CONTROL_PLATFORMS
 
     @property
     def publish_deadband(self) -> float:
