@@ -100,11 +100,11 @@ class DiscoveryBuilder:
 
     @property
     def bridge_identifier(self) -> str:
-        return f"givbridge_bridge_{object_id_safe(self.topics.root)}"
+        return device_id(f"bridge_{object_id_safe(self.topics.root)}")
 
     @property
     def plant_identifier(self) -> str:
-        return f"givbridge_plant_{object_id_safe(self.topics.root)}"
+        return device_id(f"plant_{object_id_safe(self.topics.root)}")
 
     @property
     def origin(self) -> dict[str, str]:
@@ -135,18 +135,7 @@ class DiscoveryBuilder:
     def _bridge_component(self, key: str, definition: EntityDefinition, unique_id: str) -> dict[str, Any]:
         """One of the bridge's entities: it shows a key of ``bridge/info``, or the bridge state itself."""
         config: dict[str, Any] = {"platform": definition.platform, "name": definition.name}
-        if definition.device_class is not None:
-            config["device_class"] = definition.device_class
-        if definition.state_class is not None:
-            config["state_class"] = definition.state_class
-        if definition.unit is not None:
-            config["unit_of_measurement"] = unit_for(definition.unit, self.currency)
-        if definition.precision is not None:
-            config["suggested_display_precision"] = definition.precision
-        if definition.entity_category is not None:
-            config["entity_category"] = definition.entity_category
-        if definition.icon is not None:
-            config["icon"] = definition.icon
+        config.update(self._presentation(definition))
         if definition.options is not None:
             config["options"] = list(definition.option_values() or ())
         if definition.json_key is not None:
@@ -164,6 +153,22 @@ class DiscoveryBuilder:
         config["unique_id"] = unique_id
         config["default_entity_id"] = default_entity_id(definition.platform, unique_id)
         return config
+
+    def _presentation(self, definition: EntityDefinition) -> dict[str, Any]:
+        """How HA shows an entity: its classes, unit, precision, category and icon, those it has."""
+        shown = {
+            "device_class": definition.device_class,
+            "state_class": definition.state_class,
+            "unit_of_measurement": unit_for(definition.unit, self.currency),
+            "suggested_display_precision": definition.precision,
+            "entity_category": definition.entity_category,
+            "icon": definition.icon,
+        }
+        return {key: value for key, value in shown.items() if value is not None}
+
+    def _availability(self, serial: str) -> list[dict[str, str]]:
+        """A device's entities are available while the bridge and the device both are."""
+        return [{"topic": self.topics.bridge_state}, {"topic": self.topics.availability(serial)}]
 
     # ---- an inverter and what hangs off it
 
@@ -189,8 +194,7 @@ class DiscoveryBuilder:
         limits = resolved_limits(snapshot) if limits is None else limits
         packs = set(info.battery_serials)
         meters = {f"Meter_ID{n}" for n in info.meter_ids}
-        availability = [{"topic": self.topics.bridge_state}, {"topic": self.topics.availability(serial)}]
-        inverter_id = f"givbridge_{serial}"
+        inverter_id = device_id(serial)
         firmware = pack_firmware(snapshot)
 
         grouped: dict[tuple[Scope, str], dict[str, dict[str, Any]]] = {}
@@ -230,12 +234,12 @@ class DiscoveryBuilder:
                     "manufacturer": MANUFACTURER,
                     "model": info.model,
                     "serial_number": serial,
-                    "via_device": f"givbridge_{controlled_by}" if controlled_by else self.bridge_identifier,
+                    "via_device": device_id(controlled_by) if controlled_by else self.bridge_identifier,
                 }
                 if info.firmware:
                     device["sw_version"] = info.firmware
             elif scope == "battery":
-                object_id = f"givbridge_{holder}"
+                object_id = device_id(holder)
                 device = {
                     "identifiers": [object_id, f"{prefix} {holder}"],
                     "name": f"Battery {holder}",
@@ -247,7 +251,7 @@ class DiscoveryBuilder:
                 if holder in firmware:
                     device["sw_version"] = firmware[holder]
             else:
-                object_id = f"givbridge_{serial}_{holder}"
+                object_id = device_id(f"{serial}_{holder}")
                 device = {
                     "identifiers": [object_id, f"{prefix} {holder}"],
                     "name": f"Meter {holder.removeprefix('Meter_ID')} ({serial})",
@@ -258,7 +262,7 @@ class DiscoveryBuilder:
             document = {
                 "device": device,
                 "origin": self.origin,
-                "availability": availability,
+                "availability": self._availability(serial),
                 "availability_mode": "all",
                 "components": components,
             }
@@ -300,18 +304,7 @@ class DiscoveryBuilder:
             config["state_topic"] = self.topics.state(serial, path)
         if definition.command is not None:
             config["command_topic"] = self.topics.control(serial, definition.command)
-        if definition.device_class is not None:
-            config["device_class"] = definition.device_class
-        if definition.state_class is not None:
-            config["state_class"] = definition.state_class
-        if definition.unit is not None:
-            config["unit_of_measurement"] = unit_for(definition.unit, self.currency)
-        if definition.precision is not None:
-            config["suggested_display_precision"] = definition.precision
-        if definition.entity_category is not None:
-            config["entity_category"] = definition.entity_category
-        if definition.icon is not None:
-            config["icon"] = definition.icon
+        config.update(self._presentation(definition))
         if platform == "number":
             low = resolve_limit(definition.min, limits)
             high = resolve_limit(definition.max, limits)
@@ -344,15 +337,10 @@ class DiscoveryBuilder:
             "state_topic": self.topics.state(serial, path),
             "entity_category": "diagnostic",  # a setting someone else makes: never "config" on a sensor
         }
-        if definition.platform == "number":
-            if definition.device_class is not None:
-                config["device_class"] = definition.device_class
-            if definition.unit is not None:
-                config["unit_of_measurement"] = unit_for(definition.unit, self.currency)
-        if definition.precision is not None:
-            config["suggested_display_precision"] = definition.precision
-        if definition.icon is not None:
-            config["icon"] = definition.icon
+        kept = {"suggested_display_precision", "icon"}
+        if definition.platform == "number":  # its value is a quantity; a select's or switch's is a word
+            kept |= {"device_class", "unit_of_measurement"}
+        config.update({key: value for key, value in self._presentation(definition).items() if key in kept})
         return config
 
     def plant(self, snapshot: Snapshot, paths: Iterable[str]) -> DeviceConfig:
@@ -377,11 +365,16 @@ class DiscoveryBuilder:
                 "via_device": self.bridge_identifier,
             },
             "origin": self.origin,
-            "availability": [{"topic": self.topics.bridge_state}, {"topic": self.topics.availability(snapshot.serial)}],
+            "availability": self._availability(snapshot.serial),
             "availability_mode": "all",
             "components": components,
         }
         return DeviceConfig(self.discovery_topics.device(identifier), PLANT_OWNER, document)
+
+
+def device_id(holder: str) -> str:
+    """givbridge's HA device identifier (and discovery object id) of a device: ``givbridge_<holder>``."""
+    return f"givbridge_{holder}"
 
 
 def _givtcp_device_id(serial: str, family: str) -> str:
