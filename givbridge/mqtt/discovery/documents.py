@@ -184,7 +184,7 @@ class DiscoveryBuilder:
     ) -> InverterDiscovery:
         """The devices of one inverter: itself, its packs and meters, with the entities of ``paths``.
 
-        ``paths`` is what the device publishes (see the module docstring for why that is more
+        ``paths`` is what the device publishes (see the package docstring for why that is more
         than one snapshot); ``limits`` resolves symbolic number bounds and defaults to what
         ``snapshot`` reports. ``controlled_by`` is the serial of the Gateway or EMS that
         controls this inverter: its controls are then published read-only.

@@ -55,7 +55,7 @@ class DeviceRunner(Protocol):
 
 
 class DiscoveryPublisher:
-    """Keeps Home Assistant's view of the bridge and its inverters in step; see the module docstring.
+    """Keeps Home Assistant's view of the bridge and its inverters in step; see the package docstring.
 
     Construct it before the MQTT client starts (it subscribes to HA's birth topic, and with
     ``migrate_givtcp_discovery`` to GivTCP's old config topics). The application calls
