@@ -29,7 +29,7 @@ from givbridge.health import HealthWriter
 from givbridge.log import get_logger
 from givbridge.mqtt.client import MqttClient, Publication
 from givbridge.mqtt.control import ControlSubscriber, publish_result
-from givbridge.mqtt.discovery import DiscoveryPublisher
+from givbridge.mqtt.discovery.publisher import DiscoveryPublisher
 from givbridge.mqtt.requests import BridgeRequests
 from givbridge.mqtt.state import StatePublisher, ValueStyle
 from givbridge.mqtt.topics import OFFLINE, Topics

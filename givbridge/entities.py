@@ -9,24 +9,31 @@ deadband) and the documentation.
 
 Definitions are data: YAML files in the ``givbridge.discovery_templates`` package (the
 top-level ``discovery_templates/`` directory). :func:`load_catalogue` reads and validates all
-of them once; a definition Home Assistant would reject, or one that contradicts its own
-semantics (an energy sensor in Ah, a settings sensor, a control without a command), fails
-loading with a message naming the file, the key and the rule.
+of them once (the bridge device's own entities, which are not published values, are in its
+``bridge/`` folder: :func:`load_bridge_catalogue`). A definition Home Assistant would reject,
+or one that contradicts its own semantics (an energy sensor in Ah, a settings sensor, a
+control without a command), fails loading with a message naming the file, the key and the
+rule.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from givbridge.config import LogSettings
+
 TEMPLATES_PACKAGE = "givbridge.discovery_templates"
+BRIDGE_TEMPLATES = "bridge"  # the folder of the bridge device's entities, in TEMPLATES_PACKAGE
 
 Platform = Literal["sensor", "binary_sensor", "number", "select", "switch", "button", "time", "text"]
 StateClass = Literal["measurement", "total", "total_increasing"]
@@ -35,7 +42,6 @@ CounterKind = Literal["today", "total"]
 NumberMode = Literal["auto", "box", "slider"]
 
 SENSOR_PLATFORMS = frozenset({"sensor", "binary_sensor"})
-CONTROL_PLATFORMS = frozenset({"number", "select", "switch", "button", "time", "text"})
 
 # Symbolic limits resolved per device at run time (see resolve_limit); a leading "-" negates.
 LIMIT_NAMES = frozenset({"battery_max_power", "inverter_max_power"})
@@ -44,6 +50,10 @@ _SYMBOLIC_LIMIT = re.compile(r"^-?(?P<name>[a-z_]+)$")
 # The options of a time-slot select: every minute of the day as GivTCP spells it (HH:MM:SS).
 TIME_SLOTS_SYMBOL = "time_slots"
 TIME_SLOT_OPTIONS: tuple[str, ...] = tuple(f"{h:02d}:{m:02d}:00" for h in range(24) for m in range(60))
+# The options of the bridge's log-level select: the levels the settings accept.
+LOG_LEVELS_SYMBOL = "log_levels"
+LOG_LEVELS: tuple[str, ...] = typing.get_args(LogSettings.model_fields["level"].annotation)
+SYMBOLIC_OPTIONS: dict[str, tuple[str, ...]] = {TIME_SLOTS_SYMBOL: TIME_SLOT_OPTIONS, LOG_LEVELS_SYMBOL: LOG_LEVELS}
 
 # Money is in the configured currency, unknown until the settings are read: a definition says
 # "currency" (or "currency/kWh" for a price) and discovery puts the ISO code in (see unit_for).
@@ -179,10 +189,12 @@ class EntityDefinition(_Strict):
     max: Limit | None = None
     step: float | None = Field(None, gt=0)
     mode: NumberMode | None = None
-    options: tuple[str, ...] | Literal["time_slots"] | None = None
+    options: tuple[str, ...] | Literal["time_slots", "log_levels"] | None = None
     state_on: str | None = None
     state_off: str | None = None
     payload_press: str | None = None
+    # The key of the JSON document on the state topic that holds the value (bridge entities)
+    json_key: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
 
     _check_min = field_validator("min", mode="before")(_limit)
     _check_max = field_validator("max", mode="before")(_limit)
@@ -191,8 +203,8 @@ class EntityDefinition(_Strict):
     @classmethod
     def _options_are_words(cls, value: object) -> object:
         # Checked before pydantic's union matching so a YAML boolean gets one clear message.
-        if isinstance(value, str) and value != TIME_SLOTS_SYMBOL:
-            raise ValueError(f"options must be a list of strings or {TIME_SLOTS_SYMBOL!r}, not {value!r}")
+        if isinstance(value, str) and value not in SYMBOLIC_OPTIONS:
+            raise ValueError(f"options must be a list of strings or one of {sorted(SYMBOLIC_OPTIONS)}, not {value!r}")
         if isinstance(value, list | tuple):
             for item in value:
                 if not isinstance(item, str):
@@ -218,10 +230,6 @@ class EntityDefinition(_Strict):
         return self
 
     @property
-    def is_control(self) -> bool:
-        return self.platform in CONTROL_PLATFORMS
-
-    @property
     def publish_deadband(self) -> float:
         """Smallest change worth publishing on its own: the definition's, else its class default."""
         if self.deadband is not None:
@@ -229,9 +237,9 @@ class EntityDefinition(_Strict):
         return _DEFAULT_DEADBANDS.get(self.device_class or "", 0.0)
 
     def option_values(self) -> tuple[str, ...] | None:
-        """The select options (or enum sensor states) with ``time_slots`` expanded."""
-        if isinstance(self.options, str):  # the only symbolic value is "time_slots"
-            return TIME_SLOT_OPTIONS
+        """The select options (or enum sensor states) with a symbolic list (``time_slots``) expanded."""
+        if isinstance(self.options, str):
+            return SYMBOLIC_OPTIONS[self.options]
         return self.options
 
     # --- rules ------------------------------------------------------------------------------
@@ -272,7 +280,9 @@ class EntityDefinition(_Strict):
         if self.platform == "number" and (self.min is None or self.max is None or self.step is None):
             yield "a number needs explicit min, max and step (Home Assistant's 1..100 default blocks 0 %)"
         if self.platform == "select" and not self.options:
-            yield "a select needs options (a list, or 'time_slots')"
+            yield f"a select needs options (a list, or one of {sorted(SYMBOLIC_OPTIONS)})"
+        if self.platform == "button" and self.json_key is not None:
+            yield "a button has no state to read a json_key from"
         if self.platform != "select" and self.options is not None:
             yield f"options do not apply to a {self.platform}"
         if self.platform == "switch" and (self.state_on is None or self.state_off is None):
@@ -415,13 +425,22 @@ def _describe(error: Mapping[str, Any]) -> str:
 
 @functools.cache
 def load_catalogue() -> EntityCatalogue:
-    """The packaged definitions, read and validated once per process."""
-    folder = resources.files(TEMPLATES_PACKAGE)
+    """The packaged definitions of published values, read and validated once per process."""
+    return _load_folder(resources.files(TEMPLATES_PACKAGE))
+
+
+@functools.cache
+def load_bridge_catalogue() -> EntityCatalogue:
+    """The bridge device's entities (its state, version and controls), keyed by unique id suffix."""
+    return _load_folder(resources.files(TEMPLATES_PACKAGE) / BRIDGE_TEMPLATES)
+
+
+def _load_folder(folder: Traversable) -> EntityCatalogue:
     documents = {
         entry.name: entry.read_text(encoding="utf-8")
         for entry in folder.iterdir()
         if entry.is_file() and entry.name.endswith((".yaml", ".yml"))
     }
     if not documents:
-        raise EntityDefinitionError(f"no entity definition files found in {TEMPLATES_PACKAGE}")
+        raise EntityDefinitionError(f"no entity definition files found in {folder}")
     return parse_catalogue(documents)

@@ -1,16 +1,10 @@
 """The bridge device's controls: ``<root>/bridge/request/<name>`` in, ``<root>/bridge/response/<command>`` out.
 
-Home Assistant's "givbridge" device has a restart button and a log-level select (see
-:mod:`givbridge.mqtt.discovery`). Their topics name a request, which is carried out as the
-registry's command of the same meaning, through the same executor as every other command,
-so validation and answers are the same as on ``<root>/control/...``:
-
-=============  ===============  =====================================
-request        command          payload
-=============  ===============  =====================================
-``restart``    ``restart``      anything (the button sends ``restart``)
-``log_level``  ``setLogLevel``  ``debug``, ``info``, ``warning``, ``error``
-=============  ===============  =====================================
+Home Assistant's "givbridge" device has a restart button and a log-level select, defined in
+``discovery_templates/bridge/bridge.yaml``. Their topics name a request (the entity's key),
+which is carried out as the registry command the definition names (``restart``,
+``setLogLevel``), through the same executor as every other command, so validation and
+answers are the same as on ``<root>/control/...``.
 
 After a log-level change ``<root>/bridge/info`` (the select's state) is republished.
 """
@@ -22,6 +16,7 @@ from collections.abc import Callable
 from givbridge.commands.access import MQTT
 from givbridge.commands.executor import CommandExecutor
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
+from givbridge.entities import load_bridge_catalogue
 from givbridge.log import get_logger
 from givbridge.mqtt.client import Message, MqttClient
 from givbridge.mqtt.control import BRIDGE_DEVICE, publish_result
@@ -29,8 +24,8 @@ from givbridge.mqtt.topics import Topics
 
 log = get_logger(__name__)
 
-#: Request name (the last topic level) -> the command that carries it out.
-REQUESTS = {"restart": "restart", "log_level": "setLogLevel"}
+#: Request name (the last topic level) -> the command that carries it out: the bridge device's controls.
+REQUESTS = {key: entity.command for key, entity in load_bridge_catalogue().definitions.items() if entity.command}
 
 
 class BridgeRequests:

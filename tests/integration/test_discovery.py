@@ -17,7 +17,9 @@ from givbridge.app import Application
 from givbridge.clock import ScaledClock
 from givbridge.entities import load_catalogue
 from givbridge.mqtt.client import Message
-from givbridge.mqtt.discovery import MIGRATE_PAYLOAD, STORE_DOCUMENT, address_of
+from givbridge.mqtt.discovery.addresses import address_of
+from givbridge.mqtt.discovery.migration import MIGRATE_PAYLOAD
+from givbridge.mqtt.discovery.record import STORE_DOCUMENT
 from givbridge.mqtt.state import MESSAGES_PATH
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore

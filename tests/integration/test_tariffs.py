@@ -18,8 +18,8 @@ from givbridge.bridge import Bridge
 from givbridge.clock import ScaledClock
 from givbridge.commands.executor import CommandExecutor
 from givbridge.entities import load_catalogue
-from givbridge.mqtt.discovery import DiscoveryBuilder
-from givbridge.mqtt.topics import Topics
+from givbridge.mqtt.discovery.documents import DiscoveryBuilder
+from givbridge.mqtt.topics import DiscoveryTopics, Topics
 from givbridge.plant.snapshot import Snapshot
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.tariffs import TariffTracker
@@ -119,7 +119,10 @@ async def test_money_entities_carry_the_configured_currency(tmp_path: Path) -> N
     async with running(sim, clock, tmp_path) as rig:
         snapshot = await rig.next(lambda s: f"{RATES}/Battery_Value" in s)
     builder = DiscoveryBuilder(
-        topics=Topics("GivEnergy"), discovery_prefix="homeassistant", catalogue=load_catalogue(), currency="EUR"
+        topics=Topics("GivEnergy"),
+        discovery_topics=DiscoveryTopics("homeassistant"),
+        catalogue=load_catalogue(),
+        currency="EUR",
     )
     [device] = builder.inverter(
         snapshot, prefix="givtcp", paths=[p for p in snapshot.values if p.startswith(RATES)]

@@ -13,16 +13,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from givbridge.entities import TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
-from givbridge.mqtt.discovery import (
-    LOG_LEVELS,
-    DeviceConfig,
-    DiscoveryBuilder,
-    InverterDiscovery,
-    address_of,
-)
+from givbridge.entities import LOG_LEVELS, TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
+from givbridge.mqtt.discovery.addresses import address_of
+from givbridge.mqtt.discovery.documents import DeviceConfig, DiscoveryBuilder, InverterDiscovery
 from givbridge.mqtt.state import MESSAGES_PATH
-from givbridge.mqtt.topics import Topics
+from givbridge.mqtt.topics import DiscoveryTopics, Topics
 from givbridge.plant import Snapshot, build_snapshot
 from givbridge.plant.families import FAMILIES
 from tests.unit.plant.registers import ac_one_pack, gen1_two_packs, gen3_ten_slots, plant_from
@@ -61,7 +56,7 @@ def snapshots() -> dict[str, Snapshot]:
 def builder(catalogue: EntityCatalogue, **overrides: Any) -> DiscoveryBuilder:
     options: dict[str, Any] = {
         "topics": Topics("GivEnergy"),
-        "discovery_prefix": "homeassistant",
+        "discovery_topics": DiscoveryTopics("homeassistant"),
         "catalogue": catalogue,
         **overrides,
     }
@@ -394,9 +389,9 @@ def test_givtcp_topic_of_each_kind_of_entity(catalogue: EntityCatalogue, snapsho
         f"homeassistant/sensor/GivEnergy/{sn}_Meter_ID{meter}_Import_Energy_kWh/config",
     }
     assert expected <= legacy
-    build = builder(catalogue)
-    assert all(build.legacy_object_id(topic) for topic in legacy)
-    assert build.legacy_object_id(f"homeassistant/device/givbridge_{sn}/config") is None
+    discovery_topics = DiscoveryTopics("homeassistant")
+    assert all(discovery_topics.givtcp_object_id(topic) for topic in legacy)
+    assert discovery_topics.givtcp_object_id(f"homeassistant/device/givbridge_{sn}/config") is None
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from givbridge.entities import load_catalogue
-from givbridge.mqtt.discovery import DiscoveryBuilder
+from givbridge.mqtt.discovery.documents import DiscoveryBuilder
 from givbridge.mqtt.state import MESSAGES_PATH
-from givbridge.mqtt.topics import Topics
+from givbridge.mqtt.topics import DiscoveryTopics, Topics
 from givbridge.plant import Snapshot, build_snapshot
 from givbridge.plant.families import FAMILIES
 from givbridge.plant.summary import Member, summarise
@@ -18,7 +18,9 @@ from tests.unit.test_discovery_schema import problems
 
 TAKEN_AT = datetime(2026, 6, 5, 11, 20, tzinfo=UTC)
 CATALOGUE = load_catalogue()
-BUILDER = DiscoveryBuilder(topics=Topics("GivEnergy"), discovery_prefix="homeassistant", catalogue=CATALOGUE)
+BUILDER = DiscoveryBuilder(
+    topics=Topics("GivEnergy"), discovery_topics=DiscoveryTopics("homeassistant"), catalogue=CATALOGUE
+)
 
 
 def gen3() -> Snapshot:

@@ -18,7 +18,9 @@ from givbridge.clock import ScaledClock
 from givbridge.config import InverterSettings, MqttSettings
 from givbridge.entities import load_catalogue
 from givbridge.mqtt.client import Message
-from givbridge.mqtt.discovery import MIGRATE_PAYLOAD, STORE_DOCUMENT, DiscoveryPublisher
+from givbridge.mqtt.discovery.migration import MIGRATE_PAYLOAD
+from givbridge.mqtt.discovery.publisher import DiscoveryPublisher
+from givbridge.mqtt.discovery.record import STORE_DOCUMENT
 from givbridge.mqtt.topics import Topics
 from givbridge.plant import Snapshot, build_snapshot
 from givbridge.plant.families import FAMILIES

@@ -7,8 +7,10 @@ import textwrap
 import pytest
 
 from givbridge.entities import (
+    LOG_LEVELS,
     TIME_SLOT_OPTIONS,
     EntityDefinitionError,
+    load_bridge_catalogue,
     load_catalogue,
     parse_catalogue,
     resolve_limit,
@@ -67,6 +69,14 @@ def test_packaged_definitions_follow_home_assistant_rules() -> None:
             assert definition.entity_category != "config", key
         else:
             assert definition.command, key
+
+
+def test_the_bridge_devices_entities_are_a_catalogue_of_their_own() -> None:
+    bridge = load_bridge_catalogue()
+    assert list(bridge) == ["state", "version", "restart", "log_level"]
+    assert not set(bridge) & set(load_catalogue())  # never taken for a published value's leaf
+    assert bridge["log_level"].option_values() == LOG_LEVELS == ("debug", "info", "warning", "error")
+    assert (bridge["version"].json_key, bridge["state"].json_key) == ("version", None)
 
 
 def test_time_slot_options_are_every_minute() -> None:
@@ -270,6 +280,24 @@ def test_anchor_holders_and_merge_keys() -> None:
               unit: V
             """,
             "sensor device_class 'volts' is not one givbridge knows",
+        ),
+        (
+            """
+            restart:
+              platform: button
+              command: restart
+              json_key: restart
+            """,
+            "a button has no state to read a json_key from",
+        ),
+        (
+            """
+            Mode:
+              platform: select
+              command: setBatteryMode
+              options: levels
+            """,
+            "options must be a list of strings or one of ['log_levels', 'time_slots']",
         ),
     ],
 )

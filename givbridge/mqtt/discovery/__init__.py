@@ -1,0 +1,83 @@
+"""Home Assistant MQTT discovery: device-based, with GivTCP's entity ids, kept tidy.
+
+What Home Assistant is told
+---------------------------
+One retained *device discovery* document per HA device at
+``<discovery_prefix>/device/<object_id>/config`` (HA 2024.12+), each with ``origin``, a
+``device`` block (``identifiers`` as a list) and its entities under ``components``:
+
+========================  =================================  ===========================================
+HA device                 object id                          entities
+========================  =================================  ===========================================
+the bridge                ``givbridge_bridge_<root>``        bridge state (connectivity), version,
+                                                             restart button, log-level select
+each inverter             ``givbridge_<serial>``             every inverter-level value, including the
+                                                             stack-level BMS readings
+                                                             (``Battery_Details/Battery_Stack_1/BMS_*``)
+each battery pack         ``givbridge_<pack serial>``        the pack's values; ``via_device`` inverter
+each meter                ``givbridge_<serial>_Meter_ID<n>`` the meter's values; ``via_device`` inverter
+the EV charger            ``givbridge_<charger serial>``     its ``Charger/*`` values and modes (GivTCP's
+                                                             "GivEVC" device; model "EV charger")
+the plant (2+ inverters)  ``givbridge_plant_<root>``         the plant summary's totals (read-only,
+                                                             see ``givbridge/plant/summary.py``)
+========================  =================================  ===========================================
+
+An inverter controlled by a Gateway or EMS that the bridge also polls (see
+``givbridge/plant/topology.py``) has its controls published read-only: each number, select,
+switch and time entity becomes a diagnostic sensor with the same unique id (its entity id
+changes domain, e.g. ``sensor.givtcp_<serial>_target_soc``), its buttons are left out, and its
+device hangs off the controller's (``via_device``). Changing those settings is the
+controller's job; the command topics answer ``unsupported`` naming it.
+
+The stack-level BMS values get no device of their own (GivTCP made a "Battery Stack 1"
+device for two sensors): the inverter measures them, so they sit with the inverter, and
+they keep GivTCP's ids.
+
+Entity ids are GivTCP's, so Predbat's GivTCP template and users' dashboards keep working:
+``unique_id`` is GivTCP's string exactly (``<prefix>_<serial>_<Leaf>``, per pack
+``<prefix>_<pack serial>_<Leaf>``, stack-level ``<prefix>_Battery_Stack_1_<Leaf>``, per meter
+``<prefix>_Meter_ID<n>_<Leaf>``) and ``default_entity_id`` is ``<platform>.<unique_id>`` in
+lower case, as HA would spell it (never the removed ``object_id``). State topics are the
+GivTCP leaf topics (no templates); command topics are ``<root>/control/<serial>/<command>``.
+Every device's entities share ``availability`` = bridge state and the inverter's own
+availability, with ``availability_mode: all``.
+
+Only values a device actually publishes are discovered. A value can be missing from one
+poll (an undecodable register, a completion time while idle), and removing an HA entity
+deletes the user's customisations, so the discovered set is the *union* of the paths a
+device has published since its model last changed; it is kept in the data directory, so a
+restart does not shrink it either.
+
+Lifecycle
+---------
+* Published retained (QoS 1) on every broker connection, after each device's first
+  snapshot, and whenever a device's layout or identity changes (a new value or battery, a
+  firmware update, a different battery power limit). Unchanged documents are not resent.
+* Re-published after HA's birth message (``<discovery_prefix>/status`` = ``online``, not
+  retained) after a random 1-5 s delay, followed by a full state republish.
+* What was published is recorded in the JSON document ``discovery`` in the data directory.
+  An entity that is no longer produced (model changed, prefix changed, platform changed)
+  is removed the way HA documents it: the device document is sent once with that component
+  reduced to ``{"platform": ...}``, then without it. A device that is gone (battery
+  removed) gets an empty retained payload, as does every device of an inverter that is no
+  longer configured, once every configured inverter has been identified (an inverter that
+  is merely unreachable keeps its entities).
+* ``mqtt.discovery: false`` publishes and subscribes to nothing here.
+
+The bridge device's restart button and log-level select send to
+``<root>/bridge/request/<name>``; :mod:`givbridge.mqtt.requests` carries the requests out.
+
+Migrating from GivTCP (``mqtt.migrate_givtcp_discovery: true``)
+---------------------------------------------------------------
+HA's migration procedure moves each inverter's entities from GivTCP's per-entity configs
+before its first discovery, keeping their registry entries; see
+:mod:`~givbridge.mqtt.discovery.migration`.
+
+Modules
+-------
+``addresses``  which device a value belongs to and its GivTCP unique id
+``documents``  the device documents, built from snapshots and entity definitions (pure)
+``publisher``  when documents go out, unchanged ones not; removal of stale entities and devices
+``migration``  moving GivTCP's discovery over
+``record``     what was published and learned, kept in the data directory
+"""
