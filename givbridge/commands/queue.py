@@ -98,7 +98,9 @@ class CommandQueue:
         if self.closing:
             raise _stopping()
         waiting = self._waiting.get(lock, 0)
-        if waiting >= self.limit:
+        # While the device is free, one of those counted is about to take it rather than wait
+        # (its turn has not run yet): it is not one of the queue_limit waiting.
+        if waiting >= self.limit + (0 if lock.locked() else 1):
             raise CommandFailed(
                 ErrorCode.BUSY,
                 f"{waiting} commands are already waiting for {device} (control.queue_limit); nothing was written. "
@@ -107,7 +109,7 @@ class CommandQueue:
             )
         self._waiting[lock] = waiting + 1
         try:
-            await self._acquire(lock, device)
+            await self._acquire(lock, device, expires=self._clock.monotonic() + self.expiry)
         finally:
             self._waiting[lock] -= 1
             if not self._waiting[lock]:
@@ -138,13 +140,12 @@ class CommandQueue:
             except TimeoutError:
                 log.error("commands left unanswered at shutdown", commands=self._answering)
 
-    async def _acquire(self, lock: asyncio.Lock, device: str) -> None:
-        """Take ``lock``, unless the expiry or shutdown comes first: then raise, not holding it."""
-        if not lock.locked():
-            await lock.acquire()  # free: taken at once (asyncio.Lock is fair, so no waiter is overtaken)
-            return
+    async def _acquire(self, lock: asyncio.Lock, device: str, *, expires: float) -> None:
+        """Take ``lock``, unless the clock reaches ``expires`` or shutdown comes first: then raise, not holding it."""
+        # Even a lock that looks free may have a waiter about to take it (woken, not yet running):
+        # asyncio.Lock is fair, so this may still wait, and always under the expiry.
         acquiring = asyncio.ensure_future(lock.acquire())
-        expiry = asyncio.ensure_future(self._clock.sleep(self.expiry))
+        expiry = asyncio.ensure_future(self._until(expires))
         stopping = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({acquiring, expiry, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -166,6 +167,10 @@ class CommandQueue:
             f"{device} was busy or not answering for {self.expiry:g} s (control.command_expiry), so this command "
             "could not start; it was not written and never will be",
         )
+
+    async def _until(self, moment: float) -> None:
+        """Until the clock's monotonic time reaches ``moment`` (fixed on arrival, not when this starts)."""
+        await self._clock.sleep(moment - self._clock.monotonic())
 
 
 def _give_up(lock: asyncio.Lock, acquiring: asyncio.Future[Any]) -> None:
