@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+#: Seconds a command already running at shutdown may take to finish with its true result: a
+#: quarter of the two-second shutdown, leaving the devices, the HTTP shim and the final MQTT
+#: messages theirs. A write and its read-back often fit (a simulator or a quick dongle); one cut
+#: off is answered ``cancelled`` with ``started: true``: it may have been partly applied.
+COMMAND_GRACE = 0.5
+
 
 def style_lookup(catalogue: EntityCatalogue) -> Callable[[str], ValueStyle]:
     """Rendering and deadband for each leaf, from its entity definition."""
@@ -140,6 +146,7 @@ class Application:
             charger=self.charger.runner if self.charger is not None else None,
         )
         self.http: HttpServer | None = None  # the REST shim, once started (http.enabled)
+        self._stopping = False
 
     async def start(self) -> None:
         self.started_at = self.clock.now()
@@ -166,12 +173,19 @@ class Application:
             await self.http.stop()
 
     async def stop(self) -> None:
-        """Stop polling, say offline, disconnect: well within two seconds."""
+        """Stop polling, say offline, disconnect: well within two seconds. A second call does nothing."""
+        if self._stopping:
+            return
+        self._stopping = True
         # The HTTP shim stops alongside the rest, so requests in flight are answered as the devices stop.
         stopping_http = asyncio.create_task(self._stop_http())
+        # Every command gets its answer while the devices still run and MQTT is still connected:
+        # waiting ones ``cancelled`` at once, running ones their true result within the grace.
+        answering = asyncio.create_task(self.commands.close(grace=COMMAND_GRACE))
         await self.health_writer.stop()
         await self.clock_keeper.stop()
         await self.timed.stop()  # no revert starts while stopping; the data dir keeps what is running
+        await answering  # the answers are published (QoS 1, ahead of the final offline messages)
         await self.bridge.stop(timeout=0.8)
         if self.charger is not None:
             await self.charger.stop(timeout=0.5)

@@ -648,6 +648,8 @@ class InverterRunner:
                 full = self._next_full <= self.clock.monotonic()
                 await self._poll(full=full)
                 continue
+            if job.future.cancelled():
+                continue  # its command was cut off or its caller left: nobody wants it carried out now
             try:
                 result = await job.run()
             except (ConnectionLost, _Stop) as exc:

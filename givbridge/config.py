@@ -354,6 +354,27 @@ class ClockSettings(_Section):
     )
 
 
+class ControlSettings(_Section):
+    """How commands wait for their device: a bounded queue and an expiry (see commands/queue.py)."""
+
+    # Predbat sends a plan as a burst of about ten writes (slots, rates, target, mode) and Home
+    # Assistant automations add a few; 16 waiting admits that with room to spare, while a flood
+    # is refused at once instead of piling up for minutes.
+    queue_limit: int = Field(
+        16, ge=1, le=1000, description="commands that may wait for one device; one more answers busy at once"
+    )
+    # A confirmed write takes 1-3 s on a real dongle, so a full queue of 16 starts within about
+    # 50 s; a command that waited longer than a minute was overtaken by events (Predbat plans
+    # again every few minutes) and writing it late would do what nobody asks for any more.
+    command_expiry: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="seconds a command may wait for its device; one that could not start by then answers expired "
+        "and is never written",
+    )
+
+
 def _default_data_dir() -> Path:
     if ADDON_OPTIONS.parent.is_dir() and os.access(ADDON_OPTIONS.parent, os.W_OK):
         return ADDON_OPTIONS.parent
@@ -382,6 +403,7 @@ class Settings(BaseSettings):
     evc: EvcSettings | None = None
     tariffs: TariffSettings | None = None
     clock: ClockSettings = Field(default_factory=ClockSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
     data_dir: Path = Field(default_factory=_default_data_dir)
     read_only: bool = Field(False, description="refuse every write to the inverters")
     timezone: str | None = Field(None, description="IANA zone of the inverter clocks; default: this host's")

@@ -46,6 +46,12 @@ _ERROR_MEANINGS: dict[ErrorCode, str] = {
     "`error.registers` lists register, wanted and actual",
     ErrorCode.REJECTED: "the inverter refused the write; `error.registers` lists the refused registers",
     ErrorCode.UNREACHABLE: "the inverter is not connected, did not answer, or did not come back in time",
+    ErrorCode.BUSY: "`control.queue_limit` commands are already waiting for this device; nothing was written. "
+    "Send it again in a few seconds (`error.retry_after`)",
+    ErrorCode.EXPIRED: "the command could not start within `control.command_expiry` seconds (the device was busy "
+    "or not answering); it was not written and never will be",
+    ErrorCode.CANCELLED: "givbridge stopped: with `error.started` false the command never ran and nothing was "
+    "written; with `error.started` true it was cut off while running and may have been partly applied",
     ErrorCode.INTERNAL: "a bug in givbridge (logged with a traceback)",
     ErrorCode.UNAUTHORIZED: "HTTP only: the command needs `Authorization: Bearer <http.token>` and it was "
     "missing or wrong",
@@ -167,6 +173,11 @@ def render_markdown(registry: Registry) -> str:
         "on every reconnect, after the live one was answered.",
         "- Answer: exactly one JSON document on `<root>/<serial>/response/<command>` (not retained), sent after "
         "the inverter has been read back: `ok` is never sent for a value that was not read back.",
+        "- Commands to one device run one at a time. At most `control.queue_limit` wait (one more is answered "
+        "`busy` at once), one that could not start within `control.command_expiry` seconds is answered `expired` "
+        "and never written, and at shutdown the ones left are answered `cancelled`.",
+        "- A command published while givbridge is not connected to the broker, or before `<root>/bridge/state` "
+        "reads `online` again after a reconnect, is lost: never run, never answered.",
         "",
         "```json",
         '{"status": "ok", "command": "setChargeTarget", "transaction": "42", '

@@ -11,7 +11,8 @@ already parsed JSON object) and optionally a serial, and always returns exactly 
 3. validate the payload against the command's model (``invalid_payload``);
 4. refuse writes in read-only mode (``read_only``);
 5. for a device: wait for its previous command to finish (one command at a time per device,
-   so plans never interleave and each plans from the state the last one left), check the
+   so plans never interleave and each plans from the state the last one left; a bounded,
+   expiring wait: ``busy``, ``expired``, see :mod:`givbridge.commands.queue`), check the
    device has been read (``unreachable``), that it is not controlled by a Gateway or EMS this
    bridge also polls (a change goes to that controller: ``unsupported``, naming it) and that
    the command applies to it (``unsupported``);
@@ -19,7 +20,8 @@ already parsed JSON object) and optionally a serial, and always returns exactly 
    runner, which reads the registers back; answer ``ok`` with the read-back values of the
    command's ``updates`` leaves, or ``not_persisted`` / ``rejected`` / ``unreachable``.
 
-Commands to different devices run concurrently. The executor also keeps each device's small
+Commands to different devices run concurrently. :meth:`CommandExecutor.close` answers every
+command still waiting or running when givbridge stops (``cancelled``). The executor also keeps each device's small
 remembered state (the reserve to restore after "Eco (Paused)"), updated from every snapshot.
 """
 
@@ -39,6 +41,7 @@ from givbridge.bridge import Bridge, InverterRunner, NotWritable, Unreachable, W
 from givbridge.clock import Clock
 from givbridge.commands import docs
 from givbridge.commands.access import CACHED_READ, LOCAL, TOKEN_KEY, AccessPolicy, Caller, Clearance, Transport
+from givbridge.commands.queue import CommandQueue
 from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode, Transaction
 from givbridge.commands.schemas import Message, NoPayload, Payload, decode
@@ -78,6 +81,7 @@ class CommandExecutor:
         self.registry = registry
         self.timed = timed  # runs the timed actions (forceCharge...) and their reverts
         self.policy = AccessPolicy.from_settings(self.settings)
+        self.queue = CommandQueue(self.settings.control, self.clock)  # each device's bounded, expiring wait
         self._memory: dict[str, dict[str, int]] = {}
         # Notified whenever a runner reports, so actions wait for device state without polling it.
         self._reported = asyncio.Condition()
@@ -114,7 +118,7 @@ class CommandExecutor:
             model = parse_payload(command, message)
             if command.writes and self.settings.read_only:
                 raise CommandFailed(ErrorCode.READ_ONLY, "givbridge runs with read_only: true, so nothing is changed")
-            data = await self._run(command, model, runner, clearance)
+            data = await self.queue.run(self._run(command, model, runner, clearance))
             result = CommandResult.success(name, transaction, answered_for, data)
         except CommandFailed as failure:
             result = CommandResult.failure(name, transaction, answered_for, failure)
@@ -135,6 +139,10 @@ class CommandExecutor:
             seconds=round(time.monotonic() - started, 3),
         )
         return result
+
+    async def close(self, grace: float) -> None:
+        """At shutdown: answer waiting commands ``cancelled`` now and running ones within ``grace`` seconds."""
+        await self.queue.close(grace)
 
     async def memory(self, serial: str) -> Mapping[str, int]:
         """What is remembered for the device ``serial`` (loaded from the data directory on first use)."""
@@ -209,11 +217,16 @@ class CommandExecutor:
             assert command.action is not None, f"{command.name} addresses no inverter, so it must be an action"
             # One charger command at a time, from its first read (a limit's clamp) to its last save.
             charger = self.charger if command.target == "evc" and command.writes else None
-            async with charger.command_lock if charger is not None else contextlib.nullcontext():
+            async with (
+                self.queue.turn(charger.command_lock, "the EV charger")
+                if charger is not None
+                else contextlib.nullcontext()
+            ):
                 with _device_errors():
                     return await command.action(model, self._action_context(runner, clearance))
         # One command at a time per device: the runner's lock, which timed actions' reverts also take.
-        async with runner.command_lock if command.writes else contextlib.nullcontext():
+        device = f"inverter {runner.serial or runner.label}"
+        async with self.queue.turn(runner.command_lock, device) if command.writes else contextlib.nullcontext():
             context, snapshot = runner.context, runner.snapshot
             if context is None or snapshot is None:
                 raise CommandFailed(ErrorCode.UNREACHABLE, f"{runner.label} has not been read yet")

@@ -29,6 +29,9 @@ class ErrorCode(StrEnum):
     NOT_PERSISTED = "not_persisted"  # acknowledged, but the read-back shows other values
     REJECTED = "rejected"  # the inverter refused the write
     UNREACHABLE = "unreachable"  # not connected, no answer, or not back in time
+    BUSY = "busy"  # the device's command queue is full; nothing was written
+    EXPIRED = "expired"  # waited longer than control.command_expiry for its device; never written
+    CANCELLED = "cancelled"  # givbridge stopped before the command (or while it) ran
     INTERNAL = "internal"  # a bug in givbridge; logged with a traceback
     UNAUTHORIZED = "unauthorized"  # HTTP: no token, or the wrong one
     FORBIDDEN = "forbidden"  # the caller may not run this command (see givbridge.commands.access)
@@ -44,6 +47,9 @@ HTTP_STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.NOT_PERSISTED: 502,
     ErrorCode.REJECTED: 502,
     ErrorCode.UNREACHABLE: 504,
+    ErrorCode.BUSY: 503,
+    ErrorCode.EXPIRED: 504,
+    ErrorCode.CANCELLED: 503,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,

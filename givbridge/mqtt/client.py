@@ -71,8 +71,10 @@ which on a retained topic clears it."""
 RECONNECT_MIN_DELAY = 1
 RECONNECT_MAX_DELAY = 60
 SUBACK_TIMEOUT = 10.0
-"""Seconds to wait for the broker to acknowledge the resubscription before running the
-``on_connect`` callbacks anyway (a broker that never answers is dropped by keepalive)."""
+"""Seconds to wait for the broker to acknowledge the resubscription before sending it again.
+The ``on_connect`` callbacks (``bridge/state`` = ``online``) never run before an acknowledgement:
+a command published once the bridge says ``online`` must reach it. A broker that never answers
+is dropped by keepalive."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -547,8 +549,8 @@ class MqttClient:
 
     async def _run_session(self) -> None:
         """After a CONNACK: resubscribe, wait for the SUBACK, then run the on_connect callbacks."""
-        if self._subscriptions:
-            await self._resubscribe()
+        if self._subscriptions and not await self._resubscribe():
+            return  # the connection dropped first: the next connect starts over
         self._ready.set()
         for callback in list(self._connect_callbacks):
             try:
@@ -558,25 +560,30 @@ class MqttClient:
             except Exception:
                 log.exception("mqtt on_connect callback failed", callback=_name(callback))
 
-    async def _resubscribe(self) -> None:
+    async def _resubscribe(self) -> bool:
+        """Subscribe to every filter again; True once the broker has acknowledged it."""
         assert self._loop is not None
         filters = [(topic_filter, sub.qos) for topic_filter, sub in self._subscriptions.items()]
-        rc, mid = self._paho.subscribe(filters)
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
-            return  # the connection already dropped; the disconnect hop follows
-        future: asyncio.Future[list[bool]] = self._loop.create_future()
-        self._pending_subacks[mid] = future
-        try:
-            async with asyncio.timeout(SUBACK_TIMEOUT):
-                failures = await future
-        except TimeoutError:
-            log.warning("mqtt subscriptions not acknowledged in time", filters=len(filters))
-            return
-        finally:
-            self._pending_subacks.pop(mid, None)
+        while True:
+            rc, mid = self._paho.subscribe(filters)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                return False  # the connection already dropped; the disconnect hop follows
+            future: asyncio.Future[list[bool]] = self._loop.create_future()
+            self._pending_subacks[mid] = future
+            try:
+                async with asyncio.timeout(SUBACK_TIMEOUT):
+                    failures = await future
+                if not self._connected:
+                    return False  # resolved by stop() or a lost connection, not by a SUBACK
+                break
+            except TimeoutError:
+                log.warning("mqtt subscriptions not acknowledged in time; subscribing again", filters=len(filters))
+            finally:
+                self._pending_subacks.pop(mid, None)
         for (topic_filter, _qos), failed in zip(filters, failures, strict=False):
             if failed:
                 log.warning("mqtt broker refused a subscription", topic_filter=topic_filter)
+        return True
 
     def _on_puback(self, mid: int) -> None:
         future = self._pending_pubacks.get(mid)

@@ -207,6 +207,19 @@ async def test_current_limit_refuses_what_cannot_be_a_current(site: Rig) -> None
     assert site.charger.limit_tenths == 320
 
 
+async def test_a_charger_command_that_cannot_start_in_time_expires_unwritten(site: Rig) -> None:
+    """The charger's commands wait in the same bounded, expiring queue as an inverter's."""
+    ok(await site.send("setCurrentLimit", "32"))
+    assert site.app.charger is not None
+    writes = site.charger.writes_applied
+    async with site.app.charger.command_lock:  # held, as a command stuck on the charger would
+        message = error(await site.send("setCurrentLimit", "10"), "expired")  # control.command_expiry (60 s)
+        assert "command_expiry" in message
+    assert ok(await site.send("setCurrentLimit", "31")) == {"Charge_Limit": 31.0}
+    assert site.charger.writes_applied == writes + 1  # the expired limit was never written
+    assert site.charger.limit_tenths == 310
+
+
 async def test_plug_and_go_switch(site: Rig) -> None:
     assert ok(await site.send("chargeMode", "disable")) == {"Plug_and_Go": "disable"}
     assert site.charger.plug_and_go is False

@@ -494,6 +494,21 @@ async def test_concurrent_posts_to_one_inverter_are_serialised_and_each_answered
 # --- lifecycle ------------------------------------------------------------------------------------
 
 
+async def test_a_full_queue_is_503_busy_and_a_stop_answers_the_waiting_503_cancelled(tmp_path: Path) -> None:
+    control = {"queue_limit": 1, "command_expiry": 3600}
+    async with http_rig(tmp_path, ["hybrid-gen3"], http={"token": TOKEN}, control=control) as rig:
+        writes = rig.writes()
+        url = f"{rig.base}/REST1/setChargeTarget"
+        async with client(token=TOKEN) as http, rig.app.bridge.runners[0].command_lock:  # the device is busy
+            posts = {asyncio.create_task(http.post(url, json={"chargeToPercent": p})) for p in (61, 62)}
+            # One of the two waits for the device; the other is refused at once, while it is still held.
+            done, (waiting,) = await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
+            assert "queue_limit" in refused(done.pop().result(), 503, "busy")
+            await rig.app.stop()
+            assert "nothing was written" in refused(await waiting, 503, "cancelled")
+        assert rig.writes() == writes
+
+
 async def test_a_taken_port_is_a_clear_error_and_stop_closes_the_ports(tmp_path: Path) -> None:
     clock = fast_clock()
     sim = SimulatedPlant.create("hybrid-gen3", batteries=1, clock=clock, seed=5, tz=ZONE)

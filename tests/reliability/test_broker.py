@@ -71,3 +71,23 @@ async def test_a_home_assistant_birth_storm_brings_a_bounded_number_of_republish
         assert 1 <= republished <= bursts + 1, f"{bursts * births} births made {republished} republishes"
         answer = await rig.set_target(55)
         assert answer["status"] == "ok", answer
+
+
+async def test_a_command_sent_the_moment_the_bridge_is_online_again_is_answered(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The bridge says ``online`` only once the broker has acknowledged its resubscription.
+
+    After a broker restart (a clean session: the broker forgot the subscriptions), a command
+    published as soon as ``bridge/state`` reads ``online`` again must reach the bridge; had the
+    bridge said ``online`` before subscribing, it would be lost and never answered.
+    """
+    async with bridge_rig(mosquitto, tmp_path) as rig:
+        await mosquitto.stop()
+        await rig.polls(1)
+        assert not rig.app.mqtt.connected
+        mark = rig.checker.published("GivEnergy/bridge/state")
+        await mosquitto.start()
+        await rig.checker.value("GivEnergy/bridge/state", lambda v: v == "online", after=mark, within=20)
+        answer = await rig.set_target(37)
+        assert answer["status"] == "ok", answer
