@@ -192,7 +192,9 @@ class Handlers:
     def _result(self, command: Command, result: CommandResult) -> Response:
         if result.ok and is_data_read(command):
             return Answer(dict(result.data or {}), status_code=result.http_status)
-        return Answer(result_document(result), status_code=result.http_status)
+        retry_after = result.error.details.get("retry_after") if result.error is not None else None
+        headers = {"Retry-After": str(retry_after)} if isinstance(retry_after, int) else None
+        return Answer(result_document(result), status_code=result.http_status, headers=headers)
 
     def not_routed(self) -> Handler:
         """Any other name where a command would be: a wrong method, or no such command."""

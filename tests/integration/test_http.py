@@ -503,7 +503,9 @@ async def test_a_full_queue_is_503_busy_and_a_stop_answers_the_waiting_503_cance
             posts = {asyncio.create_task(http.post(url, json={"chargeToPercent": p})) for p in (61, 62)}
             # One of the two waits for the device; the other is refused at once, while it is still held.
             done, (waiting,) = await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
-            assert "queue_limit" in refused(done.pop().result(), 503, "busy")
+            busy = done.pop().result()
+            assert "queue_limit" in refused(busy, 503, "busy")
+            assert busy.headers["retry-after"] == str(busy.json()["error"]["retry_after"])
             await rig.app.stop()
             assert "nothing was written" in refused(await waiting, 503, "cancelled")
         assert rig.writes() == writes
