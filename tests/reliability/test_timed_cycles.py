@@ -91,7 +91,7 @@ def inject(rig: Rig, fault: str, rng: random.Random) -> None:
     elif fault == "garbage":
         faults.garbage_rate = 0.5
     else:
-        faults.silence(rng.uniform(0.2, 1.2))
+        faults.silence(rng.uniform(0.1, 0.8))
 
 
 def heal(rig: Rig) -> None:
@@ -169,7 +169,7 @@ async def test_timed_actions_under_faults_leave_the_inverter_as_it_was(
     family: str, module_broker: Broker, tmp_path: Path
 ) -> None:
     rng = random.Random(family)
-    async with bridge_rig(module_broker, tmp_path, family=family, polling={"retries": 2}) as rig:
+    async with bridge_rig(module_broker, tmp_path, family=family, polling={"retries": 2, "timeout": 0.3}) as rig:
         device = rig.runner.context
         assert device is not None
         kinds = list(kinds_for(device))
