@@ -346,13 +346,18 @@ class TimedActions:
         await self._save()  # before anything is written: from here on a crash still reverts
         try:
             confirm(await runner.write(plan))
-        except Exception:
+        except Exception as exc:
             if before is not None:  # the extension failed: it keeps running as it was
                 self._actions[key] = before
                 await self._save()
+                outcome = "it keeps running as it was"
             else:
                 await self._undo_start(action, runner)
+                pending = self._actions.get(key) is action
+                outcome = "what it wrote is being put back (pending)" if pending else "what it wrote was put back"
             self._changed.set()
+            if isinstance(exc, Unreachable):  # unconfirmed, not refused: say what became of it
+                raise CommandFailed(ErrorCode.UNREACHABLE, f"{kind.name} was not started: {exc}; {outcome}") from None
             raise
         self._changed.set()
         log.info("timed action started", action=kind.name, serial=serial, minutes=minutes, ends=ends.isoformat())
