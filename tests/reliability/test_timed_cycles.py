@@ -166,6 +166,7 @@ async def one_cycle(rig: Rig, kind: TimedKind, fault: str, *, expire: bool, rng:
     assert not differences(rig, before), f"{kind.name} via {fault}: {differences(rig, before)}"
 
 
+@pytest.mark.timeout(60 + 15 * cycles())  # a cycle takes a few seconds; scaled runs take longer
 @pytest.mark.parametrize("family", FAMILIES)
 async def test_timed_actions_under_faults_leave_the_inverter_as_it_was(
     family: str, module_broker: Broker, tmp_path: Path
@@ -191,6 +192,7 @@ async def test_timed_actions_under_faults_leave_the_inverter_as_it_was(
             assert bad not in rig.checker.tally.error_codes, rig.checker.tally.error_codes
 
 
+@pytest.mark.timeout(60 + 5 * cycles())
 async def test_read_backs_under_dropouts_never_claim_not_persisted(module_broker: Broker, tmp_path: Path) -> None:
     """A dropout page read back after a write is read again: never a false ``not_persisted``."""
     async with bridge_rig(module_broker, tmp_path, polling={"retries": 2, "timeout": 0.3}) as rig:
