@@ -87,6 +87,12 @@ CLOCK_SKEW_WARNING = 300.0
 # After a write, the whole settings bank set is re-read this many seconds later, unless the
 # next scheduled settings read comes sooner.
 SETTLE_AFTER_WRITE = 10.0
+# A read answered with a bank the poll path would not believe is read again this many times
+# more than ``polling.retries`` (such an answer costs a round trip, not a timeout).
+UNCLEAN_READ_RETRIES = 2
+# A bank too short for the library's dropout judgement, read all zero where it held data, is
+# believed only when this many answers in a row agree.
+ZERO_CONFIRMATIONS = 3
 # How often the hygiene's counter memory is written to disk (and always on disconnect):
 # often enough to survive a crash, rarely enough to spare SD cards.
 COUNTER_SAVE_INTERVAL = 60.0
@@ -121,6 +127,15 @@ class Signal(Generic[T]):
 
 class Unreachable(Exception):
     """The inverter is not connected or did not answer."""
+
+
+class UncleanRead(Unreachable):
+    """The inverter answered a read of a bank only with data the poll path would not believe.
+
+    A dropout page, a spliced or incoherent bank (refused by the library, as on every poll), or
+    a short bank read all-zero over one that held data and not confirmed by reading it again.
+    Nothing may be planned or judged from such a read: it is retried, then this is raised.
+    """
 
 
 class NotWritable(Exception):
@@ -243,43 +258,88 @@ class DeviceContext:
         return int(firmware) if firmware is not None else None
 
 
+class ReadVerdict(StrEnum):
+    """How a register read answered the runner may be used (see :meth:`ObservedPlant.verdict`)."""
+
+    CLEAN = "clean"  # the library committed it, as a poll would
+    REFUSED = "refused"  # the library refused it: a dropout, a splice, an incoherent or corrupt bank
+    # A bank too short for the library to judge (under 60 registers), read all zero where it held
+    # data: believable only if reading it again agrees.
+    UNCONFIRMED_ZERO = "unconfirmed_zero"
+
+
 class ObservedPlant(Plant):  # type: ignore[misc]  # untyped library base
-    """The library's Plant, also noting error responses to writes and the dropouts it refuses.
+    """The library's Plant, also noting error responses to writes and the banks it refuses.
 
     The library's request path retries an error response and finally reports a timeout, so
     on its own a refused write looks like a silent inverter. Noting the error frames as they
     are decoded lets the runner tell "the inverter refused HR(x)" from "no answer".
 
-    The library also refuses, without counting them, the pages a dongle serves in place of
-    data: a full bank of zeros over a bank that held data, and its known substituted page.
-    ``dropouts`` counts them for ``Stats/Dropout_Banks_Rejected``.
+    The library refuses, without saying so to the caller, the pages a dongle serves in place
+    of data: a full bank of zeros over a bank that held data, its known substituted page, a
+    spliced or incoherent bank. Its verdict on every read answer is noted here (whether it
+    committed the bank), so the runner's own reads judge exactly as the poll path does, and
+    ``dropouts`` counts the dropout pages for ``Stats/Dropout_Banks_Rejected``. CRC-failed
+    frames never reach a caller: the library drops them and the request times out and retries.
     """
 
     _refused: dict[int, int] = PrivateAttr(default_factory=dict)
+    _verdicts: dict[tuple[int, str, int, int], tuple[Any, ReadVerdict]] = PrivateAttr(default_factory=dict)
     dropouts: int = Field(default=0, exclude=True)
 
     def update(self, pdu: Any, *, received_at: datetime | None = None) -> None:
         if isinstance(pdu, WriteHoldingRegisterResponse) and pdu.error:
             self._refused[pdu.register] = self._refused.get(pdu.register, 0) + 1
-        if self._is_dropout(pdu):
-            self.dropouts += 1
+        key = _bank_key(pdu)
+        if key is None:
+            super().update(pdu, received_at=received_at)
+            return
+        stamped = self.register_block_updated_at.get(key)
+        zero_over_data = self._zero_over_data(pdu)
         super().update(pdu, received_at=received_at)
+        restamped = self.register_block_updated_at.get(key)
+        if restamped is None or restamped is stamped:  # the library committed nothing
+            verdict = ReadVerdict.REFUSED
+            if zero_over_data or (isinstance(pdu, ReadInputRegistersResponse) and pdu.is_suspicious()):
+                self.dropouts += 1
+        elif zero_over_data:  # committed only because it is too short for the library to judge
+            verdict = ReadVerdict.UNCONFIRMED_ZERO
+        else:
+            verdict = ReadVerdict.CLEAN
+        self._verdicts[key] = (pdu, verdict)
 
-    def _is_dropout(self, pdu: Any) -> bool:
-        """Whether the library will refuse this read as a dropout (its Pattern A and B)."""
-        if not isinstance(pdu, ReadHoldingRegistersResponse | ReadInputRegistersResponse):
-            return False
-        if isinstance(pdu, ReadInputRegistersResponse) and pdu.is_suspicious():
-            return True
+    def _zero_over_data(self, pdu: Any) -> bool:
+        """An answer of all zeros for registers the cache holds data in (the library's Pattern B, any size)."""
         values: dict[int, int] = pdu.to_dict()
-        if pdu.register_count < 60 or not values or any(values.values()):
+        if not values or any(values.values()):
             return False
         kind = HR if isinstance(pdu, ReadHoldingRegistersResponse) else IR
         cache = self.register_caches.get(pdu.device_address, {})
         return any(cache.get(kind(register)) for register in values)
 
+    def verdict(self, pdu: Any) -> ReadVerdict:
+        """What the library made of the read answer ``pdu`` (REFUSED for one it never saw)."""
+        key = _bank_key(pdu)
+        noted = self._verdicts.get(key) if key is not None else None
+        if noted is None or noted[0] is not pdu:
+            return ReadVerdict.REFUSED
+        return noted[1]
+
     def take_refusal(self, register: int) -> bool:
         return self._refused.pop(register, 0) > 0
+
+
+def _bank_key(pdu: Any) -> tuple[int, str, int, int] | None:
+    """The library's key for the bank a read answer carries (as in ``register_block_updated_at``)."""
+    if isinstance(pdu, ReadHoldingRegistersResponse):
+        kind = "HR"
+    elif isinstance(pdu, ReadInputRegistersResponse):
+        kind = "IR"
+    else:
+        return None
+    if pdu.error or getattr(pdu, "crc_failed", False):
+        return None
+    return (pdu.device_address, kind, pdu.base_register, pdu.register_count)
 
 
 class _Stop(Exception):
@@ -744,7 +804,7 @@ class InverterRunner:
         assert self.context is not None
         caps = self.context.capabilities
         if has_pause_registers(self.context.family) and not caps.has_ac_config_block:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError, UncleanRead):  # the poll keeps the last good bank
                 await self._read_block(300, 60)
 
     async def _record_success(self, partial: bool) -> None:
@@ -856,24 +916,48 @@ class InverterRunner:
         return self._client
 
     async def _read_block(self, base: int, count: int) -> dict[int, int]:
+        """HR(base, count) as the poll path would believe it, read again while it is not.
+
+        An answer the library refuses is read again, up to ``polling.retries`` +
+        :data:`UNCLEAN_READ_RETRIES` times (each attempt itself retries a silence or a bad CRC
+        as a poll does). A short bank read all zero over data is believed only when
+        :data:`ZERO_CONFIRMATIONS` answers in a row agree. Raises :class:`UncleanRead`
+        when no answer could be believed.
+        """
         client = self._require_client()
         polling = self.settings.polling
         assert self.context is not None
         request = ReadHoldingRegistersRequest(
             base_register=base, register_count=count, device_address=self.context.capabilities.inverter_address
         )
-        response = await client.send_request_and_await_response(
-            request, timeout=polling.timeout, retries=polling.retries
+        zeros = 0
+        verdict = ReadVerdict.REFUSED
+        for _ in range(polling.retries + UNCLEAN_READ_RETRIES + 1):
+            response = await client.send_request_and_await_response(
+                request, timeout=polling.timeout, retries=polling.retries
+            )
+            if not isinstance(response, ReadHoldingRegistersResponse):
+                raise Unreachable(f"unexpected answer to a read of HR({base},{count}): {response}")
+            values: dict[int, int] = response.to_dict()
+            verdict = self._plant.verdict(response)
+            if verdict is ReadVerdict.REFUSED:
+                zeros = 0
+                continue
+            if verdict is ReadVerdict.UNCONFIRMED_ZERO or (zeros and not any(values.values())):
+                zeros += 1
+                if zeros < ZERO_CONFIRMATIONS:
+                    continue
+            if base == 0:
+                self._clock_read_at = self.clock.now()
+            return values
+        self._log.warning("no believable answer to a read", bank=f"HR({base},{count})", last=verdict.value)
+        raise UncleanRead(
+            f"{self.label} answered every read of HR({base},{count}) with data that cannot be believed "
+            f"(last: {'a dropout or corrupt bank' if verdict is ReadVerdict.REFUSED else 'unconfirmed zeros'})"
         )
-        if not isinstance(response, ReadHoldingRegistersResponse):
-            raise Unreachable(f"unexpected answer to a read of HR({base},{count}): {response}")
-        if base == 0:
-            self._clock_read_at = self.clock.now()
-        values: dict[int, int] = response.to_dict()
-        return values
 
     async def _read_blocks(self, registers: list[int]) -> dict[int, int]:
-        """Read the banks holding ``registers``, all in flight together (the dongle overlaps them)."""
+        """Read the banks holding ``registers`` (whole banks, so each can be judged), all in flight together."""
         values: dict[int, int] = {}
         try:
             reads = [self._read_block(base, count) for base, count in blocks_for(registers)]
@@ -914,7 +998,13 @@ class InverterRunner:
                 raise Unreachable(f"{self.label} did not acknowledge HR({write.register})") from exc
             written.append(write)
             await self._count_write(write.register)
-        readback = await self._read_blocks(sorted(plan.registers))
+        try:
+            readback = await self._read_blocks(sorted(plan.registers))
+        except Unreachable as exc:
+            # Sent but not confirmed: never "not persisted" from a read that cannot be believed,
+            # and never skipped as "already held" next time on the strength of the echo alone.
+            self._unconfirmed.update(w.register for w in written)
+            raise type(exc)(f"wrote {plan.description or 'the registers'} but could not read it back: {exc}") from exc
         for register in plan.registers:
             self._unconfirmed.discard(register)
         outcome = WriteOutcome.judge(plan, readback, written=written, skipped=skipped, rejected=rejected)

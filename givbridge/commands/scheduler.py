@@ -8,7 +8,9 @@ Starting an action (the command's handler holds the device's command lock):
 
 1. every action on the device it cannot run alongside is reverted first;
 2. the registers it will write are read from the inverter (not from a cache), together with
-   the inverter's clock, which places a slot;
+   the inverter's clock, which places a slot. The read is judged as a poll's is (a dropout or
+   corrupt bank is read again); if it cannot be believed the action is refused and nothing
+   is written, not even the revert of a conflicting action;
 3. the baseline, the end time (on the bridge's clock) and the state are saved to the data
    directory (JSON, atomic replace) *before* anything is written, so a crash at any moment
    after this leaves a revert behind;
@@ -17,14 +19,18 @@ Starting an action (the command's handler holds the device's command lock):
 
 Sent again while it runs, an action runs N minutes from now and keeps its first baseline.
 
-The revert, at the end time, on ``Cancel`` or when another action replaces it, writes the
-baseline back (enables first) and reads it back; it takes the device's command lock, so it
-never interleaves with a command. At the end time it publishes a result on the command's
-response topic (through :attr:`TimedActions.on_result`). If the inverter cannot be reached
-it says the revert is pending (once) and keeps trying with backoff, and at once when the
-inverter reports again. A register the inverter refuses to take back is left out and named
-in the result. After a restart, actions whose end has passed are reverted as soon as their
-inverter is connected; the others count down where they were.
+The revert, at the end time, on ``Cancel`` or when another action replaces it, writes back
+only the registers the action changed (a register whose baseline already held the action's
+value is not written), and of those only the ones that still hold what the action wrote: a
+register someone changed while it ran is left alone and named under ``left_alone`` in the
+result. It reads them cleanly first, writes the baseline back (enables first) and reads it
+back; it takes the device's command lock, so it never interleaves with a command. At the
+end time it publishes a result on the command's response topic (through
+:attr:`TimedActions.on_result`). If the inverter cannot be reached, or its answers cannot be
+believed, it says the revert is pending (once) and keeps trying with backoff, and at once
+when the inverter reports again. A register the inverter refuses to take back is left out
+and named in the result. After a restart, actions whose end has passed are reverted as soon
+as their inverter is connected; the others count down where they were.
 
 The state entities (``Force_Charge`` = Normal/Running, ``Force_Charge_Num`` = minutes left,
 rounded up) are part of every snapshot (runner extras) and are also published between polls
@@ -42,7 +48,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from givbridge.bridge import Backoff, Bridge, InverterRunner, NotWritable, Signal, Unreachable, WriteStatus
+from givbridge.bridge import (
+    Backoff,
+    Bridge,
+    InverterRunner,
+    NotWritable,
+    Signal,
+    UncleanRead,
+    Unreachable,
+    WriteStatus,
+)
 from givbridge.clock import Clock
 from givbridge.commands import devices as dev
 from givbridge.commands.executor import confirm
@@ -81,10 +96,38 @@ class Action:
     reason: str = "ended"  # why it is (to be) reverted
     attempts: int = 0  # failed revert attempts
     error: str | None = None  # the last one's problem
+    # (register, value) the action wrote last; None for a record saved before givbridge kept it.
+    written: tuple[tuple[int, int], ...] | None = None
 
     @property
     def key(self) -> Key:
         return (self.serial, self.kind)
+
+    def changed(self) -> tuple[tuple[int, int], ...]:
+        """The baseline of the registers the action changed (in writing order): what a revert may write back."""
+        if self.written is None:
+            return self.baseline
+        wrote = dict(self.written)
+        return tuple((register, value) for register, value in self.baseline if wrote.get(register, value) != value)
+
+    def revert_plan(self, current: Mapping[int, int]) -> tuple[list[tuple[int, int]], dict[int, int]]:
+        """What to write back, given the ``current`` values of :meth:`changed`, and what to leave alone.
+
+        A register still holding what the action wrote goes back to its baseline. One holding
+        something else was changed by someone since: it is left alone (returned with its value),
+        unless it already holds its baseline again, which needs no write either.
+        """
+        changed = self.changed()
+        if self.written is None:  # an old record: it cannot tell, so it restores as before
+            return list(changed), {}
+        wrote = dict(self.written)
+        restore = [(register, value) for register, value in changed if current[register] == wrote[register]]
+        left = {
+            register: current[register]
+            for register, value in changed
+            if current[register] not in (wrote[register], value)
+        }
+        return restore, left
 
     def record(self) -> dict[str, Any]:
         return {
@@ -98,6 +141,7 @@ class Action:
             "reason": self.reason,
             "attempts": self.attempts,
             "error": self.error,
+            **({"written": [list(pair) for pair in self.written]} if self.written is not None else {}),
         }
 
     @classmethod
@@ -109,6 +153,10 @@ class Action:
         baseline = tuple((int(register), int(value)) for register, value in record["baseline"])
         if not baseline or any(not 0 <= value <= 0xFFFF for _, value in baseline):
             raise ValueError("the baseline is empty or holds a value that is not a register word")
+        written = record.get("written")
+        wrote = None if written is None else tuple((int(register), int(value)) for register, value in written)
+        if wrote is not None and any(not 0 <= value <= 0xFFFF for _, value in wrote):
+            raise ValueError("a written value is not a register word")
         started, ends = datetime.fromisoformat(record["started"]), datetime.fromisoformat(record["ends"])
         if started.tzinfo is None or ends.tzinfo is None:
             raise ValueError("times must carry their offset")
@@ -123,6 +171,7 @@ class Action:
             reason=str(record.get("reason") or "ended"),
             attempts=int(record.get("attempts") or 0),
             error=record.get("error"),
+            written=wrote,
         )
 
 
@@ -256,17 +305,23 @@ class TimedActions:
         context = runner.context
         assert context is not None, "the executor checks the device has been read"
         serial = context.serial
-        for other in [a for a in self._actions.values() if a.serial == serial and a.kind != kind.name]:
-            if kind.conflicts_with(KINDS[other.kind], context):
-                await self._revert_now(other, runner, reason=f"replaced by {kind.name}", announce=True)
         registers = kind.registers(context)
-        values = await runner.read_holding([*registers, *dev.CLOCK])
+        conflicting = [a for a in self._actions.values() if a.serial == serial and a.kind != kind.name]
+        conflicting = [a for a in conflicting if kind.conflicts_with(KINDS[a.kind], context)]
+        if conflicting:
+            # Before reverting anything: refuse now, with nothing written, if the baseline
+            # cannot be read cleanly at all.
+            await self._read_baseline(kind, runner, [*registers, *dev.CLOCK])
+        for other in conflicting:
+            await self._revert_now(other, runner, reason=f"replaced by {kind.name}", announce=True)
+        values = await self._read_baseline(kind, runner, [*registers, *dev.CLOCK])
         now = self.clock.now()
         clock = inverter_time(values)
         if clock is None:
             log.warning("the inverter clock does not hold a date; placing the slot on the bridge's", serial=serial)
             clock = now.astimezone(runner.tz).replace(tzinfo=None)
         plan = WritePlan.of(kind.writes(context, clock, minutes), f"{kind.name} {minutes} min")
+        written = tuple((w.register, w.value) for w in plan.expected)
         ends = now + timedelta(minutes=minutes)
         key = (serial, kind.name)
         existing = self._actions.get(key)
@@ -274,29 +329,35 @@ class TimedActions:
             self._stop_revert(key)  # due or pending: the registers are still forced, the baseline holds
             before = replace(existing)
             action = existing
-            action.ends, action.minutes, action.phase, action.attempts, action.error = (
+            action.ends, action.minutes, action.phase, action.attempts, action.error, action.written = (
                 ends,
                 minutes,
                 Phase.RUNNING,
                 0,
                 None,
+                written,
             )
             action.reason = "ended"
         else:
             before = None
             baseline = tuple((register, values[register]) for register in registers)
-            action = Action(kind.name, serial, baseline, started=now, ends=ends, minutes=minutes)
+            action = Action(kind.name, serial, baseline, started=now, ends=ends, minutes=minutes, written=written)
             self._actions[key] = action
         await self._save()  # before anything is written: from here on a crash still reverts
         try:
             confirm(await runner.write(plan))
-        except Exception:
+        except Exception as exc:
             if before is not None:  # the extension failed: it keeps running as it was
                 self._actions[key] = before
                 await self._save()
+                outcome = "it keeps running as it was"
             else:
                 await self._undo_start(action, runner)
+                pending = self._actions.get(key) is action
+                outcome = "what it wrote is being put back (pending)" if pending else "what it wrote was put back"
             self._changed.set()
+            if isinstance(exc, Unreachable):  # unconfirmed, not refused: say what became of it
+                raise CommandFailed(ErrorCode.UNREACHABLE, f"{kind.name} was not started: {exc}; {outcome}") from None
             raise
         self._changed.set()
         log.info("timed action started", action=kind.name, serial=serial, minutes=minutes, ends=ends.isoformat())
@@ -308,6 +369,18 @@ class TimedActions:
             "ends": action.ends.astimezone(runner.tz),
             "baseline": _registers(action.baseline),
         }
+
+    @staticmethod
+    async def _read_baseline(kind: TimedKind, runner: InverterRunner, registers: list[int]) -> dict[int, int]:
+        """The registers ``kind`` will change, read cleanly from the inverter; else it is refused, nothing written."""
+        try:
+            return await runner.read_holding(registers)
+        except UncleanRead as exc:
+            raise CommandFailed(
+                ErrorCode.UNREACHABLE,
+                f"{kind.name} was not started and nothing was written: the inverter's current settings "
+                f"could not be read reliably ({exc})",
+            ) from None
 
     async def cancel(self, kind: TimedKind, runner: InverterRunner) -> dict[str, Any]:
         """Revert ``kind`` on ``runner``'s inverter now (``Cancel``, ``Normal`` or ``0``)."""
@@ -357,7 +430,18 @@ class TimedActions:
         if runner.context is None:
             raise Unreachable(f"inverter {action.serial} is not connected")
         kind = KINDS[action.kind]
-        remaining = list(reversed(action.baseline))  # the enables were written last: undo them first
+        changed = action.changed()
+        # What the registers hold now, read cleanly (an unclean read leaves the revert pending).
+        current = await runner.read_holding([register for register, _ in changed]) if changed else {}
+        restore, left_alone = action.revert_plan(current)
+        if left_alone:
+            log.warning(
+                "timed action revert leaves registers someone changed since",
+                action=action.kind,
+                serial=action.serial,
+                registers=left_alone,
+            )
+        remaining = list(reversed(restore))  # the enables were written last: undo them first
         refused: list[tuple[int, int]] = []
         while remaining:
             try:
@@ -389,8 +473,10 @@ class TimedActions:
             **_leaves(kind.state(None, self.clock.now())),
             "state": "reverted",
             "reason": reason,
-            "restored": _registers(pair for pair in action.baseline if pair not in refused),
+            "restored": _registers(pair for pair in restore if pair not in refused),
         }
+        if left_alone:
+            data["left_alone"] = _registers(left_alone.items())
         if refused:
             data["not_restored"] = _registers(refused)
         return _Reverted(data, tuple(refused))

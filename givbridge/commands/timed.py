@@ -21,8 +21,9 @@ tempPauseDischarge     the discharge rate to 0 (three-phase: 1 %)
 =====================  ======================================================================
 
 The baseline is exactly those registers, read from the inverter when the action starts, and
-the revert writes them back in the reverse order (the enables first, so a forced charge stops
-before its slot and target are restored).
+the revert writes back, in the reverse order (the enables first, so a forced charge stops
+before its slot and target are restored), those the action changed and that still hold what
+it wrote.
 """
 
 from __future__ import annotations
@@ -321,11 +322,16 @@ def _action(kind: TimedKind) -> Callable[[DurationPayload, ActionContext], Await
 
 _NOTES = (
     "Minutes 1-1440 (GivTCP stops at 180 in its select, 240 in its number); Cancel, Normal or 0 reverts now. "
-    "The registers it writes are read from the inverter first (not from a cache) and kept in the data "
-    "directory with the end time before anything is written, so the revert survives a crash or restart: "
-    "at the end time the bridge writes them back and reads them back, publishes the state and a result on "
-    "this command's response topic; if the bridge was down then, it reverts as soon as it starts; if the "
-    "inverter does not answer, it keeps trying and says the revert is pending. Sent again while running: "
+    "The registers it writes are read from the inverter first (not from a cache, and judged as a poll's "
+    "read is: a dropout or corrupt answer is read again; if no answer can be believed the command fails "
+    "with unreachable and writes nothing) and kept in the data directory with the end time and the values "
+    "it writes before anything is written, so the revert survives a crash or restart: at the end time the "
+    "bridge writes back only the registers the action changed, reads them back, publishes the state and a "
+    "result on this command's response topic (restored: what was written back); if the bridge was down "
+    "then, it reverts as soon as it starts; if the inverter does not answer, it keeps trying and says the "
+    "revert is pending. A register someone else changed while the action ran (it no longer holds what the "
+    "action wrote) is never overwritten: the revert leaves it alone and names it, with its value, under "
+    "left_alone. Sent again while running: "
     "runs N minutes from now and keeps the original baseline. An action that writes a register another "
     "running action wrote (or forceCharge and forceExport) reverts that one first."
 )

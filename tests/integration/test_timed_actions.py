@@ -377,3 +377,44 @@ async def test_bad_durations_write_nothing(rig: Rig, payload: str) -> None:
     assert answer["status"] == "error" and answer["error"]["code"] == "invalid_payload"
     assert rig.writes("hybrid-gen3") == writes
     rig.nothing_running()
+
+
+# --- what a revert writes ----------------------------------------------------------------------------
+
+
+def _register_writes(rig: Rig, family: str, register: int) -> int:
+    return sum(
+        n for (kind, _, written, _), n in rig.servers[family].requests.items() if (kind, written) == ("W", register)
+    )
+
+
+async def test_a_revert_leaves_alone_what_someone_changed_and_skips_what_it_never_changed(rig: Rig) -> None:
+    # HR111 already holds the 50 forceCharge writes: the action does not change it.
+    baseline = rig.baseline("hybrid-gen3", {111: 50, 116: 80, 242: 90, 318: 0, 94: 0, 95: 0, 96: 0})
+    ok(await rig.send("hybrid-gen3", "forceCharge", "60"))
+    assert rig.holding("hybrid-gen3", [116, 96]) == {116: 100, 96: 1}
+    rig.sims["hybrid-gen3"].set_holding(116, 90)  # someone sets the target from the app meanwhile
+    rate_writes = _register_writes(rig, "hybrid-gen3", 111)
+    data = ok(await rig.send("hybrid-gen3", "forceCharge", "Cancel"))
+    assert data["left_alone"] == {"HR116": 90}
+    assert "HR116" not in data["restored"] and "HR111" not in data["restored"]
+    assert data["restored"]["HR96"] == 0 and data["restored"]["HR242"] == 90
+    assert _register_writes(rig, "hybrid-gen3", 111) == rate_writes  # never written back
+    assert rig.holding("hybrid-gen3", baseline) == {**baseline, 116: 90}  # their 90 stays
+    rig.baseline("hybrid-gen3", {116: 80})
+    rig.nothing_running()
+
+
+async def test_a_baseline_that_cannot_be_read_cleanly_refuses_the_start_and_writes_nothing(rig: Rig) -> None:
+    rig.baseline("hybrid-gen3", {111: 30, 116: 80, 242: 90, 318: 0, 94: 0, 95: 0, 96: 0})
+    server = rig.servers["hybrid-gen3"]
+    writes = rig.writes("hybrid-gen3")
+    server.faults.zero_bank(0x11, "HR", 240)  # every read of HR(240-299), with HR242, is a dropout page
+    try:
+        answer = await rig.send("hybrid-gen3", "forceCharge", "30")
+    finally:
+        server.faults.clear()
+    assert answer["status"] == "error" and answer["error"]["code"] == "unreachable", answer
+    assert "nothing was written" in answer["error"]["message"] and "HR(240,60)" in answer["error"]["message"]
+    assert rig.writes("hybrid-gen3") == writes
+    rig.nothing_running()

@@ -3,6 +3,7 @@ state entities, and the record kept in the data directory."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -209,6 +210,36 @@ def test_the_stored_record_round_trips_and_bad_ones_are_refused() -> None:
     ):
         with pytest.raises((KeyError, TypeError, ValueError)):
             Action.from_record(broken)
+
+
+def test_a_record_from_before_the_written_values_were_kept_still_loads_and_restores_everything() -> None:
+    started = datetime(2026, 6, 20, 11, 0, tzinfo=UTC)
+    action = Action("forceCharge", "SA1234G567", ((111, 30), (116, 80)), started, started + timedelta(minutes=30), 30)
+    old = action.record()
+    assert "written" not in old  # as saved before givbridge kept what the action wrote
+    loaded = Action.from_record(old)
+    assert loaded.written is None and loaded.changed() == ((111, 30), (116, 80))
+    assert loaded.revert_plan({111: 7, 116: 9}) == ([(111, 30), (116, 80)], {})  # it cannot tell: as before
+    kept = replace(action, written=((111, 50), (116, 100)))
+    assert Action.from_record(kept.record()) == kept
+    with pytest.raises(ValueError, match="register word"):
+        Action.from_record({**kept.record(), "written": [[111, 70000]]})
+
+
+def test_a_revert_writes_back_only_what_the_action_changed_and_still_holds() -> None:
+    started = datetime(2026, 6, 20, 11, 0, tzinfo=UTC)
+    baseline = ((111, 50), (116, 80), (242, 90), (318, 0), (94, 100), (95, 430), (96, 0))
+    written = ((111, 50), (116, 100), (242, 100), (318, 0), (94, 1200), (95, 1230), (96, 1))
+    ends = started + timedelta(minutes=30)
+    action = Action("forceCharge", "SA1234G567", baseline, started, ends, 30, written=written)
+    # HR111 and HR318 already held the action's values: the action did not change them.
+    assert action.changed() == ((116, 80), (242, 90), (94, 100), (95, 430), (96, 0))
+    current = {116: 100, 242: 95, 94: 1200, 95: 430, 96: 1}
+    restore, left_alone = action.revert_plan(current)
+    # HR242 was set to 95 by someone while it ran: left alone. HR95 is back at its baseline
+    # already: nothing to write, and nobody's value is overwritten.
+    assert restore == [(116, 80), (94, 100), (96, 0)]
+    assert left_alone == {242: 95}
 
 
 def test_inverter_time_from_the_clock_registers() -> None:
