@@ -64,3 +64,39 @@ async def test_restart_button_reconnects_every_inverter_and_answers(
         unknown = json.loads((await probe.wait_for(f"{RESPONSE}/shutdown", after=mark, timeout=10)).text)
         assert unknown["error"]["code"] == "unknown_command"
         assert runner.health.connected
+
+
+async def test_without_mqtt_admin_the_requests_are_answered_forbidden(
+    broker: Broker, make_probe: MakeProbe, tmp_path: Path
+) -> None:
+    """mqtt.admin off (the default): each request gets its one answer, and changes nothing."""
+    probe = await make_probe(broker)
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    async with running(broker, tmp_path) as (app, sim, _):
+        await probe.wait_for(topic(sim, "availability"), lambda m: m.text == "online", timeout=15)
+        runner = app.bridge.runners[0]
+        reconnects = runner.health.reconnects
+        for request, command, payload in (("restart", "restart", "restart"), ("log_level", "setLogLevel", "debug")):
+            mark = probe.mark()
+            await probe.publish(f"{REQUEST}/{request}", payload)
+            answer = json.loads((await probe.wait_for(f"{RESPONSE}/{command}", after=mark, timeout=10)).text)
+            assert answer["error"]["code"] == "forbidden", answer
+            assert "mqtt.admin" in answer["error"]["message"]
+            assert len(probe.messages(f"{RESPONSE}/#", after=mark)) == 1
+        assert runner.health.reconnects == reconnects and root_logger.level == level
+
+
+async def test_an_empty_request_restarts_nothing(broker: Broker, make_probe: MakeProbe, tmp_path: Path) -> None:
+    """Clearing a retained request publishes an empty message: it is answered, and runs nothing."""
+    probe = await make_probe(broker)
+    async with running(broker, tmp_path, mqtt={"admin": "on"}) as (app, sim, _):
+        await probe.wait_for(topic(sim, "availability"), lambda m: m.text == "online", timeout=15)
+        runner = app.bridge.runners[0]
+        reconnects = runner.health.reconnects
+        mark = probe.mark()
+        await probe.publish(f"{REQUEST}/restart", "", retain=True)
+        answer = json.loads((await probe.wait_for(f"{RESPONSE}/restart", after=mark, timeout=10)).text)
+        assert answer["error"]["code"] == "invalid_payload", answer
+        assert "empty message" in answer["error"]["message"] and "`restart`" in answer["error"]["message"]
+        assert runner.health.reconnects == reconnects and runner.health.connected
