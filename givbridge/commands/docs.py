@@ -156,7 +156,8 @@ def render_markdown(registry: Registry) -> str:
         f"(string or number) that the answer echoes. At most {MAX_PAYLOAD_BYTES} bytes of UTF-8.",
         '- An empty MQTT message (no bytes, only spaces, or `""`) runs only reads ('
         + ", ".join(f"`{command.name}`" for command in registry if reads_only(command))
-        + "); any other command answers `invalid_payload` and runs nothing. Clearing a "
+        + "); any other command answers `invalid_payload` (on `<root>/bridge/response/<command>` when the topic "
+        "names no serial) and runs nothing. Clearing a "
         "retained command publishes an empty retained message, which the broker delivers to a connected givbridge "
         "as an ordinary one: it must not run the command again. Commands that take no value accept any payload "
         "instead, e.g. `{}` or Home Assistant's button payload `restart`. Over HTTP a `POST` without a body is a "

@@ -52,6 +52,8 @@ def refuse_empty(registry: Registry, name: str, payload: bytes, serial: str | No
     """``invalid_payload`` for an empty message to a command that changes something; None to run it.
 
     Empty is what the executor would read as no value at all: no bytes, only spaces, or ``""``.
+    The refusal is for ``serial`` as the topic gave it: without one (``<root>/control/<command>``)
+    it is answered on the bridge's response topic, as nothing resolved the device.
     A name that is no command, and a payload that does not decode, are left to the executor,
     which answers them as it answers every other message.
     """

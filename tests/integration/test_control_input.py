@@ -175,6 +175,10 @@ async def test_an_empty_message_runs_no_write_but_still_a_read(gen3: Rig) -> Non
     ):
         message = error(await gen3.send(command, payload), "invalid_payload")
         assert "empty message" in message, message
+    # Without a serial in the topic nothing resolved the device: answered on the bridge's topic.
+    mark = await gen3.publish("syncDateTime", "", single=True)
+    unaddressed = await gen3.probe.wait_for(f"{ROOT}/bridge/response/syncDateTime", after=mark, timeout=10)
+    assert "empty message" in error(json.loads(unaddressed.payload), "invalid_payload")
     assert gen3.writes() == writes and gen3.holding(*WATCHED) == registers  # the clock runs on its own
     assert "Control" in ok(await gen3.send("readData", ""))
     assert ok(await gen3.send("syncDateTime", "restart"))  # Home Assistant's button payload still works
