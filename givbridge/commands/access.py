@@ -126,6 +126,11 @@ def kind_of(command: Command) -> Kind:
     return Kind.READ if is_data_read(command) else Kind.WRITE
 
 
+def reads_only(command: Command) -> bool:
+    """Whether ``command`` only reads (a read or a full read): nothing it does changes a device or givbridge."""
+    return kind_of(command) in (Kind.READ, Kind.FULL_READ)
+
+
 def client_address(host: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The peer's address; an IPv4 client on a dual-stack socket (``::ffff:a.b.c.d``) as IPv4."""
     if not host:

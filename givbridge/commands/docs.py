@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from givbridge.commands.access import reads_only
 from givbridge.commands.devices import reference_devices
 from givbridge.commands.results import HTTP_OK, HTTP_STATUS, ErrorCode
 from givbridge.commands.schemas import (
@@ -81,7 +82,9 @@ def raw_example(command: Command) -> str | None:
 def accepted_forms(command: Command) -> str:
     """One line saying what a payload for ``command`` may look like."""
     if issubclass(command.payload, NoPayload):
-        return "no payload (anything sent is ignored)"
+        if reads_only(command):
+            return "no payload (anything sent is ignored)"
+        return "any payload, which is ignored, e.g. `{}` or `restart`; over MQTT not an empty message"
     if issubclass(command.payload, SettingsPayload):
         return "a JSON object: a whole givbridge configuration document"
     forms = []
@@ -157,11 +160,21 @@ def render_markdown(registry: Registry) -> str:
         "- Payload: GivTCP's raw value (`80`, `80.0`, `enable`, `16:30`, `16:30:00`, `Eco (Paused)`) or a JSON "
         "object with the api.json keys, values as strings or numbers, optionally with a `transaction` "
         f"(string or number) that the answer echoes. At most {MAX_PAYLOAD_BYTES} bytes of UTF-8.",
+        '- An empty MQTT message (no bytes, only spaces, or `""`) runs only reads ('
+        + ", ".join(f"`{command.name}`" for command in registry if reads_only(command))
+        + "); any other command answers `invalid_payload` (on `<root>/bridge/response/<command>` when the topic "
+        "names no serial) and runs nothing. Clearing a "
+        "retained command publishes an empty retained message, which the broker delivers to a connected givbridge "
+        "as an ordinary one: it must not run the command again. Commands that take no value accept any payload "
+        "instead, e.g. `{}` or Home Assistant's button payload `restart`. Over HTTP a `POST` without a body is a "
+        "deliberate request and runs.",
         "- Who may: reads are open; device writes over MQTT are open to whoever the broker lets publish "
         "(restrict `<root>/control/#` with a broker ACL), over HTTP they need the token or a trusted network; "
         "`runAll` from an unauthorised HTTP client serves the last poll. Admin commands (`settings`, `restart`, "
         "`setLogLevel`, `reboot`) over MQTT are refused unless `mqtt.admin` is `on`, or `token` and the JSON "
-        'payload carries `"token": "<mqtt.admin_token>"`. See the security model in the README.',
+        'payload carries `"token": "<mqtt.admin_token>"`; Home Assistant, which cannot send the token, is offered '
+        "their entities (the givbridge device's restart button and log-level select, each inverter's reboot "
+        "button) only with `on`. See the security model in the README.",
         "- Numbers, as text or JSON numbers, are plain ASCII decimals: `80`, `-10`, `80.5`, `80.0`, spaces around "
         "allowed, at most 15 digits before the point. Exponents (`6e1`), underscores (`1_0_0`), hex (`0x10`), "
         "`inf`/`nan` (JSON `NaN`/`Infinity` too), digits of other scripts (Arabic-Indic, full-width) and true/false "

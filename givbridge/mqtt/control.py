@@ -16,6 +16,14 @@ is a well-formed command name and on ``<root>/bridge/response/invalid_topic`` ot
 payload is never looked at beyond its ``transaction``. Response topics are only ever built from
 checked levels (:meth:`Topics.answer`), so publishing an answer cannot fail on its topic.
 
+An empty message runs only reads (``readData``, ``getCache``, ``runAll``, ``getEVCCache``): a
+command that changes anything answers ``invalid_payload`` and is not run (:func:`refuse_empty`).
+Clearing a retained command, which the warning below tells users to do, publishes an empty
+retained message, and the broker delivers it to a connected givbridge as an ordinary one; an
+empty message is nobody asking for a change. A command that takes no value is sent with any
+payload instead (``{}``, or Home Assistant's button payload ``restart``). Over HTTP a POST
+without a body is a deliberate request and runs as before.
+
 A retained control message is refused with a warning and no answer. Under MQTT 3.1.1 the broker
 marks a message retained only when it replays it to a new subscription: a retained command
 published while givbridge was connected has already run and been answered, and answering each
@@ -25,8 +33,10 @@ that contradict its first.
 
 from __future__ import annotations
 
-from givbridge.commands.access import MQTT
+from givbridge.commands.access import MQTT, reads_only
+from givbridge.commands.docs import accepted_forms
 from givbridge.commands.executor import CommandExecutor
+from givbridge.commands.registry import Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.schemas import decode
 from givbridge.log import get_logger
@@ -35,7 +45,34 @@ from givbridge.mqtt.topics import BRIDGE_DEVICE, INVALID_TOPIC, InvalidTopic, To
 
 log = get_logger(__name__)
 
-__all__ = ["BRIDGE_DEVICE", "ControlSubscriber", "publish_result"]
+__all__ = ["BRIDGE_DEVICE", "ControlSubscriber", "publish_result", "refuse_empty"]
+
+
+def refuse_empty(registry: Registry, name: str, payload: bytes, serial: str | None) -> CommandResult | None:
+    """``invalid_payload`` for an empty message to a command that changes something; None to run it.
+
+    Empty is what the executor would read as no value at all: no bytes, only spaces, or ``""``.
+    The refusal is for ``serial`` as the topic gave it: without one (``<root>/control/<command>``)
+    it is answered on the bridge's response topic, as nothing resolved the device.
+    A name that is no command, and a payload that does not decode, are left to the executor,
+    which answers them as it answers every other message.
+    """
+    command = registry.get(name)
+    if command is None or reads_only(command):
+        return None
+    try:
+        message = decode(payload)
+    except CommandFailed:
+        return None
+    if message.object is not None or message.raw:
+        return None
+    log.warning("refusing an empty message to a command that changes something", command=name, serial=serial)
+    failure = CommandFailed(
+        ErrorCode.INVALID_PAYLOAD,
+        f"an empty message runs no command that changes something over MQTT (clearing a retained message "
+        f"delivers one, and runs nothing); to run {command.name} send {accepted_forms(command)}",
+    )
+    return CommandResult.failure(name, None, serial, failure)
 
 
 def publish_result(mqtt: MqttClient, topics: Topics, result: CommandResult, device: str | None = None) -> bool:
@@ -82,7 +119,9 @@ class ControlSubscriber:
             )
             return
         try:
-            result = await self._executor.execute(command, message.payload, serial=serial, caller=MQTT)
+            result = refuse_empty(
+                self._executor.registry, command, message.payload, serial
+            ) or await self._executor.execute(command, message.payload, serial=serial, caller=MQTT)
         except Exception as exc:  # execute() answers everything itself; this is the last net
             log.exception("control handler failed", topic=message.topic)
             result = CommandResult.failure(command, None, serial, CommandFailed(ErrorCode.INTERNAL, repr(exc)))

@@ -6,6 +6,11 @@ which is carried out as the registry command the definition names (``restart``,
 ``setLogLevel``), through the same executor as every other command, so validation and
 answers are the same as on ``<root>/control/...``.
 
+An empty message runs neither (both change givbridge): it is answered ``invalid_payload``, as on
+the control topics (:func:`givbridge.mqtt.control.refuse_empty`). Both are admin commands, so
+unless ``mqtt.admin`` is ``on`` they answer ``forbidden`` and discovery leaves the two entities
+out (Home Assistant cannot send the admin token).
+
 After a log-level change ``<root>/bridge/info`` (the select's state) is republished.
 """
 
@@ -19,7 +24,7 @@ from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.entities import load_bridge_catalogue
 from givbridge.log import get_logger
 from givbridge.mqtt.client import Message, MqttClient
-from givbridge.mqtt.control import BRIDGE_DEVICE, publish_result
+from givbridge.mqtt.control import BRIDGE_DEVICE, publish_result, refuse_empty
 from givbridge.mqtt.topics import Topics
 
 log = get_logger(__name__)
@@ -59,7 +64,9 @@ class BridgeRequests:
                 CommandFailed(ErrorCode.UNKNOWN_COMMAND, f"no bridge request {name!r} ({known})"),
             )
         else:
-            result = await self._executor.execute(command, message.payload, caller=MQTT)
+            result = refuse_empty(
+                self._executor.registry, command, message.payload, None
+            ) or await self._executor.execute(command, message.payload, caller=MQTT)
             if result.ok:
                 self._changed()
         publish_result(self._mqtt, self._topics, result, BRIDGE_DEVICE)

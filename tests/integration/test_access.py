@@ -113,7 +113,7 @@ async def test_admin_commands_over_mqtt_are_refused_by_default_and_change_nothin
             ("setLogLevel", {"level": "debug", "token": ADMIN_TOKEN}),
             ("restart", "restart"),
             ("rebootAddon", "restart"),
-            ("reboot", ""),
+            ("reboot", "{}"),  # an empty message would be invalid_payload before it got this far
             ("rebootInverter", "restart"),
         ):
             message = error(await mqtt.send(command, payload), "forbidden")

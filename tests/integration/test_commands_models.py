@@ -124,7 +124,7 @@ async def test_restart_reconnects_every_device_and_answers_when_all_are_back(pai
 
 async def test_read_only_refuses_every_write_but_answers_reads(read_only: Rig) -> None:
     before = read_only.writes()
-    for command, payload in (("setChargeTarget", "80"), ("enableDischarge", "disable"), ("reboot", "")):
+    for command, payload in (("setChargeTarget", "80"), ("enableDischarge", "disable"), ("reboot", "{}")):
         assert "read_only" in error(await read_only.send(command, payload), "read_only")
     assert error(await read_only.send("settings", '{"read_only": false}'), "read_only")
     assert read_only.writes() == before

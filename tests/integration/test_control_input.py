@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
 
-from tests.brokers import Broker
-from tests.integration.bridge_helpers import error
+from givbridge.app import Application
+from givbridge.sim import SimulatedPlant, SimulatorServer
+from tests.brokers import Broker, MqttProbe
+from tests.integration.bridge_helpers import bridge_settings, error, fast_clock, first_snapshot, ok
 from tests.integration.http_helpers import TOKEN, HttpRig, client, http_rig
-from tests.integration.test_commands import ROOT, Rig, rig
+from tests.integration.test_commands import ROOT, ZONE, Rig, rig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -156,3 +159,73 @@ async def test_http_bodies_take_the_same_numbers(shim: HttpRig, command: str, bo
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_payload"
     assert shim.writes() == writes and shim.holding(*WATCHED) == registers
+
+
+# --- empty messages ------------------------------------------------------------------------------
+
+
+async def test_an_empty_message_runs_no_write_but_still_a_read(gen3: Rig) -> None:
+    """With ``mqtt.admin`` off (the default) the clock button's command is the writing one left to try."""
+    writes, registers = gen3.writes(), gen3.holding(*WATCHED)
+    for command, payload in (
+        ("syncDateTime", ""),
+        ("syncDateTime", "  "),
+        ("rebootInverter", ""),
+        ("setChargeTarget", ""),
+    ):
+        message = error(await gen3.send(command, payload), "invalid_payload")
+        assert "empty message" in message, message
+    # Without a serial in the topic nothing resolved the device: answered on the bridge's topic.
+    mark = await gen3.publish("syncDateTime", "", single=True)
+    unaddressed = await gen3.probe.wait_for(f"{ROOT}/bridge/response/syncDateTime", after=mark, timeout=10)
+    assert "empty message" in error(json.loads(unaddressed.payload), "invalid_payload")
+    assert gen3.writes() == writes and gen3.holding(*WATCHED) == registers  # the clock runs on its own
+    assert "Control" in ok(await gen3.send("readData", ""))
+    assert ok(await gen3.send("syncDateTime", "restart"))  # Home Assistant's button payload still works
+    assert gen3.writes() > writes
+
+
+#: A root of its own: the module's bridge (root GivEnergy) must not see the retained command.
+CLEAR_ROOT = "GivClear"
+
+
+async def test_clearing_a_retained_reboot_writes_nothing_and_the_button_still_reboots(
+    module_broker: Broker, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """givbridge's warning says to clear a retained command with an empty retained message; that runs nothing."""
+    clock = fast_clock()
+    sim = SimulatedPlant.create("hybrid-gen3", batteries=1, clock=clock, seed=21, tz=ZONE, start_soc=50)
+    topic = f"{CLEAR_ROOT}/control/{sim.serial}/rebootInverter"
+    answers = f"{CLEAR_ROOT}/{sim.serial}/response/rebootInverter"
+    async with AsyncExitStack() as stack:
+        server = await stack.enter_async_context(SimulatorServer(sim))
+        probe = MqttProbe.for_broker(module_broker, topics=(f"{CLEAR_ROOT}/+/response/#",))
+        await probe.start()
+        stack.push_async_callback(probe.stop)
+        # Left retained by an automation while givbridge was down (mqtt.admin on: it would reboot).
+        await probe.publish(topic, "restart", retain=True)
+        mqtt = {**module_broker.settings(root=CLEAR_ROOT).model_dump(), "admin": "on"}
+        settings = bridge_settings(tmp_path_factory.mktemp("clear"), [server.port], mqtt=mqtt)
+        app = Application(settings, clock=clock)
+        with capture_logs() as logs:
+            await app.start()
+            stack.push_async_callback(app.stop)
+            await first_snapshot(app.bridge.runners[0], within=15)
+            assert await app.mqtt.wait_connected(10)
+
+            # The clear: delivered to the connected bridge as an ordinary, empty message.
+            mark = probe.mark()
+            await probe.publish(topic, "", retain=True)
+            cleared = json.loads((await probe.wait_for(answers, after=mark, timeout=10)).payload)
+        assert "empty message" in error(cleared, "invalid_payload")
+        assert [e for e in logs if e["event"].startswith("ignoring a retained command")], "the replay was not seen"
+        written = sum(n for (kind, *_), n in server.requests.items() if kind == "W")
+        assert (written, sim.reboots) == (0, 0)  # neither the replay nor the clear wrote a register
+
+        # Nothing retained is left, and the button's press (not retained) still reboots.
+        mark = probe.mark()
+        await probe.publish(topic, "restart")
+        rebooted = json.loads((await probe.wait_for(answers, after=mark, timeout=40)).payload)
+        assert ok(rebooted)["offline_seconds"] > 0
+        assert sim.reboots == 1
+        assert len(probe.messages(answers, after=mark)) == 1

@@ -26,7 +26,7 @@ from givbridge.store import JsonStore
 from tests.brokers import Broker, MqttProbe
 from tests.conftest import MakeProbe
 from tests.integration.bridge_helpers import bridge_settings, fast_clock
-from tests.unit.test_discovery import predbat_entities
+from tests.unit.test_discovery import admin_controls, predbat_entities
 from tests.unit.test_discovery_schema import problems
 
 ROOT = "GivEnergy"
@@ -107,8 +107,11 @@ async def test_discovery_after_the_first_poll(broker: Broker, make_probe: MakePr
         snapshot = app.bridge.runners[0].snapshot
         assert snapshot is not None
         wanted: dict[str, list[str]] = {}
+        withheld = admin_controls(load_catalogue())  # mqtt.admin is off: HA could not use them
         for path in (*snapshot.values, MESSAGES_PATH):
             where = address_of(path, SERIAL)
+            if where.leaf in withheld:
+                continue
             device = f"givbridge_{SERIAL if where.scope == 'inverter' else where.holder}"
             platform = load_catalogue()[where.leaf].platform
             wanted.setdefault(device, []).append(f"{platform}.{where.unique_id('givtcp').lower()}")
@@ -246,3 +249,53 @@ async def test_discovery_off_publishes_nothing(broker: Broker, make_probe: MakeP
         await probe.wait_for(updated, after=mark, timeout=15)  # another poll went by
         await probe.wait_for(updated, after=probe.mark(), timeout=15)  # and another
     assert [m.topic for m in probe.messages("homeassistant/#")] == ["homeassistant/status"]
+
+
+def removes_nothing(message: Message) -> bool:
+    """A device document with no component reduced to its platform (HA's removal of a component)."""
+    return bool(message.payload) and all(
+        component.keys() != {"platform"} for component in json.loads(message.payload)["components"].values()
+    )
+
+
+async def test_admin_controls_only_with_mqtt_admin_on(broker: Broker, make_probe: MakeProbe, tmp_path: Path) -> None:
+    """HA is offered the admin controls with mqtt.admin: on, and they work; turned off, they go."""
+    probe = await make_probe(broker)
+    bridge_id, inverter_id = f"givbridge_bridge_{ROOT}", f"givbridge_{SERIAL}"
+    reboot = f"button.givtcp_{SERIAL.lower()}_reboot_invertor"
+    restart, log_level = f"button.{bridge_id.lower()}_restart", f"select.{bridge_id.lower()}_log_level"
+    sim = simulated(fast_clock(), batteries=1)
+    async with running(broker, tmp_path, [sim], mqtt={"admin": "on"}):
+        await config(probe, bridge_id, having=[restart, log_level])
+        button = entity_ids(await config(probe, inverter_id, having=[reboot]))[reboot]
+        # What HA sends when the button is pressed reboots the inverter.
+        mark = probe.mark()
+        await probe.publish(button["command_topic"], button["payload_press"])
+        answered = await probe.wait_for(f"{ROOT}/{SERIAL}/response/rebootInverter", after=mark, timeout=40)
+        assert json.loads(answered.payload)["status"] == "ok", answered.payload
+        assert sim.reboots == 1
+        running_mark = probe.mark()
+    stopped = await probe.wait_for_payload(f"{ROOT}/bridge/state", b"offline", timeout=5, after=running_mark)
+    mark = probe.received.index(stopped) + 1
+
+    # Restarted with mqtt.admin at its default, off: each control is removed the way HA documents it.
+    async with running(broker, tmp_path, [simulated(fast_clock(), batteries=1)]):
+        for object_id, gone in (
+            (bridge_id, {restart: "button", log_level: "select"}),
+            (inverter_id, {reboot: "button"}),
+        ):
+            clean = await probe.wait_for(device_topic(object_id), removes_nothing, timeout=15, after=mark)
+            marked = json.loads(probe.messages(device_topic(object_id), after=mark)[0].payload)
+            keys = {key.lower(): key for key in marked["components"]}
+            for entity_id, platform in gone.items():
+                key = keys[entity_id.split(".", 1)[1]]
+                assert marked["components"][key] == {"platform": platform}, entity_id
+            assert not problems(clean.topic, json.loads(clean.payload))
+            assert not gone.keys() & entity_ids(json.loads(clean.payload)).keys()
+
+    # What HA would read from the broker now: no control that could only answer forbidden.
+    late = await make_probe(broker)
+    for object_id in (bridge_id, inverter_id):
+        retained = json.loads((await late.wait_for(device_topic(object_id), timeout=5)).payload)
+        assert not {restart, log_level, reboot} & set(entity_ids(retained))
+    assert f"button.givtcp_{SERIAL.lower()}_sync_time" in entity_ids(retained)  # a device write: still offered

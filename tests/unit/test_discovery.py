@@ -12,7 +12,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import SecretStr
 
+from givbridge.commands.access import AccessPolicy, Kind, MqttAdmin, kind_of
+from givbridge.commands.registry import REGISTRY
 from givbridge.entities import LOG_LEVELS, TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
 from givbridge.mqtt.discovery.addresses import address_of
 from givbridge.mqtt.discovery.documents import DeviceConfig, DiscoveryBuilder, InverterDiscovery
@@ -22,6 +25,17 @@ from givbridge.plant import Snapshot, build_snapshot
 from givbridge.plant.families import FAMILIES
 from tests.unit.plant.registers import ac_one_pack, gen1_two_packs, gen3_ten_slots, plant_from
 from tests.unit.test_discovery_schema import problems
+
+
+def mqtt_policy(admin: MqttAdmin) -> AccessPolicy:
+    """The access policy with ``mqtt.admin`` set so (and its token, for ``token``)."""
+    return AccessPolicy(None, (), mqtt_admin=admin, mqtt_admin_token=SecretStr("admin-secret"))
+
+
+#: mqtt.admin: on: Home Assistant is offered the admin controls too (by default they are left out).
+ADMIN_ON = mqtt_policy("on")
+#: The settings that leave the admin controls out: off (the default), and token (HA cannot send it).
+ADMIN_CLOSED: tuple[MqttAdmin, ...] = ("off", "token")
 
 FIXTURES = {"hybrid-gen1": gen1_two_packs, "hybrid-gen3": gen3_ten_slots, "ac": ac_one_pack}
 TAKEN_AT = datetime(2026, 6, 5, 11, 20, tzinfo=UTC)
@@ -107,7 +121,9 @@ def test_every_definition_makes_a_valid_entity(
     snapshot = snapshots["hybrid-gen3"]
     paths = [f"Power/Power/{key}" for key in catalogue]
     limits = {"battery_max_power": 3600.0, "inverter_max_power": 5000.0}
-    discovery = builder(catalogue, slot_entities=slots).inverter(snapshot, prefix="givtcp", paths=paths, limits=limits)
+    discovery = builder(catalogue, slot_entities=slots, policy=ADMIN_ON).inverter(
+        snapshot, prefix="givtcp", paths=paths, limits=limits
+    )
     assert discovery.unresolved == () and discovery.undefined == ()
     [device] = discovery.devices
     assert len(device.components) == len(catalogue)
@@ -120,7 +136,7 @@ def test_every_published_leaf_is_discovered(
     catalogue: EntityCatalogue, snapshots: dict[str, Snapshot], family: str
 ) -> None:
     snapshot = snapshots[family]
-    discovery = discover(catalogue, snapshot)
+    discovery = discover(catalogue, snapshot, policy=ADMIN_ON)  # nothing withheld
     assert discovery.undefined == () and discovery.unresolved == ()
     unique_ids = {key for device in discovery.devices for key in device.components}
     published = {address_of(path, snapshot.serial).unique_id("givtcp") for path in {*snapshot.values, MESSAGES_PATH}}
@@ -178,7 +194,11 @@ def test_categories_settings_config_identity_diagnostic(
 
 
 def predbat_entities(sn: str) -> dict[str, dict[str, Any]]:
-    """What Predbat's GivTCP template (and its documented watchdog) reads: id -> expected attributes."""
+    """What Predbat's GivTCP template (and its documented watchdog) reads: id -> expected attributes.
+
+    Not the reboot button its commented ``auto_restart`` example may press: an admin control,
+    offered only with ``mqtt.admin: on`` (``test_admin_controls_only_with_mqtt_admin_on``).
+    """
     time_slot = {"options": list(TIME_SLOT_OPTIONS)}
     return {
         f"sensor.givtcp_{sn}_soc_kwh": {"unit_of_measurement": "kWh"},
@@ -216,7 +236,6 @@ def predbat_entities(sn: str) -> dict[str, dict[str, Any]]:
         f"sensor.givtcp_{sn}_last_updated_time": {"device_class": "timestamp"},
         f"sensor.givtcp_{sn}_status": {},
         f"sensor.givtcp_{sn}_invertor_temperature": {"unit_of_measurement": "°C"},
-        f"button.givtcp_{sn}_reboot_invertor": {"payload_press": "restart"},
     }
 
 
@@ -326,7 +345,7 @@ def test_device_layout(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot
 def test_state_and_command_topics_are_givtcps(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
     snapshot = snapshots["hybrid-gen3"]
     sn = snapshot.serial
-    found = entities(discover(catalogue, snapshot).devices)
+    found = entities(discover(catalogue, snapshot, policy=ADMIN_ON).devices)
     target = found[f"number.givtcp_{sn.lower()}_target_soc"]
     assert target["state_topic"] == f"GivEnergy/{sn}/Control/Target_SOC"
     assert target["command_topic"] == f"GivEnergy/control/{sn}/setChargeTarget"
@@ -355,8 +374,52 @@ def test_time_entities_instead_of_selects(catalogue: EntityCatalogue, snapshots:
     assert f"select.givtcp_{sn}_mode" in as_times  # only time slots change platform
 
 
+def admin_controls(catalogue: EntityCatalogue) -> set[str]:
+    """The leaves of the controls whose command is an admin command (access.py's kind, nothing else)."""
+    found = set()
+    for key, definition in catalogue.definitions.items():
+        command = REGISTRY.get(definition.command) if definition.command else None
+        if command is not None and kind_of(command) is Kind.ADMIN:
+            found.add(key)
+    return found
+
+
+@pytest.mark.parametrize("family", sorted(FIXTURES))
+def test_admin_controls_only_with_mqtt_admin_on(
+    catalogue: EntityCatalogue, snapshots: dict[str, Snapshot], family: str
+) -> None:
+    """HA sends without the admin token: a control that could only answer forbidden is not offered."""
+    snapshot = snapshots[family]
+    sn = snapshot.serial.lower()
+    assert admin_controls(catalogue) == {"Reboot_Invertor"}
+    reboot = f"button.givtcp_{sn}_reboot_invertor"
+    withheld = {key for device in discover(catalogue, snapshot, policy=ADMIN_ON).devices for key in device.components}
+    for admin in ADMIN_CLOSED:
+        discovery = discover(catalogue, snapshot, policy=mqtt_policy(admin))
+        keys = {key for device in discovery.devices for key in device.components}
+        assert withheld - keys == {f"givtcp_{snapshot.serial}_Reboot_Invertor"}, admin
+        assert reboot not in entities(discovery.devices)
+        assert f"homeassistant/button/GivEnergy/{snapshot.serial}_Reboot_Invertor/config" not in discovery.legacy_topics
+    assert discover(catalogue, snapshot) == discover(catalogue, snapshot, policy=AccessPolicy(None, ()))  # the default
+    offered = entities(discover(catalogue, snapshot, policy=ADMIN_ON).devices)[reboot]
+    assert offered["command_topic"] == f"GivEnergy/control/{snapshot.serial}/rebootInverter"
+    assert offered["payload_press"] == "restart"  # not empty: an empty message runs nothing that writes
+    # The clock button is a device write, open over MQTT: always offered.
+    assert f"button.givtcp_{sn}_sync_time" in entities(discover(catalogue, snapshot).devices)
+
+
+def test_bridge_device_without_admin_has_no_controls(catalogue: EntityCatalogue) -> None:
+    for admin in ADMIN_CLOSED:
+        bridge = builder(catalogue, topics=Topics("home/GivEnergy"), policy=mqtt_policy(admin)).bridge()
+        components = bridge.document["components"]
+        assert sorted(c["platform"] for c in components.values()) == ["binary_sensor", "sensor"], admin
+        assert not [c for c in components.values() if "command_topic" in c]
+        assert not problems(bridge.topic, roundtrip(bridge))
+    assert builder(catalogue).bridge() == builder(catalogue, policy=AccessPolicy(None, ())).bridge()
+
+
 def test_bridge_device(catalogue: EntityCatalogue) -> None:
-    bridge = builder(catalogue, topics=Topics("home/GivEnergy")).bridge()
+    bridge = builder(catalogue, topics=Topics("home/GivEnergy"), policy=ADMIN_ON).bridge()
     assert bridge.topic == "homeassistant/device/givbridge_bridge_home_GivEnergy/config"
     components = {c["platform"]: c for c in bridge.document["components"].values()}
     state = components["binary_sensor"]
@@ -378,7 +441,7 @@ def test_givtcp_topic_of_each_kind_of_entity(catalogue: EntityCatalogue, snapsho
     sn = snapshot.serial
     pack = snapshot.info.battery_serials[0]
     meter = snapshot.info.meter_ids[0]
-    legacy = discover(catalogue, snapshot, slot_entities="time").legacy_topics
+    legacy = discover(catalogue, snapshot, slot_entities="time", policy=ADMIN_ON).legacy_topics
     expected = {
         f"homeassistant/sensor/GivEnergy/{sn}_PV_Power/config",
         f"homeassistant/number/GivEnergy/{sn}_Target_SOC/config",

@@ -229,6 +229,41 @@ async def test_a_changed_platform_is_removed_under_the_old_one(tmp_path: Path, g
     await second.stop()
 
 
+async def test_admin_controls_go_when_mqtt_admin_is_turned_off(tmp_path: Path, gen3: Snapshot) -> None:
+    """An install that had the admin controls loses them the way HA removes a component of a device."""
+    bridge_topic, inverter_topic = (
+        f"{PREFIX}givbridge_bridge_GivEnergy/config",
+        f"{PREFIX}givbridge_{gen3.serial}/config",
+    )
+    reboot = f"givtcp_{gen3.serial}_Reboot_Invertor"
+    bridge_controls = {"givbridge_bridge_GivEnergy_restart": "button", "givbridge_bridge_GivEnergy_log_level": "select"}
+    first = Harness(tmp_path, [one := inverter()], admin="on")
+    first.publisher.publish_all()
+    first.poll(one, gen3)
+    offered = {s.topic: s.document for s in first.client.since(0)}
+    assert bridge_controls.keys() <= offered[bridge_topic]["components"].keys()
+    assert reboot in offered[inverter_topic]["components"]
+    await first.stop()
+
+    second = Harness(tmp_path, [two := inverter()])  # mqtt.admin back to its default, off
+    second.publisher.publish_all()
+    second.poll(two, gen3)
+    for topic, gone in ((bridge_topic, bridge_controls), (inverter_topic, {reboot: "button"})):
+        marked, clean = (s.document for s in second.client.since(0) if s.topic == topic)
+        # First the document with each reduced to its platform (HA removes them), then without them.
+        assert {key: marked["components"][key] for key in gone} == {key: {"platform": p} for key, p in gone.items()}
+        assert not gone.keys() & clean["components"].keys()
+    record = await second.stop()
+    assert not bridge_controls.keys() & record["published"][bridge_topic]["components"].keys()
+    assert reboot not in record["published"][inverter_topic]["components"]
+
+    third = Harness(tmp_path, [three := inverter()])  # nothing left to remove: each goes out once
+    third.publisher.publish_all()
+    third.poll(three, gen3)
+    assert [s.topic for s in third.client.since(0)].count(inverter_topic) == 1
+    await third.stop()
+
+
 async def test_an_inverter_no_longer_configured_goes_once_all_are_identified(
     tmp_path: Path, gen1: Snapshot, gen3: Snapshot
 ) -> None:

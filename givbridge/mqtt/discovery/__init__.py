@@ -9,8 +9,9 @@ One retained *device discovery* document per HA device at
 ========================  =================================  ===========================================
 HA device                 object id                          entities
 ========================  =================================  ===========================================
-the bridge                ``givbridge_bridge_<root>``        bridge state (connectivity), version,
-                                                             restart button, log-level select
+the bridge                ``givbridge_bridge_<root>``        bridge state (connectivity), version;
+                                                             restart button and log-level select
+                                                             with ``mqtt.admin: on``
 each inverter             ``givbridge_<serial>``             every inverter-level value, including the
                                                              stack-level BMS readings
                                                              (``Battery_Details/Battery_Stack_1/BMS_*``)
@@ -28,6 +29,13 @@ switch and time entity becomes a diagnostic sensor with the same unique id (its 
 changes domain, e.g. ``sensor.givtcp_<serial>_target_soc``), its buttons are left out, and its
 device hangs off the controller's (``via_device``). Changing those settings is the
 controller's job; the command topics answer ``unsupported`` naming it.
+
+Home Assistant is offered no control that could only answer ``forbidden``: HA sends as a plain
+MQTT caller, without the admin token, so the admin controls (the bridge's restart button and
+log-level select, each inverter's ``Reboot_Invertor`` button) are published only while the
+access policy lets any MQTT caller run them (``mqtt.admin: on``; see
+:mod:`givbridge.commands.access`). Turning it off removes them like any other stale entity
+(below), so existing installs lose the dead buttons.
 
 The stack-level BMS values get no device of their own (GivTCP made a "Battery Stack 1"
 device for two sensors): the inverter measures them, so they sit with the inverter, and

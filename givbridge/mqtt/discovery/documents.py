@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from givbridge import __version__
+from givbridge.commands.access import MQTT, AccessPolicy
+from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.entities import (
     TIME_SLOTS_SYMBOL,
     EntityCatalogue,
@@ -95,6 +97,22 @@ class DiscoveryBuilder:
     slot_entities: Literal["select", "time"] = "select"
     currency: str = "GBP"  # the unit of money entities (tariffs.currency)
     bridge_catalogue: EntityCatalogue = field(default_factory=load_bridge_catalogue)
+    # Who may run what over MQTT (mqtt.admin); the default is givbridge's: admin commands off.
+    policy: AccessPolicy = field(default_factory=lambda: AccessPolicy(None, ()))
+    registry: Registry = REGISTRY
+
+    def offers(self, definition: EntityDefinition) -> bool:
+        """Whether Home Assistant gets this entity: not a control whose every use would answer ``forbidden``.
+
+        HA sends a control's command as a plain MQTT caller, without the admin token, so an admin
+        command (restart, log level, the inverter's reboot) is offered only when the access policy
+        lets any MQTT caller run it (``mqtt.admin: on``).
+        """
+        if definition.command is None:
+            return True
+        command = self.registry.get(definition.command)
+        # A definition naming no command is the entity-definition tests' business, not a refusal.
+        return command is None or self.policy.decide(command, MQTT).refusal is None
 
     # ---- ids
 
@@ -117,6 +135,8 @@ class DiscoveryBuilder:
         identifier = self.bridge_identifier
         components: dict[str, dict[str, Any]] = {}
         for key, definition in self.bridge_catalogue.definitions.items():
+            if not self.offers(definition):
+                continue
             unique_id = f"{identifier}_{key}"
             components[unique_id] = self._bridge_component(key, definition, unique_id)
         document = {
@@ -213,6 +233,8 @@ class DiscoveryBuilder:
                 continue
             if controlled_by is not None and definition.platform == "button":
                 continue  # nothing to press here: the controller has the buttons
+            if not self.offers(definition):
+                continue  # it could only answer forbidden (the inverter's reboot while mqtt.admin is not on)
             unique_id = where.unique_id(prefix)
             read_only = controlled_by is not None
             component = self._component(definition, unique_id, serial, path, limits, read_only=read_only)

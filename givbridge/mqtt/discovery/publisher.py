@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from givbridge.clock import Clock, SystemClock
+from givbridge.commands.access import AccessPolicy
 from givbridge.config import EvcSettings, InverterSettings, MqttSettings
 from givbridge.entities import EntityCatalogue
 from givbridge.log import get_logger
@@ -87,6 +88,8 @@ class DiscoveryPublisher:
             catalogue=catalogue,
             slot_entities=settings.slot_entities,
             currency=currency,
+            # Only MQTT's half of the policy decides what HA is offered; HTTP's credentials play no part.
+            policy=AccessPolicy(None, (), mqtt_admin=settings.admin, mqtt_admin_token=settings.admin_token),
         )
         self.inverters = inverters
         self.topology = topology or PlantTopology()

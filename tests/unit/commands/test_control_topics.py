@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from givbridge.commands.access import reads_only
 from givbridge.commands.registry import REGISTRY
+from givbridge.commands.results import ErrorCode
+from givbridge.mqtt.control import refuse_empty
 from givbridge.mqtt.topics import BRIDGE_DEVICE, COMMAND_LEVEL, INVALID_TOPIC, SERIAL_LEVEL, InvalidTopic, Topics
 
 TOPICS = Topics("GivEnergy")
@@ -96,3 +99,52 @@ def test_any_control_topic_parses_or_says_why_and_its_answer_topic_is_well_forme
     assert len(levels_of_answer) == 4 and levels_of_answer[0] == "GivEnergy" and levels_of_answer[2] == "response"
     assert "+" not in answer and "#" not in answer and answer.isascii()
     assert len(answer.encode()) <= ANSWER_LIMIT < MQTT_TOPIC_LIMIT
+
+
+# --------------------------------------------------------------------------- empty messages
+
+
+@pytest.mark.parametrize("payload", [b"", b"   ", b"\t\r\n", b'""', b'" "'])
+@pytest.mark.parametrize(
+    "name", ["rebootInverter", "reboot", "syncDateTime", "restart", "rebootAddon", "setChargeTarget", "settings"]
+)
+def test_an_empty_message_runs_no_command_that_changes_something(name: str, payload: bytes) -> None:
+    refused = refuse_empty(REGISTRY, name, payload, "SA1234G567")
+    assert refused is not None and refused.code is ErrorCode.INVALID_PAYLOAD
+    assert (refused.command, refused.serial, refused.transaction) == (name, "SA1234G567", None)
+    assert refused.error is not None and "empty message" in refused.error.message
+
+
+def test_the_refusal_says_what_to_send_instead() -> None:
+    refused = refuse_empty(REGISTRY, "rebootInverter", b"", None)
+    assert refused is not None and refused.error is not None
+    assert "`{}` or `restart`" in refused.error.message
+    target = refuse_empty(REGISTRY, "setChargeTarget", b"", None)
+    assert target is not None and target.error is not None and "raw `80`" in target.error.message
+
+
+@pytest.mark.parametrize("name", ["readData", "getCache", "runAll", "getEVCCache"])
+def test_an_empty_message_still_runs_a_read(name: str) -> None:
+    assert refuse_empty(REGISTRY, name, b"", None) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("rebootInverter", b"restart"),  # Home Assistant's button payload
+        ("syncDateTime", b"{}"),
+        ("syncDateTime", b'{"transaction": 1}'),
+        ("setChargeTarget", b"80"),
+        ("setChargeTarget", b"\xff"),  # not UTF-8: the executor answers it
+        ("noSuchCommand", b""),  # the executor answers unknown_command
+    ],
+)
+def test_everything_else_goes_to_the_executor(name: str, payload: bytes) -> None:
+    assert refuse_empty(REGISTRY, name, payload, None) is None
+
+
+def test_every_command_that_does_not_only_read_refuses_an_empty_message() -> None:
+    """One fact: the access policy's kind of each command, not a list kept here."""
+    for command in REGISTRY:
+        refused = refuse_empty(REGISTRY, command.name, b"", None)
+        assert (refused is None) == reads_only(command), command.name
