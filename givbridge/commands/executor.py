@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from givbridge.bridge import Bridge, InverterRunner, NotWritable, Unreachable, WriteOutcome, WriteStatus
+from givbridge.bridge import Bridge, InverterRunner, NotWritable, Signal, Unreachable, WriteOutcome, WriteStatus
 from givbridge.clock import Clock
 from givbridge.commands import docs
 from givbridge.commands.access import CACHED_READ, LOCAL, TOKEN_KEY, AccessPolicy, Caller, Clearance, Transport
@@ -79,6 +79,8 @@ class CommandExecutor:
         self.timed = timed  # runs the timed actions (forceCharge...) and their reverts
         self.policy = AccessPolicy.from_settings(self.settings)
         self._memory: dict[str, dict[str, int]] = {}
+        # Every answer, as it is given (metrics count them): the one place all commands end.
+        self.on_answered: Signal[CommandResult] = Signal("command answered")
         # Notified whenever a runner reports, so actions wait for device state without polling it.
         self._reported = asyncio.Condition()
         for runner in bridge.runners:
@@ -134,6 +136,7 @@ class CommandExecutor:
             transaction=transaction,
             seconds=round(time.monotonic() - started, 3),
         )
+        await self.on_answered.emit(result)
         return result
 
     async def memory(self, serial: str) -> Mapping[str, int]:
