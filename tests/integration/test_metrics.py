@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.promql import Scrape, parse_exposition, sample_key
 from givbridge.app import Application
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from tests.brokers import free_port
@@ -21,8 +22,6 @@ from tests.integration.bridge_helpers import Watch, bridge_settings, fast_clock,
 from tests.integration.http_helpers import TOKEN, ZONE, HttpRig, client, http_rig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 #: Families every device has from its first poll on (name as the parser reports it, without _total).
 DEVICE_FAMILIES = (
@@ -43,29 +42,25 @@ INVERTER_FAMILIES = (
 )
 
 
-async def scrape(url: str) -> tuple[Samples, set[str]]:
-    """Every sample at ``url`` by name and labels, and the families' names."""
+async def scrape(url: str) -> tuple[Scrape, set[str]]:
+    """Every sample at ``url``, and the families' names."""
     async with client() as http:
         response = await http.get(url)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain"), response.headers
-    samples: Samples = {}
-    families: set[str] = set()
-    for family in text_string_to_metric_families(response.text):
-        families.add(family.name)
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples, families
+    families = {family.name for family in text_string_to_metric_families(response.text)}
+    return parse_exposition(response.text), families
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
-    key = (name, frozenset(labels.items()))
-    assert key in samples, f"no {name}{labels} in {sorted(k for k in samples if k[0] == name)}"
+def value(samples: Scrape, name: str, **labels: str) -> float:
+    key = sample_key(name, **labels)
+    assert key in samples, f"no {name}{labels} in {[dict(k) for k in samples if dict(k)['__name__'] == name]}"
     return samples[key]
 
 
-def devices(samples: Samples, name: str) -> set[str]:
-    return {dict(labels)["device"] for sample, labels in samples if sample == name and "device" in dict(labels)}
+def devices(samples: Scrape, name: str) -> set[str]:
+    found = [dict(labels) for labels in samples]
+    return {labels["device"] for labels in found if labels["__name__"] == name and "device" in labels}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -122,15 +117,14 @@ async def test_commands_are_counted_by_status(shim: HttpRig) -> None:
     after, _ = await scrape(f"{shim.base}/metrics")
 
     def moved(status: str, **which: str) -> float:
-        name = "givbridge_command_results_total"
-        key = (name, frozenset({**which, "status": status}.items()))
+        key = sample_key("givbridge_command_results_total", status=status, **which)
         return after[key] - before.get(key, 0.0)
 
     assert moved("ok", **labels) == 1
     assert moved("invalid_payload", **labels) == 1
     # A name that is no command is counted without it (a typo must not make a new series).
     assert moved("unknown_command", device="", command="") == 1
-    assert not any("noSuchCommand" in dict(labels).values() for _, labels in after)
+    assert not any("noSuchCommand" in dict(labels).values() for labels in after)
 
 
 async def test_a_corrupted_crc_moves_the_crc_counter(shim: HttpRig) -> None:
