@@ -15,6 +15,8 @@ from benchmarks.promql import Scrape, parse_exposition
 from benchmarks.promql import sample_key as key
 from givbridge.bridge import Health, Signal
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
+from givbridge.commands.system import widened_access
+from givbridge.config import Settings
 from givbridge.metrics import BridgeMetrics
 from givbridge.plant.snapshot import DeviceInfo, Snapshot
 
@@ -128,3 +130,14 @@ def test_two_applications_in_one_process_keep_their_own_metrics() -> None:
     first.attach(Device(label="127.0.0.1:1"), "inverter")
     assert key("givbridge_device_info", device="127.0.0.1:1", kind="inverter", address="127.0.0.1:1") in samples(first)
     assert "givbridge_device_info" not in names(samples(second))
+
+
+def test_the_settings_command_needs_a_token_to_open_metrics_beyond_loopback() -> None:
+    current = Settings()
+    assert widened_access(Settings(metrics={"enabled": True}), current) == []
+    assert widened_access(Settings(metrics={"enabled": True, "host": "0.0.0.0"}), current) == ["metrics"]
+    lan = Settings(metrics={"enabled": True, "host": "0.0.0.0"})
+    assert widened_access(lan, lan) == []  # already open: nothing new
+    # With the shim on, /metrics is on the shim's address.
+    shim = Settings(http={"enabled": True, "host": "0.0.0.0"}, metrics={"enabled": True})
+    assert widened_access(shim, Settings(http={"enabled": True, "host": "0.0.0.0"})) == ["metrics"]
