@@ -140,8 +140,8 @@ class Application:
             clock=self.clock,
             charger=self.charger.runner if self.charger is not None else None,
         )
-        self.http: HttpServer | None = None  # the REST shim, once started (http.enabled)
         self.metrics = self._metrics() if settings.metrics.enabled else None  # served by self.http
+        self.http: HttpServer | None = None  # the REST shim, once started (http.enabled)
 
     async def start(self) -> None:
         self.started_at = self.clock.now()
@@ -155,6 +155,7 @@ class Application:
             await self._start_http()
 
     def _metrics(self) -> BridgeMetrics:
+        """Prometheus metrics of every device and command (metrics.enabled); prometheus_client loads only then."""
         from givbridge.metrics import BridgeMetrics
 
         metrics = BridgeMetrics(commands=[name for command in self.commands.registry for name in command.names])
