@@ -7,6 +7,7 @@ listener of their own. Each scrape is parsed with prometheus_client's own text p
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.promql import Scrape, parse_exposition, sample_key
 from givbridge.app import Application
+from givbridge.config import ConfigError
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from tests.brokers import free_port
 from tests.integration.bridge_helpers import Watch, bridge_settings, fast_clock, first_snapshot, ok
@@ -173,3 +175,22 @@ async def test_metrics_alone_have_their_own_listener(tmp_path_factory: pytest.Te
         async with client() as http:
             assert (await http.get(f"{base}/REST1/readData")).status_code == 404  # no REST shim there
             assert (await http.get(f"{base}/health")).status_code == 404
+
+
+async def test_a_metrics_port_in_use_is_a_configuration_error(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = bridge_settings(
+            tmp_path_factory.mktemp("taken"),
+            [],
+            mqtt={"host": "127.0.0.1", "port": free_port(), "client_id": "givbridge-metrics-taken"},
+            metrics={"enabled": True, "port": port},
+        )
+        app = Application(settings, clock=fast_clock())
+        try:
+            with pytest.raises(ConfigError, match=rf"127.0.0.1:{port} \(metrics.port\).*metrics settings"):
+                await app.start()
+        finally:
+            await app.stop()
