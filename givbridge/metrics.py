@@ -29,7 +29,14 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator,
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -117,6 +124,10 @@ class BridgeMetrics:
     """The bridge's metrics: a private registry, the two observed metrics and the scrape-time collector."""
 
     def __init__(self, *, commands: Collection[str] = (), queue_depth: QueueDepth | None = None) -> None:
+        # The text format has no place for a series' creation time, so the library would add a
+        # ``_created`` gauge beside every counter and histogram: noise on every dashboard. (A
+        # switch for the whole process; nothing in givbridge wants those series.)
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
         self.registry = CollectorRegistry(auto_describe=False)
         self._commands = frozenset(commands)  # names a command label may take; anything else is ""
         self.devices: list[tuple[Device, Kind]] = []

@@ -83,6 +83,7 @@ async def test_values_are_read_from_health_and_the_latest_snapshot() -> None:
     assert got[key("givbridge_clock_skew_seconds", device=SERIAL)] == -12
     assert got[key("givbridge_last_success_timestamp_seconds", device=SERIAL)] == AT.timestamp()
     assert key("givbridge_register_writes_total", device=SERIAL, kind="safe") not in got  # not in the snapshot
+    assert not any(name.endswith("_created") for name in names(got))  # no creation-time gauges
 
 
 async def test_poll_durations_are_observed_once_per_poll_not_per_read_back() -> None:
