@@ -38,6 +38,7 @@ from givbridge.plant.summary import PLANT_ID, Member, summarise
 
 if TYPE_CHECKING:
     from givbridge.http.server import HttpServer
+    from givbridge.metrics import BridgeMetrics
 
 log = get_logger(__name__)
 
@@ -145,6 +146,7 @@ class Application:
             clock=self.clock,
             charger=self.charger.runner if self.charger is not None else None,
         )
+        self.metrics = self._metrics() if settings.metrics.enabled else None  # served by self.http
         self.http: HttpServer | None = None  # the REST shim, once started (http.enabled)
         self._stopping = False
 
@@ -156,15 +158,29 @@ class Application:
         if self.charger is not None:
             await self.charger.start()
         self.health_writer.start()
-        if self.settings.http.enabled:
+        if self.settings.http.enabled or self.metrics is not None:
             await self._start_http()
 
+    def _metrics(self) -> BridgeMetrics:
+        """Prometheus metrics of every device and command (metrics.enabled); prometheus_client loads only then."""
+        from givbridge.metrics import BridgeMetrics
+
+        metrics = BridgeMetrics(commands=[name for command in self.commands.registry for name in command.names])
+        for runner in self.bridge.runners:
+            metrics.attach(runner, "inverter")
+        if self.charger is not None:
+            metrics.attach(self.charger.runner, "ev_charger")
+        self.commands.on_answered.connect(metrics.command_answered)
+        return metrics
+
     async def _start_http(self) -> None:
-        """The GivTCP-compatible REST shim; the web stack is imported only when it is enabled."""
+        """The GivTCP-compatible REST shim and/or the metrics; the web stack is imported only when one is enabled."""
         from givbridge.http.routes import Services
         from givbridge.http.server import HttpServer
 
-        services = Services(self.settings, self.commands, self.bridge.runners, self.health_writer, self.clock)
+        services = Services(
+            self.settings, self.commands, self.bridge.runners, self.health_writer, self.clock, metrics=self.metrics
+        )
         self.http = HttpServer(services)
         await self.http.start()
 

@@ -279,6 +279,17 @@ class HttpSettings(_Section):
         return normalised
 
 
+class MetricsSettings(_Section):
+    """Prometheus metrics at ``/metrics``: on the HTTP shim's main port when it runs, else on a port of their own."""
+
+    enabled: bool = False
+    host: str = Field(
+        "127.0.0.1",
+        description="address of the metrics' own listener (without the HTTP shim); 0.0.0.0 exposes it to the LAN",
+    )
+    port: int = Field(9469, ge=0, le=65535, description="port of the metrics' own listener; 0 picks a free one")
+
+
 class EvcSettings(_Section):
     """A GivEnergy EV charger (Modbus TCP, firmware 1.13+ with local control enabled)."""
 
@@ -400,6 +411,7 @@ class Settings(BaseSettings):
     plant: PlantSettings = Field(default_factory=PlantSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     evc: EvcSettings | None = None
     tariffs: TariffSettings | None = None
     clock: ClockSettings = Field(default_factory=ClockSettings)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from givbridge.bridge import Bridge, InverterRunner, NotWritable, Unreachable, WriteOutcome, WriteStatus
+from givbridge.bridge import Bridge, InverterRunner, NotWritable, Signal, Unreachable, WriteOutcome, WriteStatus
 from givbridge.clock import Clock
 from givbridge.commands import docs
 from givbridge.commands.access import CACHED_READ, LOCAL, TOKEN_KEY, AccessPolicy, Caller, Clearance, Transport
@@ -83,6 +83,8 @@ class CommandExecutor:
         self.policy = AccessPolicy.from_settings(self.settings)
         self.queue = CommandQueue(self.settings.control, self.clock)  # each device's bounded, expiring wait
         self._memory: dict[str, dict[str, int]] = {}
+        # Every answer, as it is given (metrics count them): the one place all commands end.
+        self.on_answered: Signal[CommandResult] = Signal("command answered")
         # Notified whenever a runner reports, so actions wait for device state without polling it.
         self._reported = asyncio.Condition()
         for runner in bridge.runners:
@@ -138,6 +140,7 @@ class CommandExecutor:
             transaction=transaction,
             seconds=round(time.monotonic() - started, 3),
         )
+        await self.on_answered.emit(result)
         return result
 
     async def close(self, grace: float) -> None:

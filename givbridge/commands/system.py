@@ -253,7 +253,17 @@ def widened_access(new: Settings, current: Settings) -> list[str]:
         widened.append("mqtt.admin")
     if current.read_only and not new.read_only:
         widened.append("read_only")
+    metrics_host = _metrics_host(new)
+    if metrics_host is not None and metrics_host != _metrics_host(current) and not _is_loopback(metrics_host):
+        widened.append("metrics")
     return widened
+
+
+def _metrics_host(settings: Settings) -> str | None:
+    """Where ``/metrics`` listens (the shim's address when it runs), or None when it is off."""
+    if not settings.metrics.enabled:
+        return None
+    return settings.http.host if settings.http.enabled else settings.metrics.host
 
 
 def changed_sections(new: Settings, current: Settings) -> list[str]:

@@ -49,10 +49,14 @@ from givbridge.http.endpoints import (
     main_endpoints,
 )
 from givbridge.log import get_logger
+from givbridge.metrics import CONTENT_TYPE, BridgeMetrics
 
 log = get_logger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+#: Prometheus metrics (metrics.enabled): not a GivTCP path, so not in the endpoint table or /api.
+METRICS_PATH = "/metrics"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,7 @@ class Services:
     health: HealthWriter
     clock: Clock
     registry: Registry = REGISTRY
+    metrics: BridgeMetrics | None = None  # served at /metrics on the main port (metrics.enabled)
 
 
 class BodyTooLarge(Exception):
@@ -306,6 +311,8 @@ def build_app(services: Services, handlers: Handlers, *, inverter: int | None = 
         )
         for e in endpoints
     ]
+    if services.metrics is not None and inverter is None:
+        routes.append(metrics_route(services.metrics))
     catch_all = f"{REST_PREFIX}{{{INVERTER_PARAM}:int}}/{{name}}" if inverter is None else "/{name}"
     routes.append(Route(catch_all, handlers.not_routed(), methods=["GET", "POST"]))
     # CORS lets the listed origins' pages read answers and pass the preflight a JSON POST needs;
@@ -325,3 +332,17 @@ def build_app(services: Services, handlers: Handlers, *, inverter: int | None = 
         else []
     )
     return Starlette(routes=routes, middleware=middleware, exception_handlers={HTTPException: handlers.http_error})
+
+
+def metrics_route(metrics: BridgeMetrics) -> Route:
+    """``GET /metrics``: a read, open like ``/health`` (who can connect is the listening address's business)."""
+
+    async def serve(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    return Route(METRICS_PATH, serve, methods=["GET"])
+
+
+def build_metrics_app(metrics: BridgeMetrics) -> Starlette:
+    """The metrics' own listener (``metrics.enabled`` without the shim): ``/metrics`` and nothing else."""
+    return Starlette(routes=[metrics_route(metrics)])

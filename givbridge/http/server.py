@@ -1,5 +1,8 @@
 """Serving the shim: one uvicorn server in the bridge's own event loop, listening on every port.
 
+Without the shim (``http.enabled`` false) but with ``metrics.enabled``, the same server serves
+``/metrics`` alone on ``metrics.host``:``metrics.port``.
+
 givbridge binds the sockets itself (so a port in use is a clear configuration error, and
 port 0 picks a free one) and hands them to uvicorn, which routes each connection to the app of
 the port it arrived on: the main port's, or an inverter's own. uvicorn is kept away from the
@@ -22,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from givbridge.config import ConfigError
 from givbridge.http.connections import ConnectionGuard, GuardedH11
-from givbridge.http.routes import Handlers, Services, build_app
+from givbridge.http.routes import METRICS_PATH, Handlers, Services, build_app, build_metrics_app
 from givbridge.log import get_logger
 
 log = get_logger(__name__)
@@ -52,13 +55,14 @@ class _Uvicorn(uvicorn.Server):
         self.ready.set()
 
 
-async def _listen(host: str, port: int, what: str) -> socket.socket:
-    """A listening, non-blocking socket on ``host:port``, or a :class:`ConfigError` saying why not."""
+async def _listen(host: str, port: int, what: str, section: str = "http") -> socket.socket:
+    """A listening, non-blocking socket on ``host:port`` (from the ``section`` settings), or a
+    :class:`ConfigError` saying why not."""
     loop = asyncio.get_running_loop()
     try:
         found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise ConfigError(f"http.host {host!r} cannot be listened on: {exc.strerror}") from None
+        raise ConfigError(f"{section}.host {host!r} cannot be listened on: {exc.strerror}") from None
     family, kind, proto, _, address = found[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -69,8 +73,8 @@ async def _listen(host: str, port: int, what: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigError(
-            f"the HTTP shim cannot listen on {host}:{port} ({what}): {exc.strerror or exc}; "
-            "choose another port in the http settings or stop what uses it"
+            f"givbridge cannot listen on {host}:{port} ({what}): {exc.strerror or exc}; "
+            f"choose another port in the {section} settings or stop what uses it"
         ) from None
     return sock
 
@@ -87,7 +91,8 @@ def _by_port(apps: dict[int, ASGIApp], default: ASGIApp) -> ASGIApp:
 
 
 class HttpServer:
-    """The shim's ports, served from the application's event loop."""
+    """The shim's ports, served from the application's event loop; or, when only ``metrics.enabled``
+    is set, the metrics' own port (``/metrics`` alone)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -101,26 +106,11 @@ class HttpServer:
     async def start(self) -> None:
         """Listen on every port and serve; raises :class:`ConfigError` when a port cannot be had."""
         http = self.services.settings.http
-        runners = self.services.runners
-        handlers = Handlers(self.services)
-        main_app = build_app(self.services, handlers)
-        apps: dict[int, ASGIApp] = {}
-        try:
-            self._sockets.append(await _listen(http.host, http.port, "the main port, http.port"))
-            self.port = self._sockets[0].getsockname()[1]
-            if http.per_inverter_ports:
-                for number in range(1, len(runners) + 1):
-                    wanted = http.first_inverter_port + number - 1 if http.first_inverter_port else 0
-                    if wanted > 65535:
-                        raise ConfigError(f"http.first_inverter_port leaves no port for inverter {number}")
-                    sock = await _listen(http.host, wanted, f"inverter {number}'s own port")
-                    self._sockets.append(sock)
-                    port = sock.getsockname()[1]
-                    self.inverter_ports.append(port)
-                    apps[port] = build_app(self.services, handlers, inverter=number)
-        except BaseException:
-            self._close_sockets()
-            raise
+        if http.enabled:
+            main_app, apps = await self._listen_shim()
+        else:
+            main_app, apps = await self._listen_metrics()
+        assert self.port is not None
         apps[self.port] = main_app
         config = uvicorn.Config(
             _by_port(apps, main_app),
@@ -150,6 +140,10 @@ class HttpServer:
             self._close_sockets()
             task.result()  # its exception, if it failed
             raise RuntimeError("the HTTP server ended while starting")
+        if not http.enabled:
+            metrics = self.services.settings.metrics
+            log.info("metrics listening", host=metrics.host, port=self.port, path=METRICS_PATH)
+            return
         log.info(
             "HTTP shim listening",
             host=http.host,
@@ -161,6 +155,39 @@ class HttpServer:
             idle_timeout=http.idle_timeout,
             max_connections_per_client=http.max_connections_per_client,
         )
+
+    async def _listen_shim(self) -> tuple[ASGIApp, dict[int, ASGIApp]]:
+        """The shim's sockets: the main port's app, and each inverter port's app by port."""
+        http = self.services.settings.http
+        runners = self.services.runners
+        handlers = Handlers(self.services)
+        main_app = build_app(self.services, handlers)
+        apps: dict[int, ASGIApp] = {}
+        try:
+            self._sockets.append(await _listen(http.host, http.port, "the main port, http.port"))
+            self.port = self._sockets[0].getsockname()[1]
+            if http.per_inverter_ports:
+                for number in range(1, len(runners) + 1):
+                    wanted = http.first_inverter_port + number - 1 if http.first_inverter_port else 0
+                    if wanted > 65535:
+                        raise ConfigError(f"http.first_inverter_port leaves no port for inverter {number}")
+                    sock = await _listen(http.host, wanted, f"inverter {number}'s own port")
+                    self._sockets.append(sock)
+                    port = sock.getsockname()[1]
+                    self.inverter_ports.append(port)
+                    apps[port] = build_app(self.services, handlers, inverter=number)
+        except BaseException:
+            self._close_sockets()
+            raise
+        return main_app, apps
+
+    async def _listen_metrics(self) -> tuple[ASGIApp, dict[int, ASGIApp]]:
+        """The metrics' own socket, serving ``/metrics`` alone (no REST shim)."""
+        settings = self.services.settings.metrics
+        assert self.services.metrics is not None, "a metrics listener without metrics"
+        self._sockets.append(await _listen(settings.host, settings.port, "metrics.port", section="metrics"))
+        self.port = self._sockets[0].getsockname()[1]
+        return build_metrics_app(self.services.metrics), {}
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:  # noqa: ASYNC109 (the shutdown budget)
         """Stop listening, let requests in flight finish for a moment, then cancel what is left."""
