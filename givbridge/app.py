@@ -165,7 +165,14 @@ class Application:
         """Prometheus metrics of every device and command (metrics.enabled); prometheus_client loads only then."""
         from givbridge.metrics import BridgeMetrics
 
-        metrics = BridgeMetrics(commands=[name for command in self.commands.registry for name in command.names])
+        # Each device's commands wait for its command lock; the queue counts the waiters per lock.
+        locks = {id(runner): runner.command_lock for runner in self.bridge.runners}
+        if self.charger is not None:
+            locks[id(self.charger.runner)] = self.charger.command_lock
+        metrics = BridgeMetrics(
+            commands=[name for command in self.commands.registry for name in command.names],
+            queue_depth=lambda device: self.commands.queue.waiting(locks[id(device)]),
+        )
         for runner in self.bridge.runners:
             metrics.attach(runner, "inverter")
         if self.charger is not None:

@@ -7,6 +7,7 @@ listener of their own. Each scrape is parsed with prometheus_client's own text p
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -194,3 +195,20 @@ async def test_a_metrics_port_in_use_is_a_configuration_error(tmp_path_factory: 
                 await app.start()
         finally:
             await app.stop()
+
+
+async def test_queue_depth_counts_the_commands_waiting_for_the_device(shim: HttpRig) -> None:
+    serial = shim.serial()
+    runner = shim.app.bridge.runners[0]
+    commands = shim.app.commands
+    async with runner.command_lock:  # the device is busy (as during a timed action's revert)
+        waiting = asyncio.create_task(commands.execute("setChargeTarget", "82", serial=serial))
+        for _ in range(100):  # let the command reach the queue: it awaits nothing on the way, no time passes
+            if commands.queue.waiting(runner.command_lock):
+                break
+            await asyncio.sleep(0)
+        during, _ = await scrape(f"{shim.base}/metrics")
+    ok((await waiting).document())
+    after, _ = await scrape(f"{shim.base}/metrics")
+    assert value(during, "givbridge_command_queue_depth", device=serial) == 1
+    assert value(after, "givbridge_command_queue_depth", device=serial) == 0
