@@ -27,6 +27,8 @@ In-process use::
     sim.input(59) -> int            # input registers; pass address=0x32 for battery pack 1
     sim.read(0x01, "MR", 60, 9)     # any bank at any address, or why it is not answered
     sim.set_holding(116, 80)        # set directly, bypassing the write rules
+    mark = sim.writes_answered      # every write the inverter answered is in sim.write_log:
+    sim.writes_since(mark)          # WriteRecord(sequence, moment, address, register, old, new, outcome)
     sim.serial, sim.dongle_serial, sim.battery_serials, sim.unit_serials, sim.meter_addresses
 
 Families: every key of ``givbridge.plant.families.FAMILIES`` except ``aio-hybrid``,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import calendar
 import random
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,7 +64,7 @@ from givbridge.sim.render_hv import (
 from givbridge.sim.render_meter import Meter, MeterRole, meter_product_registers, meter_registers
 from givbridge.sim.render_rollups import Unit, ems_input_registers, gateway_input_registers
 from givbridge.sim.render_three_phase import three_phase_input_registers
-from givbridge.sim.writes import CLOCK_REGISTERS, REBOOT_REGISTER, WriteOutcome, classify_write
+from givbridge.sim.writes import CLOCK_REGISTERS, REBOOT_REGISTER, WriteOutcome, WriteRecord, classify_write
 
 #: HR and IR are the inverter's holding and input registers; MR the meters' product registers.
 RegisterKind = Literal["HR", "IR", "MR"]
@@ -71,6 +72,8 @@ RegisterKind = Literal["HR", "IR", "MR"]
 # Inverters, Gateways, packs and modules: two letters, YYWW, a letter, three digits. EMS: EMS + 7 digits.
 _SERIAL_PATTERN = re.compile(r"[A-Z]{2}\d{4}[A-Z]\d{3}|[A-Z]{3}\d{7}")
 _METER_PRODUCT_BANK = range(60, 69)
+#: How many writes :attr:`SimulatedPlant.write_log` keeps (a long ``simulate`` run stays small).
+WRITE_LOG_SIZE = 100_000
 #: How long (simulated seconds) an HR163=100 reboot keeps the inverter from answering.
 DEFAULT_REBOOT_SECONDS = 30.0
 
@@ -173,6 +176,10 @@ class SimulatedPlant:
         self.persist_writes = True
         self.reboot_seconds = DEFAULT_REBOOT_SECONDS
         self.reboots = 0  # HR163=100 writes carried out
+        #: The writes the inverter answered, accepted or rejected, oldest first (the latest
+        #: WRITE_LOG_SIZE): what tests count "registers written" by; see :meth:`writes_since`.
+        self.write_log: deque[WriteRecord] = deque(maxlen=WRITE_LOG_SIZE)
+        self.writes_answered = 0  # the sequence number of the latest record
         # Watts drawn on the house circuit beyond the household model, now: a simulated EV charger
         # (givbridge.sim.evc) sets this so the inverter sees the car in its load, as a real one does.
         self.extra_load: Callable[[], float] | None = None
@@ -503,12 +510,21 @@ class SimulatedPlant:
         outcome = classify_write(self.profile, register, value)
         if outcome is WriteOutcome.STORED and not self.persist_writes:
             outcome = WriteOutcome.ACKNOWLEDGED
+        self.writes_answered += 1
+        old = self._current_holding(register)
+        self.write_log.append(
+            WriteRecord(self.writes_answered, self._state.moment, address, register, old, value, outcome)
+        )
         if outcome is WriteOutcome.STORED:
             self._store(register, value)
         elif outcome is WriteOutcome.REBOOT:
             self._offline_until = self._state.moment + timedelta(seconds=self.reboot_seconds)
             self.reboots += 1
         return outcome
+
+    def writes_since(self, sequence: int) -> list[WriteRecord]:
+        """The logged writes after ``sequence`` (a past :attr:`writes_answered`), oldest first."""
+        return [record for record in self.write_log if record.sequence > sequence]
 
     @property
     def frozen(self) -> bool:
@@ -606,6 +622,12 @@ class SimulatedPlant:
         if any(_overlaps(bank, span) for bank in silent):
             return Unanswered.SILENT
         return Unanswered.ERROR
+
+    def _current_holding(self, register: int) -> int:
+        """HR(register) as a read would return it now (0 where the model has no such register)."""
+        if register in CLOCK_REGISTERS:
+            return clock_registers(self._environment().inverter_time(self._state.moment))[register]
+        return 0 if register == REBOOT_REGISTER else self._holding.get(register, 0)
 
     def _store(self, register: int, value: int) -> None:
         if register in CLOCK_REGISTERS:

@@ -8,6 +8,8 @@ turns it into an echo or an error frame.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 
 from givbridge.sim.profiles import InverterProfile
@@ -24,6 +26,24 @@ class WriteOutcome(Enum):
     ACKNOWLEDGED = "acknowledged"
     REJECTED = "rejected"
     REBOOT = "reboot"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    """One holding-register write the inverter answered, as :attr:`SimulatedPlant.write_log` keeps it."""
+
+    sequence: int  # 1 for the plant's first write, counting every write it answered
+    moment: datetime  # simulated time of the write
+    address: int
+    register: int
+    old: int  # what a read of the register returned just before
+    new: int  # the value the write asked for
+    outcome: WriteOutcome
+
+    @property
+    def accepted(self) -> bool:
+        """Echoed as a success (stored, acknowledged only, or a reboot started)."""
+        return self.outcome is not WriteOutcome.REJECTED
 
 
 def _between(low: int, high: int) -> Callable[[int], bool]:

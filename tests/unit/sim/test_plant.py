@@ -188,6 +188,23 @@ def test_writes_land_at_the_inverter_addresses_only_and_reboot_takes_it_offline(
     assert not sim.offline and sim.holding(110) == 20 and sim.holding(163) == 0
 
 
+def test_the_write_log_records_every_answered_write_with_its_old_value() -> None:
+    sim = SimulatedPlant.create("hybrid-gen3", batteries=1, clock=ScaledClock(start=NOON), seed=4)
+    mark = sim.writes_answered
+    sim.set_holding(116, 90)  # set directly: not a write the inverter answered
+    assert sim.write(0x11, 116, 70) is WriteOutcome.STORED
+    assert sim.write(0x11, 116, 101) is WriteOutcome.REJECTED
+    assert sim.write(0x11, 38, 7) is WriteOutcome.STORED  # the clock's hour, read from the clock
+    assert sim.write(0x33, 116, 60) is None  # nothing answers at 0x33: not logged
+    logged = [(r.register, r.old, r.new, r.outcome, r.accepted) for r in sim.writes_since(mark)]
+    assert logged == [
+        (116, 90, 70, WriteOutcome.STORED, True),
+        (116, 70, 101, WriteOutcome.REJECTED, False),
+        (38, 12, 7, WriteOutcome.STORED, True),
+    ]
+    assert [r.sequence for r in sim.write_log] == [mark + 1, mark + 2, mark + 3] and sim.writes_answered == mark + 3
+
+
 def test_clock_registers_follow_writes_jumps_and_midnight() -> None:
     clock = ScaledClock(start=datetime(2026, 1, 15, 23, 50, tzinfo=UTC))
     sim = SimulatedPlant.create("hybrid-gen2", batteries=1, clock=clock, seed=2)
