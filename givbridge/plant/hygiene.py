@@ -8,7 +8,7 @@ their history:
 
 * **bounds** per entity (from its definition, with symbolic limits such as the inverter's
   battery power resolved per device): a reading outside them is dropped;
-* **counters** never decrease and never jump: a value below the last good one, a zero after
+* **counters** never decrease (but see resets below) and never jump: a value below the last good one, a zero after
   a dropout, or an increase faster than the site could possibly generate or use (a power
   ceiling times the time since the last good sample, with margin) is replaced by the last
   good value and counted as rejected. "Today" counters may reset only in a window around the
@@ -17,14 +17,15 @@ their history:
   real step (a firmware correction, a long outage) and becomes the new baseline. A counter is
   first published only once three readings agree, so a bad first reading cannot become the
   baseline;
-* **counter resets** (a replaced inverter or battery pack, a firmware reset): a lower reading
+* **counter resets** (a replaced inverter, a BMS or firmware reset): a lower reading
   is held as a glitch, but when it is read on ``_CONFIRMATIONS`` polls in a row, each
   agreeing with the one before (the same or a little higher, as a counter counts from its new
   base), the counter is followed down, once: the lower value is published, so HA's
   ``total_increasing`` sees the reset, the reset is logged with both values and counted in
-  :attr:`SampleGuard.counter_resets`. Each counter is judged on its own, so a replaced pack
-  resets only its own counters. A zero never counts towards a reset (a counter reading zero is
-  what a dropout looks like); a counter that really restarted is followed from its first step;
+  :attr:`SampleGuard.counter_resets`. Each counter is judged on its own, so a battery pack
+  whose BMS restarts its counts resets only its own counters. A zero never counts towards a
+  reset (a counter reading zero is what a dropout looks like); a counter that really
+  restarted is followed from its first step;
 * **whole samples** that cannot be real (every lifetime counter zero) are rejected outright.
 
 The guard's memory of last good counters is persisted by the caller so a restart compares
@@ -240,7 +241,7 @@ class SampleGuard:
                 f"{decreased} (a reset if {_CONFIRMATIONS} polls in a row agree: {len(last.pending)} so far)",
             )
         # Lower on every poll, counting on from there: the counter really restarted (a replaced
-        # inverter or pack, a firmware reset). Follow it down, once; HA starts a new cycle.
+        # inverter, a BMS or firmware reset). Follow it down, once; HA starts a new cycle.
         self._counters[path] = _Counter(value, at, reset_day=last.reset_day)
         resets[path] = (last.value, value)
         return value, None
