@@ -7,13 +7,18 @@ went down, by how much, that each was logged once, and that nothing else moved.
 
 from __future__ import annotations
 
+import itertools
+from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from givbridge.sim import SimulatedPlant
 from tests.brokers import MosquittoBroker
 from tests.conftest import needs_mosquitto
-from tests.reliability.rig import Rig, bridge_rig
+from tests.reliability.invariants import InvariantChecker
+from tests.reliability.rig import MIDSUMMER_NOON, ZONE, Rig, bridge_rig
 
 pytestmark = [pytest.mark.reliability, needs_mosquitto]
 
@@ -113,3 +118,35 @@ async def test_a_reset_of_one_pack_resets_only_that_packs_counter(mosquitto: Mos
         assert list(rig.checker.resets) == [(f"{rig.serial}/{cycles[second]}", reset, float(int(reset / 2)))]
         assert published(rig, cycles[first]) == kept
         assert_logged_once_each(rig)
+
+
+async def test_the_checker_lets_a_counter_go_back_only_for_a_counted_reset(mosquitto: MosquittoBroker) -> None:
+    """The invariant itself, fed by hand: a decrease needs a counted reset, and a counted reset a decrease."""
+    sim = SimulatedPlant.create("hybrid-gen3", seed=13, tz=ZONE)
+    checker = await InvariantChecker(mosquitto, {sim.serial: sim}).start()
+    base, times = f"{checker.root}/{sim.serial}", itertools.count()
+    clock = f"{base}/{sim.serial}/Invertor_Time"
+
+    async def snapshot(values: dict[str, str] | None = None) -> None:
+        for path, value in (values or {}).items():
+            await checker.probe.publish(f"{base}/{path}", value)
+        moment = (MIDSUMMER_NOON + timedelta(minutes=next(times))).astimezone(ZoneInfo(ZONE)).isoformat()
+        await checker.probe.publish(clock, moment)
+        await checker.value(clock, lambda v: v == moment)
+
+    try:
+        await snapshot({PV_TOTAL: "100.0", RESETS: "0"})
+        await snapshot({RESETS: "1"})  # the count may come a snapshot before its decrease ...
+        await snapshot({PV_TOTAL: "50.0"})
+        await snapshot({PV_TOTAL: "50.1"})
+        assert checker.tally.counter_resets == 1 and list(checker.resets) == [(f"{sim.serial}/{PV_TOTAL}", 100.0, 50.0)]
+        await snapshot({PV_TOTAL: "40.0"})  # ... but a decrease nobody counted is a violation
+        for _ in range(3):
+            await snapshot()
+        assert checker.violation_count == 1 and "no counter reset was counted" in checker.violations[0]
+        await snapshot({RESETS: "2"})  # and so is a reset counted with no counter going down
+        for _ in range(3):
+            await snapshot()
+        assert checker.violation_count == 2 and "no counter went down" in checker.violations[1]
+    finally:
+        await checker.stop()
