@@ -820,7 +820,7 @@ class InverterRunner:
 
     async def _publish_readback(self) -> None:
         """After a write: the state follows what was read back, never the intent."""
-        snapshot, problem = self._build()
+        snapshot, problem = self._build(fresh=False)  # measurements are the last poll's
         if snapshot is None:
             self._log.warning("read-back sample rejected; keeping the previous state", reason=problem)
             return
@@ -834,8 +834,11 @@ class InverterRunner:
             self._log.warning("device offline", after=health.consecutive_failures)
             await self.on_availability.emit(self)
 
-    def _build(self) -> tuple[Snapshot | None, str | None]:
-        """A snapshot of what the library holds now, cleaned; or None and why it was rejected."""
+    def _build(self, *, fresh: bool = True) -> tuple[Snapshot | None, str | None]:
+        """A snapshot of what the library holds now, cleaned; or None and why it was rejected.
+
+        ``fresh``: whether the measurements were just read (not after a write's read-back).
+        """
         assert self.context is not None and self._hygiene.guard is not None
         taken_at = self.clock.now()
         previous = self._last_snapshot_at
@@ -868,7 +871,7 @@ class InverterRunner:
             extras=extras,
             clock_read_at=self._clock_read_at,
         )
-        cleaned = self._hygiene.guard.clean(built.values, taken_at=taken_at, serial=built.serial)
+        cleaned = self._hygiene.guard.clean(built.values, taken_at=taken_at, serial=built.serial, fresh=fresh)
         if cleaned.sample_rejected is not None:
             self._log.warning("sample rejected", reason=cleaned.sample_rejected)
             return None, cleaned.sample_rejected
@@ -877,6 +880,7 @@ class InverterRunner:
         values = dict(cleaned.values)
         values["Stats/Rejected_Values"] = self._hygiene.guard.rejected_values
         values["Stats/Rejected_Samples"] = self._hygiene.guard.rejected_samples
+        values["Stats/Counter_Resets"] = self._hygiene.guard.counter_resets
         skew = self._clock_skew(values.get(f"{built.serial}/Invertor_Time"), taken_at)
         if skew is not None:
             values["Stats/Clock_Skew"] = skew

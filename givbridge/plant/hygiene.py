@@ -8,19 +8,31 @@ their history:
 
 * **bounds** per entity (from its definition, with symbolic limits such as the inverter's
   battery power resolved per device): a reading outside them is dropped;
-* **counters** never decrease and never jump: a value below the last good one, a zero after
+* **counters** never decrease (but see resets below) and never jump: a value below the last good one, a zero after
   a dropout, or an increase faster than the site could possibly generate or use (a power
   ceiling times the time since the last good sample, with margin) is replaced by the last
   good value and counted as rejected. "Today" counters may reset only in a window around the
   inverter's own midnight, and only once per day (a zero read after the reset would make HA
   count the day's energy twice). A jump that persists, consistently, for several samples is a
-  real step (a firmware correction, a long outage) and becomes the new baseline; so is a
-  drop that lasts (totals reset by an installer). A counter is first published only once
-  three readings agree, so a bad first reading cannot become the baseline;
+  real step (a firmware correction, a long outage) and becomes the new baseline. A counter is
+  first published only once three readings agree, so a bad first reading cannot become the
+  baseline;
+* **counter resets** (a replaced inverter, a BMS or firmware reset): a lower reading
+  is held as a glitch, but when it is read on ``_CONFIRMATIONS`` polls in a row, each
+  agreeing with the one before (the same or a little higher, as a counter counts from its new
+  base), the counter is followed down, once: the lower value is published, so HA's
+  ``total_increasing`` sees the reset, the reset is logged with both values and counted in
+  :attr:`SampleGuard.counter_resets`. Each counter is judged on its own, so a battery pack
+  whose BMS restarts its counts resets only its own counters. A zero never counts towards a
+  reset (a counter reading zero is what a dropout looks like); a counter that really
+  restarted is followed from its first step;
 * **whole samples** that cannot be real (every lifetime counter zero) are rejected outright.
 
 The guard's memory of last good counters is persisted by the caller so a restart compares
-against them too: the first sample after a restart cannot spike HA's statistics either.
+against them too: the first sample after a restart cannot spike HA's statistics either. The
+readings of a reset (or jump) still being confirmed are deliberately not persisted: they are
+only evidence while they come from consecutive polls, so after a restart confirmation starts
+again, which costs a real reset a few polls and never lets a glitch through.
 """
 
 from __future__ import annotations
@@ -32,7 +44,10 @@ from itertools import pairwise
 from typing import Any
 
 from givbridge.entities import EntityCatalogue, resolve_limit
+from givbridge.log import get_logger
 from givbridge.plant.snapshot import Scalar, as_number
+
+log = get_logger(__name__)
 
 # Fastest a counter can legitimately grow, by what it counts, in kW. Residential supplies top
 # out around 100 A x 240 V; PV arrays and batteries are bounded by the devices' own ratings
@@ -42,9 +57,14 @@ _SITE_CEILING_KW = 30.0
 _JUMP_MARGIN = 1.5
 _RESOLUTION_SLACK_KWH = 0.25  # counters move in 0.1 kWh steps; two steps plus rounding
 _NOISE_KWH = 0.1  # firmware sometimes steps a counter back by 0.1: hold it, but it is no fault
-_CONFIRMATIONS = 3  # consecutive consistent samples that make a jump real
-_CONFIRMATIONS_DOWN = 5  # ... and a drop, which must also last a while
-_DOWN_SPAN = timedelta(minutes=10)
+# Consecutive polls, each agreeing with the one before, that make a jump or a reset (a lower
+# counter) real. The faults seen in the field (a dongle's substituted or all-zero page, a
+# spliced BMS frame) last one poll, rarely two, and do not go on counting from the wrong
+# value. A daily counter's midnight reset does not wait for them (the midnight rule takes it
+# at once, once a day) and a zero never counts towards a reset, so a dropout after midnight
+# cannot make HA count a day twice. At the default 15 s polling a real reset is published 30 s
+# after it is first read.
+_CONFIRMATIONS = 3
 _RESET_VALUE_KWH = 1.0  # a today counter just after midnight is small
 _BEFORE_MIDNIGHT = timedelta(minutes=5)
 _AFTER_MIDNIGHT = timedelta(minutes=60)
@@ -57,13 +77,14 @@ class Cleaned:
     values: dict[str, Scalar]
     rejected: dict[str, str]  # path -> why its reading was not published as read
     sample_rejected: str | None = None  # why nothing of this sample may be published
+    resets: dict[str, tuple[float, float]] = field(default_factory=dict)  # path -> (before, after)
 
 
 @dataclass(slots=True)
 class _Counter:
     value: float
     at: datetime
-    pending: list[tuple[float, datetime]] = field(default_factory=list)  # an unconfirmed jump
+    pending: list[tuple[float, datetime]] = field(default_factory=list)  # an unconfirmed jump or reset
     reset_day: date | None = None  # the inverter day whose midnight reset this counter has had
 
 
@@ -89,10 +110,12 @@ class SampleGuard:
         self._candidates: dict[str, list[tuple[float, datetime]]] = {}  # first readings awaiting agreement
         self.rejected_values = 0
         self.rejected_samples = 0
+        self.counter_resets = 0  # lower counters followed as real resets (Stats/Counter_Resets)
 
     # ------------------------------------------------------------------ persistence
 
     def state(self) -> dict[str, Any]:
+        """The last good counters, to :meth:`restore` after a restart (readings being confirmed are left out)."""
         return {
             path: [c.value, c.at.isoformat(), c.reset_day.isoformat() if c.reset_day else None]
             for path, c in self._counters.items()
@@ -110,7 +133,13 @@ class SampleGuard:
 
     # ------------------------------------------------------------------ the rules
 
-    def clean(self, values: Mapping[str, Scalar], *, taken_at: datetime, serial: str) -> Cleaned:
+    def clean(self, values: Mapping[str, Scalar], *, taken_at: datetime, serial: str, fresh: bool = True) -> Cleaned:
+        """``values`` as they may be published.
+
+        ``fresh`` is False when the counters in ``values`` are the last poll's again (a write's
+        read-back re-reads settings, not measurements): counters then keep what they have, so
+        one reading never counts twice towards confirming a jump or a reset.
+        """
         limits = {
             "battery_max_power": as_number(values.get(f"{serial}/Invertor_Max_Bat_Rate")),
             "inverter_max_power": as_number(values.get(f"{serial}/Invertor_Max_Inv_Rate")),
@@ -124,6 +153,7 @@ class SampleGuard:
         local = (inverter_time if isinstance(inverter_time, datetime) else taken_at).astimezone(self.tz)
         cleaned: dict[str, Scalar] = {}
         rejected: dict[str, str] = {}
+        resets: dict[str, tuple[float, float]] = {}
         for path, value in values.items():
             definition = self.catalogue.for_path(path)
             number = as_number(value)
@@ -134,8 +164,9 @@ class SampleGuard:
                 if (low is not None and number < low) or (high is not None and number > high):
                     reason = f"{number} is outside {low}..{high}"
             if definition is not None and definition.counter is not None and number is not None:
+                reading = None if reason or not fresh else number
                 accepted, counter_reason = self._counter(
-                    path, None if reason else number, definition.counter, taken_at, local, limits
+                    path, reading, definition.counter, taken_at, local, limits, resets
                 )
                 reason = reason or counter_reason
                 if accepted is not None:
@@ -145,7 +176,10 @@ class SampleGuard:
             if reason is not None:
                 rejected[path] = reason
         self.rejected_values += len(rejected)
-        return Cleaned(cleaned, rejected)
+        self.counter_resets += len(resets)
+        for path, (before, after) in resets.items():
+            log.warning("counter reset accepted", serial=serial, counter=path, before=before, after=after)
+        return Cleaned(cleaned, rejected, resets=resets)
 
     def _counter(
         self,
@@ -155,10 +189,14 @@ class SampleGuard:
         at: datetime,
         local: datetime,
         limits: Mapping[str, float | None],
+        resets: dict[str, tuple[float, float]],
     ) -> tuple[float | None, str | None]:
-        """The value to publish for a counter, and why the reading was not used (if it was not)."""
+        """The value to publish for a counter, and why the reading was not used (if it was not).
+
+        An accepted reset is added to ``resets``.
+        """
         last = self._counters.get(path)
-        if value is None:  # out of bounds: hold what we had
+        if value is None:  # out of bounds, or not a new reading: hold what we had
             return (last.value if last else None), None
         if last is None:
             return self._cold_start(path, value, at, local, limits), None
@@ -170,20 +208,43 @@ class SampleGuard:
                 self._counters[path] = _Counter(value, at, reset_day=day)  # the inverter's midnight reset
                 return value, None
             if last.value - value <= _NOISE_KWH + 1e-9:
-                return last.value, None  # the firmware's 0.1 step back: hold quietly
-            if self._confirmed(last, value, at, limits, needed=_CONFIRMATIONS_DOWN, span=_DOWN_SPAN):
-                # Consistently lower for a long while: the totals really were reset (an
-                # installer reset, a replaced inverter). Follow them, once.
-                self._counters[path] = _Counter(value, at, reset_day=last.reset_day)
-                return value, None
-            return last.value, f"decreased from {last.value} to {value}"
+                # The firmware's 0.1 step back: hold quietly. It is in line with the last good
+                # value, so it ends any run of out-of-line readings.
+                last.pending = []
+                return last.value, None
+            return self._reset(path, last, value, at, limits, resets)
         if value - last.value <= self._allowed(path, limits, last.at, at):
             self._counters[path] = _Counter(value, at, reset_day=last.reset_day)
             return value, None
-        if self._confirmed(last, value, at, limits, needed=_CONFIRMATIONS, span=timedelta(0)):
+        if self._confirmed(last, value, at, limits):
             self._counters[path] = _Counter(value, at, reset_day=last.reset_day)  # a real step: it kept being true
             return value, None
         return last.value, f"jumped from {last.value} to {value} in {(at - last.at).total_seconds():.0f}s"
+
+    def _reset(
+        self,
+        path: str,
+        last: _Counter,
+        value: float,
+        at: datetime,
+        limits: Mapping[str, float | None],
+        resets: dict[str, tuple[float, float]],
+    ) -> tuple[float | None, str | None]:
+        """A reading below the last good one: a glitch to hold, or (once confirmed) a real reset."""
+        decreased = f"decreased from {last.value} to {value}"
+        if value <= 0:
+            last.pending = []  # a zero is what a dropout reads: never evidence of a reset
+            return last.value, decreased
+        if not self._confirmed(last, value, at, limits):
+            return (
+                last.value,
+                f"{decreased} (a reset if {_CONFIRMATIONS} polls in a row agree: {len(last.pending)} so far)",
+            )
+        # Lower on every poll, counting on from there: the counter really restarted (a replaced
+        # inverter, a BMS or firmware reset). Follow it down, once; HA starts a new cycle.
+        self._counters[path] = _Counter(value, at, reset_day=last.reset_day)
+        resets[path] = (last.value, value)
+        return value, None
 
     def _cold_start(
         self, path: str, value: float, at: datetime, local: datetime, limits: Mapping[str, float | None]
@@ -207,16 +268,13 @@ class SampleGuard:
         value: float,
         at: datetime,
         limits: Mapping[str, float | None],
-        *,
-        needed: int,
-        span: timedelta,
     ) -> bool:
         """Record an out-of-line reading; True once enough consistent ones in a row confirm it."""
         path = ""  # rate limits for confirmations use the generic ceiling
         pending = [*last.pending, (value, at)]
         consistent = all(0 <= b - a <= self._allowed(path, limits, t1, t2) for (a, t1), (b, t2) in pairwise(pending))
         last.pending = pending if consistent else [(value, at)]
-        return len(last.pending) >= needed and last.pending[-1][1] - last.pending[0][1] >= span
+        return len(last.pending) >= _CONFIRMATIONS
 
     def _allowed(self, path: str, limits: Mapping[str, float | None], since: datetime, until: datetime) -> float:
         hours = max(0.0, (until - since).total_seconds()) / 3600

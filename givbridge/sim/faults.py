@@ -189,6 +189,14 @@ class Faults(LinkFaults):
     def writes_not_persisted(self, value: bool) -> None:
         self._plant.persist_writes = not value
 
+    def misread_counters(self, keep: float, answers: int = 1) -> None:
+        """The next ``answers`` reads of the device's input registers show its energy counters at
+        ``keep`` (0-1) of their value, then true again: a glitch the library cannot tell from data."""
+        if not 0 <= keep <= 1:
+            raise ValueError(f"keep is a fraction from 0 to 1, not {keep}")
+        self._plant.counter_misread_keep = keep
+        self._plant.counter_misreads = answers
+
     def jump_clock(self, seconds: float) -> None:
         """Jump the inverter's real-time clock by ``seconds`` (negative goes back)."""
         self._plant.shift_clock(seconds)
@@ -201,3 +209,4 @@ class Faults(LinkFaults):
         self._zero_rate = 0.0
         self.frozen = False
         self.writes_not_persisted = False
+        self._plant.counter_misreads = 0

@@ -19,7 +19,7 @@ import random
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from functools import partial
@@ -110,6 +110,12 @@ def _lifetime_counters(
     )
 
 
+def _scaled(energy: Energy, keep: float, *, totals_only: bool) -> Energy:
+    """``energy`` with its lifetime counters (and, unless ``totals_only``, today's) scaled by ``keep``."""
+    names = [f.name for f in fields(energy) if not totals_only or f.name.endswith("_total")]
+    return replace(energy, **{name: getattr(energy, name) * keep for name in names})
+
+
 def _overlaps(bank: range, span: range) -> bool:
     return bank.start < span.stop and span.start < bank.stop
 
@@ -180,6 +186,10 @@ class SimulatedPlant:
         #: WRITE_LOG_SIZE): what tests count "registers written" by; see :meth:`writes_since`.
         self.write_log: deque[WriteRecord] = deque(maxlen=WRITE_LOG_SIZE)
         self.writes_answered = 0  # the sequence number of the latest record
+        #: Answers of the device's input registers still to show its counters misread (see
+        #: Faults.misread_counters), and the fraction of their value they show.
+        self.counter_misreads = 0
+        self.counter_misread_keep = 1.0
         # Watts drawn on the house circuit beyond the household model, now: a simulated EV charger
         # (givbridge.sim.evc) sets this so the inverter sees the car in its load, as a real one does.
         self.extra_load: Callable[[], float] | None = None
@@ -444,6 +454,26 @@ class SimulatedPlant:
         self._advance()
         self._clock_offset += timedelta(seconds=seconds)
 
+    def restart_counters(self, keep: float, *, pack: int | None = None) -> None:
+        """Restart lifetime counters lower, as a firmware reset or a replaced unit does.
+
+        Each lifetime energy counter keeps ``keep`` (0-1) of what it has counted and counts on
+        from there (today's counters are left alone). With ``pack`` (an index into
+        :attr:`packs`), only that LV pack's own counter restarts: its cycle count (a BMS reset).
+        """
+        if not 0 <= keep < 1:
+            raise ValueError(f"keep is a fraction from 0 up to 1, not {keep}")
+        self._advance()
+        energy = self._state.energy
+        if pack is None:
+            self._state = replace(self._state, energy=_scaled(energy, keep, totals_only=True))
+            return
+        packs = list(self.storage.packs)
+        old = packs[pack]
+        counted = energy.battery_discharge_total - old.uncounted_discharge_wh
+        packs[pack] = replace(old, uncounted_discharge_wh=energy.battery_discharge_total - counted * keep)
+        self.storage = replace(self.storage, packs=tuple(packs))
+
     def holding(self, register: int, address: int = INVERTER_ADDRESS) -> int:
         """One holding register as a read would return it now."""
         values = self.read(address, "HR", register, 1)
@@ -589,6 +619,9 @@ class SimulatedPlant:
     def _input_image(self) -> dict[int, int]:
         layout = self.profile.layout
         state = self._state
+        if self.counter_misreads > 0:
+            self.counter_misreads -= 1
+            state = replace(state, energy=_scaled(state.energy, self.counter_misread_keep, totals_only=False))
         if layout is Layout.THREE_PHASE:
             return three_phase_input_registers(state, self.profile, self.site, battery_v=self._battery_volts())
         if layout is Layout.EMS:

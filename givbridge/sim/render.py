@@ -99,6 +99,8 @@ class Pack:
     health: float  # calibrated capacity / design capacity
     cell_offsets_mv: tuple[int, ...]  # per-cell spread, 16 values
     sensor_offsets_c: tuple[float, ...]  # cells 1-4, 5-8, 9-12, 13-16
+    #: The plant's battery discharge (Wh) this pack's own counters do not count (a BMS reset).
+    uncounted_discharge_wh: float = 0.0
 
 
 def pack_soc(pack: Pack, state: PlantState) -> float:
@@ -130,7 +132,7 @@ def pack_registers(pack: Pack, state: PlantState) -> dict[int, int]:
     calibrated = design_centi_ah * pack.health
     pack_wh = pack.spec.design_ah * NOMINAL_PACK_VOLTS
     energy = state.energy
-    cycles = energy.battery_discharge_total * pack.share / pack_wh
+    cycles = (energy.battery_discharge_total - pack.uncounted_discharge_wh) * pack.share / pack_wh
     image = {60 + n: u16(mv) for n, mv in enumerate(cells)}
     image.update({76 + n: s16(t * 10) for n, t in enumerate(temps)})
     image[80] = u16(sum(cells))

@@ -9,9 +9,12 @@ it arrives:
 * no published counter (an entity with ``counter: today|total``) ever decreases, except a
   "today" counter falling to a reset value (at most 1 kWh) at the inverter's midnight, or
   falling on a day after the one it last counted up on (the reset reached the bridge late,
-  after an outage or a frozen inverter over midnight, and the new day has counted since).
-  Judged by the ``Invertor_Time`` published with it (a snapshot's counters may come before
-  its time, so a decrease waits for the next inverter time before it counts as a violation);
+  after an outage or a frozen inverter over midnight, and the new day has counted since),
+  and a counter reset the bridge accepted: every other decrease must be matched by one more
+  in the device's ``Stats/Counter_Resets``, and every reset counted there by a decrease, in
+  the same or the next snapshot (they are published in no set order). Judged by the
+  ``Invertor_Time`` published with it (a snapshot's counters may come before its time, so a
+  decrease waits for the next inverter time before it is judged);
 * every command result ``ok`` corresponds to register values the simulator really holds,
   checked the moment the result arrives, for commands sent through :meth:`command` with the
   registers they must have set.
@@ -107,6 +110,10 @@ class CrashWatch:
         self.events_seen += len(self._logs)
         self._logs.clear()
 
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        """The log events called ``event`` captured since the last :meth:`drain`."""
+        return [entry for entry in self._logs if entry.get("event") == event]
+
     def _unhandled(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exception = context.get("exception")
         if is_library_orphan(context):
@@ -130,6 +137,10 @@ class _ErrorRecords(logging.Handler):
         self._problems.append(f"logged {record.levelname} by {record.name}: {record.getMessage()}")
 
 
+#: Inverter times (about one per snapshot) a decrease and the reset counted for it may be apart.
+_RESET_MATCH_WINDOW = 2
+
+
 @dataclass(slots=True)
 class _Reading:
     value: float
@@ -142,6 +153,14 @@ class _Decrease:
     kind: str
     before: _Reading
     value: float
+
+
+@dataclass(slots=True)
+class _Unmatched:
+    """A decrease waiting for its reset to be counted, or a counted reset waiting for its decrease."""
+
+    decrease: _Decrease | None
+    age: int = 0  # inverter times seen since
 
 
 @dataclass(slots=True)
@@ -162,6 +181,8 @@ class Tally:
     error_results: int = 0
     discovery_configs: int = 0
     error_codes: dict[str, int] = field(default_factory=dict)
+    #: Counter resets the bridge accepted, each matched with the decrease it published.
+    counter_resets: int = 0
 
 
 class InvariantChecker:
@@ -193,6 +214,11 @@ class InvariantChecker:
         self._readings: dict[str, _Reading] = {}
         self._inverter_time: dict[str, datetime] = {}
         self._decreases: dict[str, list[_Decrease]] = {}  # serial -> awaiting that snapshot's inverter time
+        self._reset_counts: dict[str, int] = {}  # serial -> its last Stats/Counter_Resets
+        self._unmatched_decreases: dict[str, list[_Unmatched]] = {}
+        self._unmatched_resets: dict[str, list[_Unmatched]] = {}
+        #: Accepted resets as seen: (serial/path, value before, value after), oldest first (bounded).
+        self.resets: deque[tuple[str, float, float]] = deque(maxlen=1000)
         self._expected: dict[str, _Expectation] = {}
         self._arrivals = Arrivals()
         self._transactions = itertools.count(1)
@@ -284,6 +310,8 @@ class InvariantChecker:
     def assert_clean(self) -> None:
         for serial in list(self._decreases):
             self._judge_decreases(serial, final=True)
+        for serial in {*self._unmatched_decreases, *self._unmatched_resets}:
+            self._match_resets(serial, final=True)
         assert not self.violation_count, f"{self.violation_count} violations:\n" + "\n".join(self.violations)
 
     def forget_results(self) -> None:
@@ -366,6 +394,10 @@ class InvariantChecker:
             except ValueError:
                 self._violation(f"{serial} published an inverter time that is not one: {text!r}")
             self._judge_decreases(serial, final=False)
+            self._match_resets(serial, final=False)
+            return
+        if path == "Stats/Counter_Resets":
+            self._count_resets(serial, text)
             return
         definition = self._catalogue.for_path(path)
         if definition is None or definition.counter is None:
@@ -402,8 +434,46 @@ class InvariantChecker:
         waiting = self._decreases.pop(serial, [])
         for decrease in waiting:
             if not self._reset(decrease, inverter_time):
-                when = inverter_time.isoformat() if inverter_time else "an unknown inverter time"
-                self._violation(f"{decrease.key} decreased from {decrease.before.value} to {decrease.value} at {when}")
+                self._unmatched_decreases.setdefault(serial, []).append(_Unmatched(decrease))
+
+    def _count_resets(self, serial: str, text: str) -> None:
+        """Resets the bridge newly counted, each to be matched with a decrease."""
+        try:
+            count = int(float(text))
+        except ValueError:
+            self._violation(f"{serial} published a counter reset count that is not one: {text!r}")
+            return
+        last = self._reset_counts.get(serial, 0)
+        new = count - last if count >= last else count  # a restarted bridge counts from zero
+        self._reset_counts[serial] = count
+        self._unmatched_resets.setdefault(serial, []).extend(_Unmatched(None) for _ in range(new))
+
+    def _match_resets(self, serial: str, *, final: bool) -> None:
+        """Pair decreases with counted resets; what stays unpaired too long (or to the end) is a violation."""
+        decreases = self._unmatched_decreases.get(serial, [])
+        resets = self._unmatched_resets.get(serial, [])
+        while decreases and resets:
+            decrease = decreases.pop(0).decrease
+            resets.pop(0)
+            assert decrease is not None
+            self.tally.counter_resets += 1
+            self.resets.append((decrease.key, decrease.before.value, decrease.value))
+        when = self._inverter_time.get(serial)
+        at = when.isoformat() if when else "an unknown inverter time"
+        for item in [*decreases, *resets]:
+            item.age += 1
+            if not final and item.age <= _RESET_MATCH_WINDOW:
+                continue
+            if item.decrease is not None:
+                decrease = item.decrease
+                self._violation(
+                    f"{decrease.key} decreased from {decrease.before.value} to {decrease.value} at {at}, "
+                    "and no counter reset was counted for it"
+                )
+            else:
+                self._violation(f"{serial} counted a counter reset at {at}, but no counter went down")
+        decreases[:] = [item for item in decreases if not final and item.age <= _RESET_MATCH_WINDOW]
+        resets[:] = [item for item in resets if not final and item.age <= _RESET_MATCH_WINDOW]
 
     async def _wait(self, condition: Callable[[], bool], within: float, what: str) -> None:
         try:

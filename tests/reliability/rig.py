@@ -92,11 +92,12 @@ async def bridge_rig(
     clock: ScaledClock | None = None,
     keep_messages: bool = True,
     seed: int = 13,
+    batteries: int = 1,
     **overrides: Any,
 ) -> AsyncIterator[Rig]:
     """A simulated ``family`` and the whole bridge on ``broker``; see the module docstring."""
     clock = clock or ScaledClock(speed=20, start=MIDSUMMER_NOON)
-    sim = SimulatedPlant.create(family, batteries=1, clock=clock, seed=seed, tz=ZONE, start_soc=50)
+    sim = SimulatedPlant.create(family, batteries=batteries, clock=clock, seed=seed, tz=ZONE, start_soc=50)
     async with AsyncExitStack() as stack:
         crashes = stack.enter_context(CrashWatch())
         server = await stack.enter_async_context(SimulatorServer(sim, seed=seed))
