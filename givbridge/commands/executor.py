@@ -44,7 +44,7 @@ from givbridge.commands.access import CACHED_READ, LOCAL, TOKEN_KEY, AccessPolic
 from givbridge.commands.queue import CommandQueue
 from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode, Transaction
-from givbridge.commands.schemas import Message, NoPayload, Payload, decode
+from givbridge.commands.schemas import Message, NoPayload, Payload, UnreadablePayload, decode
 from givbridge.commands.spec import ActionContext, Command, PlanInput, Planned
 from givbridge.config import Settings
 from givbridge.log import get_logger
@@ -123,6 +123,8 @@ class CommandExecutor:
             data = await self.queue.run(self._run(command, model, runner, clearance))
             result = CommandResult.success(name, transaction, answered_for, data)
         except CommandFailed as failure:
+            if isinstance(failure, UnreadablePayload):
+                transaction = failure.transaction
             result = CommandResult.failure(name, transaction, answered_for, failure)
         except asyncio.CancelledError:
             raise

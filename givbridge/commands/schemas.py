@@ -529,7 +529,7 @@ def decode(payload: bytes | str | Mapping[str, Any] | None) -> Message:
     except json.JSONDecodeError as exc:
         raise CommandFailed(ErrorCode.INVALID_PAYLOAD, f"payload looks like JSON but does not parse: {exc}") from None
     except ValueError as exc:  # a number literal the one number parser refuses (6e1, NaN, 30 digits)
-        raise CommandFailed(ErrorCode.INVALID_PAYLOAD, f"a number in the payload: {exc}") from None
+        raise UnreadablePayload(f"a number in the payload: {exc}", _salvaged_transaction(text)) from None
     except RecursionError:  # "[[[[..." within the size limit is nested deeper than the parser goes
         raise CommandFailed(ErrorCode.INVALID_PAYLOAD, "payload JSON is nested too deeply") from None
     if isinstance(value, dict):
@@ -537,6 +537,32 @@ def decode(payload: bytes | str | Mapping[str, Any] | None) -> Message:
     if isinstance(value, str):  # a quoted raw value, as some tools send it
         return Message(None, value.strip(ASCII_SPACE), None)
     raise CommandFailed(ErrorCode.INVALID_PAYLOAD, "a JSON payload must be an object with the command's keys")
+
+
+class UnreadablePayload(CommandFailed):
+    """``invalid_payload`` for a JSON document refused for one of its numbers, keeping its ``transaction``.
+
+    A client matches answers to requests by their transaction: the refusal must carry it even
+    when another number in the document (or the transaction's own spelling) is not plain.
+    """
+
+    def __init__(self, message: str, transaction: Transaction) -> None:
+        super().__init__(ErrorCode.INVALID_PAYLOAD, message)
+        self.transaction = transaction
+
+
+def _salvaged_transaction(text: str) -> Transaction:
+    """The transaction of a document whose numbers the strict parser refused, read leniently; or None."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    try:
+        return _transaction(document)
+    except CommandFailed:
+        return None
 
 
 def _json_constant(name: str) -> float:

@@ -19,6 +19,7 @@ from givbridge.commands.schemas import (
     NUMBER_TEXT,
     DurationPayload,
     PauseModePayload,
+    UnreadablePayload,
     date_time,
     decimal_number,
     decode,
@@ -340,3 +341,19 @@ def test_invalid_payloads_say_what_is_accepted(name: str, payload: Any, says: st
     assert says in failed.value.message
     if name != "settings":
         assert "Accepted:" in failed.value.message or "accepted:" in failed.value.message
+
+
+@pytest.mark.parametrize(
+    ("document", "transaction"),
+    [
+        ('{"chargeToPercent": 6e1, "transaction": "t-1"}', "t-1"),
+        ('{"slot": 1e2, "transaction": 7}', 7),
+        ('{"chargeToPercent": 60, "transaction": 4978118168253495766193566384128}', 4978118168253495766193566384128),
+        ('{"chargeToPercent": 6e1, "transaction": [1]}', None),  # not a transaction at all
+    ],
+)
+def test_a_document_refused_for_a_number_keeps_its_transaction(document: str, transaction: object) -> None:
+    with pytest.raises(UnreadablePayload) as refused:
+        decode(document)
+    assert refused.value.code is ErrorCode.INVALID_PAYLOAD
+    assert refused.value.transaction == transaction
