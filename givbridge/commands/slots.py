@@ -26,6 +26,7 @@ from givbridge.commands.schemas import (
 )
 from givbridge.commands.spec import Command, PlanInput, Planned
 from givbridge.commands.targets import MIN_SOC, charge_target_writes
+from givbridge.plant import registers as reg
 from givbridge.plant.writes import WritePlan
 
 GROUP = "Time slots"
@@ -83,16 +84,16 @@ def _plan_edge(
 
 
 def plan_pause_slot(payload: WindowPayload, given: PlanInput) -> Planned:
-    pairs = [(dev.PAUSE_START, hhmm(payload.start)), (dev.PAUSE_END, hhmm(payload.finish))]
+    pairs = [(reg.PAUSE_SLOT[0], hhmm(payload.start)), (reg.PAUSE_SLOT[1], hhmm(payload.finish))]
     return Planned(WritePlan.of(pairs, f"pause slot {payload.start:%H:%M}-{payload.finish:%H:%M}"))
 
 
 def plan_pause_start(payload: PauseStartPayload, given: PlanInput) -> Planned:
-    return Planned(WritePlan.of([(dev.PAUSE_START, hhmm(payload.start))], f"pause start {payload.start:%H:%M}"))
+    return Planned(WritePlan.of([(reg.PAUSE_SLOT[0], hhmm(payload.start))], f"pause start {payload.start:%H:%M}"))
 
 
 def plan_pause_end(payload: PauseEndPayload, given: PlanInput) -> Planned:
-    return Planned(WritePlan.of([(dev.PAUSE_END, hhmm(payload.finish))], f"pause end {payload.finish:%H:%M}"))
+    return Planned(WritePlan.of([(reg.PAUSE_SLOT[1], hhmm(payload.finish))], f"pause end {payload.finish:%H:%M}"))
 
 
 _slot = functools.partial(Command, group=GROUP)
@@ -205,7 +206,7 @@ _PAUSE = dev.applies(
     "hybrids with the pause registers (not Gen1 or AC)",
     battery=True,
     when=dev.needs_pause,
-    registers=dev.fixed_registers(dev.PAUSE_START, dev.PAUSE_END),
+    registers=dev.fixed_registers(reg.PAUSE_SLOT[0], reg.PAUSE_SLOT[1]),
 )
 _PAUSE_LEAVES = ("Timeslots/Battery_pause_start_time_slot", "Timeslots/Battery_pause_end_time_slot")
 

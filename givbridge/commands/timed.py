@@ -43,7 +43,7 @@ from givbridge.commands.schemas import CANCEL, DurationPayload
 from givbridge.commands.slots import hhmm
 from givbridge.commands.spec import ActionContext, Applicability, Command, unsupported
 from givbridge.commands.targets import MIN_SOC, charge_target_writes
-from givbridge.plant.writes import has_pause_registers
+from givbridge.plant import registers as reg
 
 if TYPE_CHECKING:
     from givbridge.plant.snapshot import Scalar
@@ -101,8 +101,8 @@ def next_change(ends: datetime, now: datetime) -> datetime:
 
 def _pause_off(device: DeviceContext) -> Writes:
     """GivTCP turns the battery pause mode off for a forced charge or export where the model has one."""
-    if has_pause_registers(device.family) and dev.PAUSE_MODE in device.writable:
-        return [(dev.PAUSE_MODE, 0)]
+    if reg.has_pause_registers(device.family) and reg.PAUSE_MODE in device.writable:
+        return [(reg.PAUSE_MODE, 0)]
     return []
 
 
@@ -130,7 +130,7 @@ def force_charge_writes(device: DeviceContext, inverter_now: datetime, minutes: 
         *_pause_off(device),
     ]
     if dev.is_three_phase(device):
-        writes.append((dev.TPH_FORCE_DISCHARGE_ENABLE, 0))
+        writes.append((reg.TPH_FORCE_DISCHARGE_ENABLE, 0))
     writes += _slot(device, "charge", inverter_now, minutes)
     writes += [(register, 1) for register in dev.charge_enable_registers(device)]
     return writes
@@ -144,12 +144,12 @@ def force_export_writes(device: DeviceContext, inverter_now: datetime, minutes: 
         *_pause_off(device),
     ]
     if dev.is_three_phase(device):
-        writes.append((dev.TPH_FORCE_CHARGE_ENABLE, 0))
+        writes.append((reg.TPH_FORCE_CHARGE_ENABLE, 0))
     writes += _slot(device, "discharge", inverter_now, minutes)
     # Timed Export, as setBatteryMode writes it (HR59 on three-phase units too, as GivTCP).
-    writes += [(dev.ECO_MODE, 0), (dev.ENABLE_DISCHARGE, 1)]
+    writes += [(reg.ECO_MODE, 0), (reg.ENABLE_DISCHARGE, 1)]
     if dev.is_three_phase(device):
-        writes.append((dev.TPH_FORCE_DISCHARGE_ENABLE, 1))
+        writes.append((reg.TPH_FORCE_DISCHARGE_ENABLE, 1))
     return writes
 
 

@@ -26,6 +26,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from givbridge.clock import Clock, SystemClock
+from givbridge.plant import registers as reg
 from givbridge.sim import physics
 from givbridge.sim.physics import Controls, Energy, Environment, PlantState, Rating, Site, Window
 from givbridge.sim.profiles import (
@@ -63,7 +64,7 @@ from givbridge.sim.render_hv import (
 from givbridge.sim.render_meter import Meter, MeterRole, meter_product_registers, meter_registers
 from givbridge.sim.render_rollups import Unit, ems_input_registers, gateway_input_registers
 from givbridge.sim.render_three_phase import three_phase_input_registers
-from givbridge.sim.writes import CLOCK_REGISTERS, REBOOT_REGISTER, WriteOutcome, classify_write
+from givbridge.sim.writes import WriteOutcome, classify_write
 
 #: HR and IR are the inverter's holding and input registers; MR the meters' product registers.
 RegisterKind = Literal["HR", "IR", "MR"]
@@ -597,7 +598,7 @@ class SimulatedPlant:
             if kind == "HR":
                 image = dict(self._holding)
                 image.update(clock_registers(self._environment().inverter_time(self._state.moment)))
-                image[REBOOT_REGISTER] = 0  # a command register: it never reads back
+                image[reg.REBOOT] = 0  # a command register: it never reads back
             else:
                 image = self._input_image()
             return [image.get(register, 0) for register in span]
@@ -608,7 +609,7 @@ class SimulatedPlant:
         return Unanswered.ERROR
 
     def _store(self, register: int, value: int) -> None:
-        if register in CLOCK_REGISTERS:
+        if register in reg.CLOCK:
             self._set_clock_field(register, value)
         else:
             self._holding[register] = value
@@ -621,7 +622,7 @@ class SimulatedPlant:
         moment = self._state.moment
         current = self._environment().inverter_time(moment)
         fields = [current.year, current.month, current.day, current.hour, current.minute, current.second]
-        index = register - CLOCK_REGISTERS[0]
+        index = register - reg.CLOCK[0]
         fields[index] = value + 2000 if index == 0 else value
         year, month, day, hour, minute, second = fields
         # A day past the end of the month lands on its last day, as the RTC clamps it.

@@ -80,6 +80,7 @@ from typing import Literal, cast
 from givenergy_modbus.model import manifest
 from givenergy_modbus.model.inverter import _DTC_RATED_POWER, Model, _battery_max_power, resolve_model
 
+from givbridge.plant import registers as reg
 from givbridge.sim import captured
 
 #: Modbus address the library (and the GivEnergy app) reads the inverter at, on every model.
@@ -351,7 +352,7 @@ _TWO_SLOTS_DISCHARGE = (SlotRegisters(56, 57), SlotRegisters(44, 45))
 _TEN_SLOTS_CHARGE = (
     SlotRegisters(94, 95, 242),
     SlotRegisters(31, 32, 245),
-    SlotRegisters(243, 244, 245),
+    SlotRegisters(*reg.TEN_SLOT_CHARGE_2, 245),
     *(SlotRegisters(246 + 3 * n, 247 + 3 * n, 248 + 3 * n) for n in range(8)),
 )
 _TEN_SLOTS_DISCHARGE = (
@@ -368,14 +369,13 @@ _EMS_DISCHARGE = tuple(SlotRegisters(2044 + 3 * n, 2045 + 3 * n, 2046 + 3 * n) f
 _EMS_CHARGE = tuple(SlotRegisters(2053 + 3 * n, 2054 + 3 * n, 2055 + 3 * n) for n in range(3))
 _EMS_EXPORT = tuple(SlotRegisters(2062 + 3 * n, 2063 + 3 * n, 2064 + 3 * n) for n in range(3))
 
-_PAUSE_REGISTERS = frozenset({318, 319, 320})
+_PAUSE_REGISTERS = reg.PAUSE_REGISTERS
 # GivTCP's setDischargeTarget for slots 1 and 2; acknowledged but dropped by Gen1/Gen2/AC firmware.
 _DISCHARGE_TARGETS_1_2 = frozenset({272, 275})
-_TEN_SLOT_TARGETS = frozenset({242 + 3 * n for n in range(10)} | {272 + 3 * n for n in range(10)})
-_TEN_SLOT_EXTRAS = _TEN_SLOT_TARGETS | {243, 244}
+_TEN_SLOT_EXTRAS = reg.TEN_SLOT_WRITES
 
 _SINGLE_PHASE_CONTROLS = ControlMap()
-_PAUSE_CONTROLS = ControlMap(pause=(318, 319, 320))
+_PAUSE_CONTROLS = ControlMap(pause=(reg.PAUSE_MODE, *reg.PAUSE_SLOT))
 _THREE_PHASE_CONTROLS = ControlMap(
     charge_enable=(1112, 1123),  # GivTCP's Enable_Charge_Schedule: AC charge and force charge both on
     discharge_enable=None,
@@ -405,7 +405,7 @@ _EMS_CONTROLS = ControlMap(
     export_limit=2071,
 )
 _GATEWAY_CONTROLS = ControlMap(
-    charge_limit=313, discharge_limit=314, limits_in_percent=True, pause=(318, 319, 320)
+    charge_limit=313, discharge_limit=314, limits_in_percent=True, pause=(reg.PAUSE_MODE, *reg.PAUSE_SLOT)
 )  # GivTCP drives the Gateway's rates through HR313/314
 
 _GIVBAT_8_2 = PackSpec("Giv-Bat 8.2", design_ah=160, bms_firmware=3007, reports_energy_totals=False, serial_prefix="BG")

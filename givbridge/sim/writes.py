@@ -10,12 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
+from givbridge.plant import registers as reg
 from givbridge.sim.profiles import InverterProfile
-
-REBOOT_REGISTER = 163
-REBOOT_VALUE = 100
-#: HR35-40: year (two digits), month, day, hour, minute, second of the inverter's local clock.
-CLOCK_REGISTERS = (35, 36, 37, 38, 39, 40)
 
 
 class WriteOutcome(Enum):
@@ -35,14 +31,14 @@ def _is_hhmm(value: int) -> bool:
     return hours < 24 and minutes < 60
 
 
-_CLOCK_RULES: dict[int, Callable[[int], bool]] = {
-    35: _between(0, 99),
-    36: _between(1, 12),
-    37: _between(1, 31),
-    38: _between(0, 23),
-    39: _between(0, 59),
-    40: _between(0, 59),
-}
+# Year (two digits), month, day, hour, minute, second of the inverter's local clock.
+_CLOCK_RULES: dict[int, Callable[[int], bool]] = dict(
+    zip(
+        reg.CLOCK,
+        (_between(0, 99), _between(1, 12), _between(1, 31), _between(0, 23), _between(0, 59), _between(0, 59)),
+        strict=True,
+    )
+)
 
 # Ranges as the library's command helpers (and GivTCP) enforce them for the same registers.
 _SCALAR_RULES: dict[int, Callable[[int], bool]] = {
@@ -54,11 +50,11 @@ _SCALAR_RULES: dict[int, Callable[[int], bool]] = {
     112: _between(0, 100),  # discharge limit, C/100
     114: _between(4, 100),  # discharge cut-off
     116: _between(4, 100),  # charge target
-    163: lambda value: value == REBOOT_VALUE,  # the other codes are factory resets; not simulated
+    reg.REBOOT: lambda value: value == reg.REBOOT_VALUE,  # the other codes are factory resets; not simulated
     311: _between(0, 2),  # export priority
     313: _between(1, 100),  # AC charge limit, %
     314: _between(1, 100),  # AC discharge limit, %
-    318: _between(0, 3),  # pause: off, charge, discharge, both
+    reg.PAUSE_MODE: _between(0, 3),  # pause: off, charge, discharge, both
     # Three-phase (the library's THREE_PHASE write set and GivTCP's 3PH rate registers).
     **{register: _between(0, 1) for register in (1005, 1112, 1122, 1123)},
     1078: _between(4, 100),  # battery reserve, three-phase
@@ -80,7 +76,7 @@ def value_is_valid(profile: InverterProfile, register: int, value: int) -> bool:
     if rule is not None:
         return rule(value)
     slots = profile.slot_registers
-    if register in {r for slot in slots for r in (slot.start, slot.end)} or register in (319, 320):
+    if register in {r for slot in slots for r in (slot.start, slot.end)} or register in reg.PAUSE_SLOT:
         return _is_hhmm(value)
     if register in {slot.target for slot in slots} or register in profile.unpersisted_writes:
         return 4 <= value <= 100  # per-slot SOC targets
@@ -92,7 +88,7 @@ def classify_write(profile: InverterProfile, register: int, value: int) -> Write
     accepted = register in profile.writable or register in profile.unpersisted_writes
     if not accepted or not value_is_valid(profile, register, value):
         return WriteOutcome.REJECTED
-    if register == REBOOT_REGISTER:
+    if register == reg.REBOOT:
         return WriteOutcome.REBOOT
     if register in profile.unpersisted_writes:
         return WriteOutcome.ACKNOWLEDGED
