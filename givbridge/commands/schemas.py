@@ -31,6 +31,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from givbridge.commands.results import CommandFailed, ErrorCode, Transaction
+from givbridge.log import LOG_LEVELS
 from givbridge.plant import vocab
 
 #: Longest payload accepted, in bytes: a command is a few dozen bytes, a settings document a
@@ -407,12 +408,9 @@ class DurationPayload(Payload):
     duration: Duration = Field(description="minutes 1-1440, or Cancel (also Normal or 0)", examples=["30"])
 
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
 class LogLevelPayload(Payload):
     level: Annotated[str, BeforeValidator(choice(LOG_LEVELS))] = Field(
-        description="debug, info, warning or error (any case)", examples=["debug"]
+        description=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (any case)", examples=["debug"]
     )
 
 

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from givbridge.entities import LOG_LEVELS, TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
+from givbridge.entities import TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
+from givbridge.log import LOG_LEVELS
 from givbridge.mqtt.discovery.addresses import address_of
 from givbridge.mqtt.discovery.documents import DeviceConfig, DiscoveryBuilder, InverterDiscovery
 from givbridge.mqtt.state import MESSAGES_PATH
