@@ -99,25 +99,23 @@ class ControlRegisters:
     discharge_limit_ac: int
 
 
+# Each control's library field on the single-phase and on the three-phase layout. GivTCP
+# writes HR114, HR50 and HR166 on three-phase units too, but reads HR1078, HR1002 and HR1005
+# there; givbridge writes the register it reads, so the read-back means something.
+_CONTROL_FIELDS: dict[str, tuple[str, str]] = {
+    "soc_reserve": ("battery_soc_reserve", "battery_soc_reserve"),
+    "discharge_cutoff": ("battery_discharge_min_power_reserve", "battery_reserve_soc"),
+    "charge_target": ("charge_target_soc", "charge_target_soc"),
+    "active_power_rate": ("active_power_rate", "active_rate"),
+    "rtc": ("enable_rtc", "real_time_control"),
+    "charge_limit_ac": ("battery_charge_limit_ac", "battery_charge_limit_ac"),
+    "discharge_limit_ac": ("battery_discharge_limit_ac", "battery_discharge_limit_ac"),
+}
 SINGLE_PHASE_CONTROLS = ControlRegisters(
-    soc_reserve=holding_register(_SINGLE_PHASE, "battery_soc_reserve"),
-    discharge_cutoff=holding_register(_SINGLE_PHASE, "battery_discharge_min_power_reserve"),
-    charge_target=holding_register(_SINGLE_PHASE, "charge_target_soc"),
-    active_power_rate=holding_register(_SINGLE_PHASE, "active_power_rate"),
-    rtc=holding_register(_SINGLE_PHASE, "enable_rtc"),
-    charge_limit_ac=holding_register(_SINGLE_PHASE, "battery_charge_limit_ac"),
-    discharge_limit_ac=holding_register(_SINGLE_PHASE, "battery_discharge_limit_ac"),
+    **{role: holding_register(_SINGLE_PHASE, single) for role, (single, _) in _CONTROL_FIELDS.items()}
 )
-# GivTCP writes HR114, HR50 and HR166 on three-phase units too, but reads HR1078, HR1002 and
-# HR1005 there; givbridge writes the register it reads, so the read-back means something.
 THREE_PHASE_CONTROLS = ControlRegisters(
-    soc_reserve=holding_register(_THREE_PHASE, "battery_soc_reserve"),
-    discharge_cutoff=holding_register(_THREE_PHASE, "battery_reserve_soc"),
-    charge_target=holding_register(_THREE_PHASE, "charge_target_soc"),
-    active_power_rate=holding_register(_THREE_PHASE, "active_rate"),
-    rtc=holding_register(_THREE_PHASE, "real_time_control"),
-    charge_limit_ac=holding_register(_THREE_PHASE, "battery_charge_limit_ac"),
-    discharge_limit_ac=holding_register(_THREE_PHASE, "battery_discharge_limit_ac"),
+    **{role: holding_register(_THREE_PHASE, three) for role, (_, three) in _CONTROL_FIELDS.items()}
 )
 
 # --- three-phase only --------------------------------------------------------------------------

@@ -100,9 +100,8 @@ BAMS_ADDRESS = 0x90
 METER_ADDRESSES = range(0x01, 0x09)
 #: Modules in the one simulated HV stack; the library reads each module at its own address.
 MAX_MODULES = 6
-#: Cells per HV module, and the volts each contributes to a stack (24 x 3.2 V LiFePO4).
+#: Cells per HV module (24 x 3.2 V LiFePO4).
 CELLS_PER_MODULE = 24
-MODULE_NOMINAL_VOLTS = 76.8
 
 
 class Layout(Enum):
