@@ -109,7 +109,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     _mode(
         name="setBatteryPauseMode",
-        summary="Battery pause mode (HR318) applied during the pause slot.",
+        summary=f"Battery pause mode (HR{reg.PAUSE_MODE}) applied during the pause slot.",
         payload=PauseModePayload,
         raw_field="state",
         plan=plan_pause_mode,

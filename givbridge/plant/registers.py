@@ -97,6 +97,7 @@ class ControlRegisters:
     rtc: int  # Real Time Control
     charge_limit_ac: int  # % of the AC rating
     discharge_limit_ac: int
+    export_limit: int  # watts the inverter may export
 
 
 # Each control's library field on the single-phase and on the three-phase layout. GivTCP
@@ -110,6 +111,7 @@ _CONTROL_FIELDS: dict[str, tuple[str, str]] = {
     "rtc": ("enable_rtc", "real_time_control"),
     "charge_limit_ac": ("battery_charge_limit_ac", "battery_charge_limit_ac"),
     "discharge_limit_ac": ("battery_discharge_limit_ac", "battery_discharge_limit_ac"),
+    "export_limit": ("grid_port_max_power_output", "export_power_limit"),
 }
 SINGLE_PHASE_CONTROLS = ControlRegisters(
     **{role: holding_register(_SINGLE_PHASE, single) for role, (single, _) in _CONTROL_FIELDS.items()}

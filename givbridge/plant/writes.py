@@ -110,18 +110,19 @@ class WritePlan:
 
 
 # Holding-register banks as the inverters serve them (and as the library's load_config reads
-# them); a read-back re-reads the whole bank so the cache stays block-consistent.
+# them); a read-back re-reads the whole bank so the cache stays block-consistent. The banks of
+# the single-phase map are 60 registers from HR0 to HR299; the AC config block, the three-phase
+# blocks and the EMS window are the library's own ranges.
 _HOLDING_BANKS: tuple[tuple[int, int], ...] = (
-    (0, 60),
-    (60, 60),
-    (120, 60),
-    (180, 60),
-    (240, 60),
-    (300, 60),
-    (1000, 60),
-    (1060, 60),
-    (1120, 5),
-    (2040, 36),
+    *((base, 60) for base in range(0, 300, 60)),
+    *(
+        (block.base_register, block.register_count)
+        for block in (
+            *manifest.LOAD_CONFIG_RANGES["has_ac_config_block"],
+            *manifest.LOAD_CONFIG_THREE_PHASE_RANGES,
+            *manifest.LOAD_CONFIG_RANGES["is_ems"],
+        )
+    ),
 )
 
 
