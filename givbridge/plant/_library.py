@@ -209,8 +209,8 @@ def read_plant(plant: Any, *, clock_read_at: datetime | None = None) -> PlantVie
     if caps is None:
         raise PlantNotReady("plant has no capabilities: run detection (or Plant.from_caches) first")
     cache: RegisterCache = plant.register_caches.get(caps.inverter_address, RegisterCache())
-    dtc = cache.get(HR(0))
-    arm_fw = cache.get(HR(21))
+    dtc = cache.get(HR(reg.DEVICE_TYPE_CODE))
+    arm_fw = cache.get(HR(reg.ARM_FIRMWARE))
     serial = plant.inverter_serial
     if not isinstance(dtc, int) or not isinstance(arm_fw, int) or not serial:
         raise PlantNotReady("inverter identity (HR0, HR21, serial) has not been read")

@@ -56,6 +56,9 @@ def _pair(layout: Any, field: str) -> tuple[int, int]:
 
 # --- the single-phase control map (HR0-359), shared by three-phase units where noted ----------
 
+#: Identity, in HR0-59 on every device (the EMS too): what family it is and its ARM firmware.
+DEVICE_TYPE_CODE = holding_register(_SINGLE_PHASE, "device_type_code")
+ARM_FIRMWARE = holding_register(_SINGLE_PHASE, "arm_firmware_version")
 ENABLE_CHARGE_TARGET = holding_register(_SINGLE_PHASE, "enable_charge_target")
 ECO_MODE = holding_register(_SINGLE_PHASE, "battery_power_mode")  # 1: match demand (eco), 0: full power
 CALIBRATION = holding_register(_SINGLE_PHASE, "battery_calibration_stage")  # SOC force adjust
