@@ -31,7 +31,6 @@ from givbridge.plant.sections import (
     raw_section,
     timeslots_section,
 )
-from givbridge.plant.snapshot import DeviceInfo
 
 FAMILIES = frozenset({"gateway"})
 _AIO_SLOTS = range(1, 4)  # the rollup reports up to three All-in-Ones
@@ -43,15 +42,11 @@ AIO_BATTERY_POWER_W = 6000
 def build_gateway(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
     gateway = view.gateway
     aios = _aio_serials(gateway) if gateway is not None else {}
-    device = DeviceValues(
-        info=DeviceInfo(
-            serial=view.serial,
-            model=family.display,
-            family=family.key,
-            firmware=gateway.text("software_version") if gateway is not None else None,
-            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
-            managed=tuple(aios.values()),
-        )
+    device = DeviceValues.of(
+        view,
+        family,
+        firmware=gateway.text("software_version") if gateway is not None else None,
+        managed=tuple(aios.values()),
     )
     sink = ValueSink(device.values)
     inv = view.inverter

@@ -36,6 +36,28 @@ class DeviceValues:
     values: dict[str, Scalar] = field(default_factory=dict)
     raw: dict[str, JsonScalar] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        view: PlantView,
+        family: Family,
+        *,
+        firmware: str | None,
+        battery_serials: tuple[str, ...] = (),
+        managed: tuple[str, ...] = (),
+    ) -> DeviceValues:
+        """A builder's result, begun with the identity every family states the same way."""
+        info = DeviceInfo(
+            serial=view.serial,
+            model=family.display,
+            family=family.key,
+            firmware=firmware,
+            battery_serials=battery_serials,
+            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
+            managed=managed,
+        )
+        return cls(info)
+
 
 class ValueSink:
     """Collects values by GivTCP path, leaving out anything the library could not decode.

@@ -44,7 +44,6 @@ from givbridge.plant.sections import (
     raw_section,
     timeslots_section,
 )
-from givbridge.plant.snapshot import DeviceInfo
 
 FAMILIES = frozenset({"hybrid-3ph", "ac-3ph"})
 _PHASES = (1, 2, 3)
@@ -57,17 +56,13 @@ def _watts(value: float | None) -> int | None:
 
 def build_three_phase(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
     inv = view.inverter
-    device = DeviceValues(
-        info=DeviceInfo(
-            serial=view.serial,
-            model=family.display,
-            family=family.key,
-            firmware=inv.text("tph_firmware_version") or inv.text("firmware_version"),
-            battery_serials=tuple(
-                s for stack in view.hv_stacks for module in stack.modules if (s := module.text("serial_number"))
-            ),
-            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
-        )
+    device = DeviceValues.of(
+        view,
+        family,
+        firmware=inv.text("tph_firmware_version") or inv.text("firmware_version"),
+        battery_serials=tuple(
+            s for stack in view.hv_stacks for module in stack.modules if (s := module.text("serial_number"))
+        ),
     )
     sink = ValueSink(device.values)
     totals = hv_stack_section(view, family, sink)
