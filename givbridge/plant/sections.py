@@ -9,6 +9,7 @@ Gateway) share one reading of it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, tzinfo
 
@@ -95,6 +96,18 @@ def pv_section(inv: ModelView, power: ValueSink, *, pv_1: int | None, pv_2: int 
     power.put("PV_Current_String_1", inv.number("i_pv1"))
     power.put("PV_Current_String_2", inv.number("i_pv2"))
     return pv
+
+
+#: GivTCP's energy periods, each with the suffix of the library's counter for it.
+ENERGY_PERIODS = (("Today", "today"), ("Total", "total"))
+
+
+def energy_counters(model: ModelView, sink: ValueSink, fields: Mapping[str, str]) -> None:
+    """``<Period>/<name>_Energy_<Period>_kWh`` for each name, from the library's ``<field>_today``/``_total``."""
+    for period, suffix in ENERGY_PERIODS:
+        out = sink.under(period)
+        for name, field_name in fields.items():
+            out.put(f"{name}_Energy_{period}_kWh", model.number(f"{field_name}_{suffix}"))
 
 
 def battery_times(

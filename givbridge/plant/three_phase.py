@@ -36,6 +36,7 @@ from givbridge.plant.sections import (
     battery_times,
     button_states,
     calibration_section,
+    energy_counters,
     flows_section,
     hv_stack_section,
     inverter_time,
@@ -69,7 +70,7 @@ def build_three_phase(view: PlantView, family: Family, *, taken_at: datetime, tz
     modules = sum(stack.bcu.integer("number_of_modules") or 0 for stack in view.hv_stacks)
     max_battery_power = derive.three_phase_battery_max_power(modules)
     _power(view, sink.under("Power"), capacity=totals.design_kwh, stored=totals.stored_kwh, taken_at=taken_at, tz=tz)
-    _energy(inv, sink.under("Energy"))
+    energy_counters(inv, sink.under("Energy"), _ENERGY)
     details = sink.under(view.serial)
     details.put("Invertor_Serial_Number", view.serial)
     details.put("Invertor_Type", family.givtcp_type)
@@ -158,15 +159,8 @@ _ENERGY = {
     "Battery_Charge": "e_battery_charge",
     "Load": "e_load",
     "Export2": "e_export2",
+    "PV": "e_pv",  # IR1412/1413, IR1374/1375
 }
-
-
-def _energy(inv: ModelView, sink: ValueSink) -> None:
-    for period, suffix in (("Today", "today"), ("Total", "total")):
-        out = sink.under(period)
-        for name, field in _ENERGY.items():
-            out.put(f"{name}_Energy_{period}_kWh", inv.number(f"{field}_{suffix}"))
-        out.put(f"PV_Energy_{period}_kWh", inv.number(f"e_pv_{suffix}"))  # IR1412/1413, IR1374/1375
 
 
 def _control(inv: ModelView, sink: ValueSink, *, max_battery_power: int | None) -> None:
