@@ -44,6 +44,7 @@ from givbridge.commands.slots import hhmm
 from givbridge.commands.spec import ActionContext, Applicability, Command, unsupported
 from givbridge.commands.targets import MIN_SOC, charge_target_writes
 from givbridge.plant import registers as reg
+from givbridge.plant.derive import RATE_REGISTER_MAX
 
 if TYPE_CHECKING:
     from givbridge.plant.snapshot import Scalar
@@ -108,7 +109,9 @@ def _pause_off(device: DeviceContext) -> Writes:
 
 def _full_rate(device: DeviceContext, *, discharge: bool) -> Writes:
     """The battery rate at its maximum: HR111/112 = 50 (C/2), or the three-phase AC limit at 100 %."""
-    return [(rates.rate_register(device, discharge=discharge), 100 if dev.is_three_phase(device) else 50)]
+    return [
+        (rates.rate_register(device, discharge=discharge), 100 if dev.is_three_phase(device) else RATE_REGISTER_MAX)
+    ]
 
 
 def _slot(device: DeviceContext, kind: dev.SlotKind, inverter_now: datetime, minutes: int) -> Writes:
