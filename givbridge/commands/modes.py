@@ -30,7 +30,7 @@ DEFAULT_RESERVE = 4
 RESERVE_PATH = "Control/Battery_Power_Reserve"
 PAUSED_RESERVE = 100
 
-_CALIBRATION_STAGE = {"Off": 0, "Start": 1, "Charge Only": 3}
+_CALIBRATION_STAGE = {word: stage for stage, word in vocab.CALIBRATION_BY_STAGE.items()}
 
 
 def observe(snapshot: Snapshot) -> Mapping[str, int]:

@@ -24,7 +24,7 @@ from givenergy_modbus.model.meter import MeterStatus
 from givenergy_modbus.model.register import HR
 from givenergy_modbus.model.register_cache import RegisterCache
 
-from givbridge.plant import registers as reg
+from givbridge.plant.registers import ARM_FIRMWARE, DEVICE_TYPE_CODE, TEN_SLOT_CHARGE_2, TEN_SLOT_CHARGE_2_FIELD
 
 JsonScalar = int | float | str | bool
 
@@ -209,8 +209,8 @@ def read_plant(plant: Any, *, clock_read_at: datetime | None = None) -> PlantVie
     if caps is None:
         raise PlantNotReady("plant has no capabilities: run detection (or Plant.from_caches) first")
     cache: RegisterCache = plant.register_caches.get(caps.inverter_address, RegisterCache())
-    dtc = cache.get(HR(reg.DEVICE_TYPE_CODE))
-    arm_fw = cache.get(HR(reg.ARM_FIRMWARE))
+    dtc = cache.get(HR(DEVICE_TYPE_CODE))
+    arm_fw = cache.get(HR(ARM_FIRMWARE))
     serial = plant.inverter_serial
     if not isinstance(dtc, int) or not isinstance(arm_fw, int) or not serial:
         raise PlantNotReady("inverter identity (HR0, HR21, serial) has not been read")
@@ -247,7 +247,7 @@ def read_plant(plant: Any, *, clock_read_at: datetime | None = None) -> PlantVie
 
 
 # On 10-slot firmware charge slot 2 is read where GivTCP reads it (see plant.registers).
-_TEN_SLOT_CHARGE_2 = SlotSource(reg.TEN_SLOT_CHARGE_2_FIELD, *reg.TEN_SLOT_CHARGE_2)
+_TEN_SLOT_CHARGE_2 = SlotSource(TEN_SLOT_CHARGE_2_FIELD, *TEN_SLOT_CHARGE_2)
 
 
 def _slot_sources(kind: str, pairs: Any, *, extended: bool) -> tuple[SlotSource, ...]:
