@@ -338,8 +338,8 @@ _HR_AC_CONFIG_BLOCK: dict[int, int] = {
 # 10-slot charge targets (HR242+3n) at 100 % and discharge targets (HR272+3n) at 4 %, as the
 # All-in-One capture reports them with no schedule programmed.
 _HR_EXTENDED_SLOT_TARGETS: dict[int, int] = {
-    **{242 + 3 * n: 100 for n in range(10)},
-    **{272 + 3 * n: 4 for n in range(10)},
+    **dict.fromkeys(reg.CHARGE_SLOT_TARGETS, 100),
+    **dict.fromkeys(reg.DISCHARGE_SLOT_TARGETS, 4),
 }
 
 _HR_GEN3 = {**_HR_HYBRID_BASE, 3: 0x0201, 5: 50000, **_HR_EXTENDED_SLOT_TARGETS, **_HR_AC_CONFIG_BLOCK}
