@@ -14,7 +14,8 @@ What givbridge adds is what the library does not say, each with its reason:
 * which families' firmware has the battery pause registers HR318-320
   (:func:`has_pause_registers`): the library only knows them as part of the AC config block;
 * the registers GivTCP writes on real units beyond the library's write allowlists
-  (``*_WRITES`` below; :func:`givbridge.plant.writes.writable_registers` adds them);
+  (``*_WRITES`` and :data:`PAUSE_REGISTERS` below, which
+  :func:`givbridge.plant.writes.writable_registers` adds);
 * GivTCP's list of registers whose writes do not wear the EEPROM while Real Time Control is
   on (:data:`RTC_SAFE_REGISTERS`) and the reboot command word (:data:`REBOOT_VALUE`).
 """
@@ -73,6 +74,8 @@ REBOOT = holding_register(_SINGLE_PHASE, "inverter_reboot")
 REBOOT_VALUE = 100
 PAUSE_MODE = holding_register(_SINGLE_PHASE, "battery_pause_mode")  # off, charge, discharge, both
 PAUSE_SLOT = _pair(_SINGLE_PHASE, "battery_pause_slot_1")  # the window the pause mode applies in
+#: Written (GivTCP's setBatteryPauseMode / setPauseSlot; Predbat's freeze modes) beyond the
+#: library's allowlists, on the families of :data:`PAUSE_FAMILIES`.
 PAUSE_REGISTERS = frozenset({PAUSE_MODE, *PAUSE_SLOT})
 
 # On the 10-slot layout charge slot 2 lives next to its target in the HR240 block: GivTCP
@@ -149,9 +152,6 @@ EMS_SLOT_TARGETS: dict[str, tuple[int, ...]] = {
 #: The 10-slot layout's charge-slot-2 pair and per-slot targets (GivTCP's setChargeTarget1..10 /
 #: setDischargeTarget1..10; Predbat's export floor is the first discharge target).
 TEN_SLOT_WRITES = frozenset({*TEN_SLOT_CHARGE_2, *CHARGE_SLOT_TARGETS, *DISCHARGE_SLOT_TARGETS})
-#: Battery pause mode and window (GivTCP's setBatteryPauseMode / setPauseSlot; Predbat's freeze
-#: modes), on the families of :data:`PAUSE_FAMILIES`.
-PAUSE_WRITES = PAUSE_REGISTERS
 #: The three-phase AC charge and discharge limits (GivTCP's setChargeRate / setDischargeRate and
 #: its force-charge/export reverts on 3PH write them). They are in the library's global write
 #: allowlist, but its per-model three-phase set leaves them out.

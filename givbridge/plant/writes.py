@@ -37,7 +37,7 @@ def writable_registers(model: Model, arm_firmware: int | None, family: Family) -
     if manifest.has_extended_slots(model, arm_firmware) and not manifest.has_capability("is_ems", model):
         allowed |= reg.TEN_SLOT_WRITES
     if has_pause_registers(family):
-        allowed |= reg.PAUSE_WRITES
+        allowed |= reg.PAUSE_REGISTERS
     if family.key in reg.THREE_PHASE_RATE_FAMILIES:
         allowed |= reg.THREE_PHASE_RATE_WRITES
     if family.key == "ems":
@@ -46,7 +46,7 @@ def writable_registers(model: Model, arm_firmware: int | None, family: Family) -
 
 
 # The three-phase AC limits are in the library's global allowlist already.
-_EXTENSION = reg.TEN_SLOT_WRITES | reg.PAUSE_WRITES | reg.EMS_WRITES
+_EXTENSION = reg.TEN_SLOT_WRITES | reg.PAUSE_REGISTERS | reg.EMS_WRITES
 
 
 class RegisterWriteRequest(WriteHoldingRegisterRequest):  # type: ignore[misc]  # untyped library base

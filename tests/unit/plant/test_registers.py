@@ -95,7 +95,7 @@ def test_ten_slot_targets_follow_the_library_s_extended_slot_windows() -> None:
 def test_the_write_extensions_are_outside_the_library_s_allowlists() -> None:
     """Each addition is needed: the library's own per-model sets do not hold it."""
     assert not reg.TEN_SLOT_WRITES & manifest.WRITE_SAFE_SINGLE_PHASE
-    assert not reg.PAUSE_WRITES & (manifest.WRITE_SAFE_SINGLE_PHASE | manifest.WRITE_SAFE_AC_CONFIG)
+    assert not reg.PAUSE_REGISTERS & (manifest.WRITE_SAFE_SINGLE_PHASE | manifest.WRITE_SAFE_AC_CONFIG)
     assert not reg.EMS_WRITES & manifest.WRITE_SAFE_EMS
     assert not reg.THREE_PHASE_RATE_WRITES & manifest.WRITE_SAFE_THREE_PHASE
     # The three-phase AC limits pass the library's encode-time check already; the others need givbridge's.
