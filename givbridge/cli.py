@@ -11,7 +11,7 @@ from typing import Any
 
 from givbridge import __version__
 from givbridge.config import ConfigError, Settings, load_settings
-from givbridge.log import configure_logging, get_logger
+from givbridge.log import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
 
 log = get_logger(__name__)
 
@@ -25,8 +25,8 @@ def _host_port(value: str, default_port: int) -> dict[str, Any]:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML or JSON settings file")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", choices=["auto", "console", "json"])
+    parser.add_argument("--log-level", choices=LOG_LEVELS)
+    parser.add_argument("--log-format", choices=LOG_FORMATS)
 
 
 def _add_bridge_options(parser: argparse.ArgumentParser) -> None:
@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     simulate = sub.add_parser("simulate", help="run a simulated inverter speaking the real protocol")
-    simulate.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    simulate.add_argument("--log-format", choices=["auto", "console", "json"])
+    simulate.add_argument("--log-level", choices=LOG_LEVELS)
+    simulate.add_argument("--log-format", choices=LOG_FORMATS)
     from givbridge.sim import cli as sim_cli
 
     sim_cli.add_arguments(simulate)

@@ -35,6 +35,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from givbridge.log import LogFormat, LogLevel
+
 ADDON_OPTIONS = Path("/data/options.json")
 
 _SERIAL = re.compile(r"^[A-Z]{2}\d{4}[A-Z]\d{3}$|^[A-Z]{3}\d{7}$")
@@ -226,8 +228,8 @@ class PlantSettings(_Section):
 
 
 class LogSettings(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "console", "json"] = "auto"
+    level: LogLevel = "info"
+    format: LogFormat = "auto"
 
     @field_validator("level", "format", mode="before")
     @classmethod

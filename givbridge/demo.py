@@ -17,7 +17,7 @@ from typing import Any
 from givbridge.app import Application, run_until_signalled
 from givbridge.clock import ScaledClock, SystemClock, local_zone
 from givbridge.config import ConfigError, load_settings
-from givbridge.log import configure_logging, get_logger
+from givbridge.log import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
 from givbridge.mqtt.broker import EmbeddedBroker, PortInUse
 from givbridge.plant.families import FAMILIES
 from givbridge.sim import PROFILES, SimulatedPlant, SimulatorServer
@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--evc", action="store_true", help="also simulate a GivEnergy EV charger (Modbus TCP) with a car plugged in"
     )
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", choices=["auto", "console", "json"])
+    parser.add_argument("--log-level", choices=LOG_LEVELS)
+    parser.add_argument("--log-format", choices=LOG_FORMATS)
 
 
 def _banner(

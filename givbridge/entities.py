@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import re
-import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -30,7 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from givbridge.config import LogSettings
+from givbridge.log import LOG_LEVELS
 
 TEMPLATES_PACKAGE = "givbridge.discovery_templates"
 BRIDGE_TEMPLATES = "bridge"  # the folder of the bridge device's entities, in TEMPLATES_PACKAGE
@@ -52,7 +51,6 @@ TIME_SLOTS_SYMBOL = "time_slots"
 TIME_SLOT_OPTIONS: tuple[str, ...] = tuple(f"{h:02d}:{m:02d}:00" for h in range(24) for m in range(60))
 # The options of the bridge's log-level select: the levels the settings accept.
 LOG_LEVELS_SYMBOL = "log_levels"
-LOG_LEVELS: tuple[str, ...] = typing.get_args(LogSettings.model_fields["level"].annotation)
 SYMBOLIC_OPTIONS: dict[str, tuple[str, ...]] = {TIME_SLOTS_SYMBOL: TIME_SLOT_OPTIONS, LOG_LEVELS_SYMBOL: LOG_LEVELS}
 
 # Money is in the configured currency, unknown until the settings are read: a definition says

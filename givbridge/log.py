@@ -12,10 +12,19 @@ from __future__ import annotations
 
 import logging
 import sys
+import typing
 from collections.abc import MutableMapping
 from typing import Any, Literal
 
 import structlog
+
+#: The levels givbridge logs at: the ``log.level`` setting, ``--log-level`` and the bridge
+#: device's log-level select all offer these.
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[LogLevel, ...] = typing.get_args(LogLevel)
+#: How log lines are written: ``auto`` picks the console renderer on a terminal and JSON elsewhere.
+LogFormat = Literal["auto", "console", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = typing.get_args(LogFormat)
 
 _SECRET_WORDS = ("password", "token", "secret", "authorization")
 
@@ -35,7 +44,7 @@ def _redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
 
 def configure_logging(
     level: str = "info",
-    fmt: Literal["auto", "console", "json"] = "auto",
+    fmt: LogFormat = "auto",
     stream: Any = None,
 ) -> None:
     """Set up structlog and the stdlib root logger. Safe to call more than once."""

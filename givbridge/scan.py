@@ -41,6 +41,7 @@ from givenergy_modbus.pdu import ReadHoldingRegistersRequest
 
 from givbridge.config import default_prefix, is_serial
 from givbridge.log import get_logger
+from givbridge.plant import registers as reg
 from givbridge.plant.families import Family, UnknownModel, family_for
 
 log = get_logger(__name__)
@@ -143,8 +144,8 @@ async def probe_inverter(host: str, port: int = INVERTER_PORT, wait: float = 1.0
         with suppress(Exception):  # closing a half-dead connection must not hide the verdict
             await client.close()
     registers: dict[int, int] = response.to_dict()
-    device_type = int(registers.get(0) or 0)
-    firmware = registers.get(21)
+    device_type = int(registers.get(reg.DEVICE_TYPE_CODE) or 0)
+    firmware = registers.get(reg.ARM_FIRMWARE)
     try:
         family = family_for(device_type, int(firmware or 0))
     except UnknownModel as exc:

@@ -1,4 +1,4 @@
-"""What kind of device a command faces, and the register numbers each kind uses.
+"""What kind of device a command faces, and which of the named registers each kind uses.
 
 GivTCP picks registers by looking for ``3ph`` or ``ems`` in its model name. givbridge asks
 the detected capabilities instead (three-phase, EMS, the 10-slot map, the AC config block)
@@ -24,8 +24,11 @@ from givenergy_modbus.model.slot_map import EMS_SLOTS, EXTENDED_SLOTS, SINGLE_PH
 from givbridge.bridge import DeviceContext
 from givbridge.commands.results import CommandFailed
 from givbridge.commands.spec import Applicability, unsupported
+from givbridge.plant import registers as reg
 from givbridge.plant.families import FAMILIES, Family
-from givbridge.plant.writes import has_pause_registers, writable_registers
+from givbridge.plant.registers import CLOCK as CLOCK  # the timed-action scheduler reads it as dev.CLOCK
+from givbridge.plant.registers import PAUSE_REGISTERS, ControlRegisters, has_pause_registers
+from givbridge.plant.writes import writable_registers
 
 SlotKind = Literal["charge", "discharge", "export"]
 
@@ -58,76 +61,56 @@ def has_storage(device: DeviceContext) -> bool:
 
 
 # --- registers by device kind ------------------------------------------------------------------
-# Single-phase numbers unless noted; GivTCP's givtcp.md §4.1 lists the same map.
+# The numbers are :mod:`givbridge.plant.registers`'s (the library's map plus givbridge's quirks);
+# these helpers pick the one a device's layout uses.
 
-ENABLE_CHARGE_TARGET = 20
-ECO_MODE = 27  # 1: match demand (eco), 0: discharge at full power (export)
-CALIBRATION = 29  # SOC force adjust
-CLOCK = (35, 36, 37, 38, 39, 40)  # year - 2000, month, day, hour, minute, second
-ACTIVE_POWER_RATE = 50
-ENABLE_DISCHARGE = 59  # the timed-discharge schedule
-ENABLE_CHARGE = 96  # the AC charge schedule
-CHARGE_LIMIT, DISCHARGE_LIMIT = 111, 112  # C/100 of the battery capacity, 0-50
-REBOOT = 163
-ENABLE_RTC = 166
-CHARGE_LIMIT_AC, DISCHARGE_LIMIT_AC = 313, 314  # % of the AC rating
-PAUSE_MODE, PAUSE_START, PAUSE_END = 318, 319, 320
-# Three-phase
-TPH_DISCHARGE_LIMIT_AC, TPH_CHARGE_LIMIT_AC = 1108, 1110
-TPH_AC_CHARGE_ENABLE, TPH_FORCE_DISCHARGE_ENABLE, TPH_FORCE_CHARGE_ENABLE = 1112, 1122, 1123
-# EMS plant controller
-EMS_PLANT_ENABLE = 2040
-EMS_CAR_CHARGE_BOOST = 2073
-_EMS_EXPORT_SLOTS = ((2062, 2063), (2065, 2066), (2068, 2069))
+
+def control_registers(device: DeviceContext) -> ControlRegisters:
+    """The controls that moved between the single- and three-phase layouts, as this device has them."""
+    return reg.THREE_PHASE_CONTROLS if is_three_phase(device) else reg.SINGLE_PHASE_CONTROLS
 
 
 def reserve_register(device: DeviceContext) -> int:
     """Battery SOC reserve (the floor discharge stops at)."""
-    return 1109 if is_three_phase(device) else 110
+    return control_registers(device).soc_reserve
 
 
 def cutoff_register(device: DeviceContext) -> int:
-    """Battery discharge cut-off. GivTCP writes HR114 everywhere but reads HR1078 on three-phase
-    units; givbridge writes the register it reads, so the read-back means something."""
-    return 1078 if is_three_phase(device) else 114
+    """Battery discharge cut-off (HR114, or HR1078 on three-phase units)."""
+    return control_registers(device).discharge_cutoff
 
 
 def charge_target_register(device: DeviceContext) -> int:
-    return 1111 if is_three_phase(device) else 116
+    return control_registers(device).charge_target
 
 
 def charge_enable_registers(device: DeviceContext) -> tuple[int, ...]:
     """The charge schedule switch: HR96, or force-charge and AC-charge together on three-phase (as GivTCP)."""
-    return (TPH_FORCE_CHARGE_ENABLE, TPH_AC_CHARGE_ENABLE) if is_three_phase(device) else (ENABLE_CHARGE,)
+    if is_three_phase(device):
+        return (reg.TPH_FORCE_CHARGE_ENABLE, reg.TPH_AC_CHARGE_ENABLE)
+    return (reg.ENABLE_CHARGE,)
 
 
 def active_power_rate_register(device: DeviceContext) -> int:
     """Where the output limit is read: HR50, or HR1002 on three-phase units (GivTCP wrote HR50 there)."""
-    return 1002 if is_three_phase(device) else ACTIVE_POWER_RATE
+    return control_registers(device).active_power_rate
 
 
 def rtc_register(device: DeviceContext) -> int:
     """Where Real Time Control is read: HR166, or HR1005 on three-phase units (GivTCP wrote HR166 there)."""
-    return 1005 if is_three_phase(device) else ENABLE_RTC
+    return control_registers(device).rtc
 
 
 def ac_limit_register(device: DeviceContext, *, discharge: bool) -> int:
-    if is_three_phase(device):
-        return TPH_DISCHARGE_LIMIT_AC if discharge else TPH_CHARGE_LIMIT_AC
-    return DISCHARGE_LIMIT_AC if discharge else CHARGE_LIMIT_AC
-
-
-# On 10-slot firmware charge slot 2 lives next to its target in the HR240 block (HR243/244);
-# the library's map still names the legacy HR31/32, which those units leave at the factory
-# value. Reading and writing HR243/244 matches GivTCP and the snapshot builder.
-_TEN_SLOT_CHARGE_2 = (243, 244)
+    controls = control_registers(device)
+    return controls.discharge_limit_ac if discharge else controls.charge_limit_ac
 
 
 def slot_windows(device: DeviceContext, kind: SlotKind) -> tuple[tuple[int, int], ...]:
     """The (start, end) register pairs of every slot of ``kind``, slot 1 first; () when there are none."""
     if is_ems(device):
         if kind == "export":
-            return _EMS_EXPORT_SLOTS
+            return reg.EMS_EXPORT_SLOTS
         return tuple(EMS_SLOTS.charge_slots if kind == "charge" else EMS_SLOTS.discharge_slots)
     if kind == "export":
         return ()
@@ -139,19 +122,19 @@ def slot_windows(device: DeviceContext, kind: SlotKind) -> tuple[tuple[int, int]
         layout = SINGLE_PHASE_SLOTS
     pairs = list(layout.charge_slots if kind == "charge" else layout.discharge_slots)
     if kind == "charge" and has_extended_slots(device) and not is_three_phase(device):
-        pairs[1] = _TEN_SLOT_CHARGE_2
+        pairs[1] = reg.TEN_SLOT_CHARGE_2
     return tuple((int(start), int(end)) for start, end in pairs)
 
 
 def slot_target_register(device: DeviceContext, kind: SlotKind, slot: int) -> int | None:
     """The per-slot SOC target of slot ``slot``, or None where the model has no writable one."""
     if is_ems(device):
-        base = {"discharge": 2046, "charge": 2055, "export": 2064}[kind]
-        register = base + 3 * (slot - 1) if 1 <= slot <= 3 else None
+        targets = reg.EMS_SLOT_TARGETS[kind]
     elif kind == "export":
-        register = None
+        targets = ()
     else:
-        register = (242 if kind == "charge" else 272) + 3 * (slot - 1) if 1 <= slot <= 10 else None
+        targets = reg.CHARGE_SLOT_TARGETS if kind == "charge" else reg.DISCHARGE_SLOT_TARGETS
+    register = targets[slot - 1] if 1 <= slot <= len(targets) else None
     return register if register is not None and register in device.writable else None
 
 
@@ -225,7 +208,8 @@ def fixed_registers(*registers: int) -> Callable[[DeviceContext], Iterable[int]]
 def needs_pause(device: DeviceContext) -> str | None:
     if has_pause_registers(device.family):
         return None
-    return f"{device.family.display} firmware has no battery pause registers (HR318-320)"
+    first, last = min(PAUSE_REGISTERS), max(PAUSE_REGISTERS)
+    return f"{device.family.display} firmware has no battery pause registers (HR{first}-{last})"
 
 
 def needs_three_phase(device: DeviceContext) -> str | None:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from givbridge.commands import devices as dev
 from givbridge.commands.schemas import DateTimePayload, NoPayload
 from givbridge.commands.spec import Command, PlanInput, Planned, ReadbackCheck, invalid
+from givbridge.plant import registers as reg
 from givbridge.plant.writes import RegisterWrite, WritePlan
 
 GROUP = "Clock"
@@ -35,7 +36,7 @@ def clock_plan(wall_time: datetime, planned_at: datetime, description: str) -> P
         wall_time.minute,
         wall_time.second,
     )
-    writes = tuple(RegisterWrite(register, value) for register, value in zip(dev.CLOCK, values, strict=True))
+    writes = tuple(RegisterWrite(register, value) for register, value in zip(reg.CLOCK, values, strict=True))
     plan = WritePlan(
         writes,
         expect=writes[:3],  # the date; the time of day is checked with a tolerance
@@ -49,7 +50,7 @@ def clock_check(
     wall_time: datetime,
     planned_at: datetime,
     *,
-    registers: Sequence[int] = dev.CLOCK,
+    registers: Sequence[int] = reg.CLOCK,
     year_base: int = 2000,
     device: str = "the inverter",
 ) -> ReadbackCheck:
@@ -82,7 +83,7 @@ def plan_sync_date_time(payload: NoPayload, given: PlanInput) -> Planned:
     return clock_plan(wall_time, given.now, "clock sync")
 
 
-_CLOCK_APPLIES = dev.applies("inverters", registers=dev.fixed_registers(*dev.CLOCK))
+_CLOCK_APPLIES = dev.applies("inverters", registers=dev.fixed_registers(*reg.CLOCK))
 _clock = functools.partial(Command, group=GROUP, applies=_CLOCK_APPLIES, updates=("{serial}/Invertor_Time",))
 
 COMMANDS: tuple[Command, ...] = (

@@ -16,6 +16,7 @@ from givbridge.bridge import DeviceContext
 from givbridge.commands import devices as dev
 from givbridge.commands.schemas import BatteryModePayload, CalibrationPayload, PauseModePayload, StatePayload
 from givbridge.commands.spec import Command, PlanInput, Planned
+from givbridge.plant import registers as reg
 from givbridge.plant import vocab
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan
@@ -29,7 +30,7 @@ DEFAULT_RESERVE = 4
 RESERVE_PATH = "Control/Battery_Power_Reserve"
 PAUSED_RESERVE = 100
 
-_CALIBRATION_STAGE = {"Off": 0, "Start": 1, "Charge Only": 3}
+_CALIBRATION_STAGE = {word: stage for stage, word in vocab.CALIBRATION_BY_STAGE.items()}
 
 
 def observe(snapshot: Snapshot) -> Mapping[str, int]:
@@ -49,13 +50,13 @@ def plan_battery_mode(payload: BatteryModePayload, given: PlanInput) -> Planned:
     # HR59 even on three-phase units, as GivTCP's mode setter does.
     pairs: list[tuple[int, int]]
     if payload.mode == vocab.MODE_ECO:
-        pairs = [(dev.ECO_MODE, 1), (dev.ENABLE_DISCHARGE, 0), (reserve, saved_reserve(given))]
+        pairs = [(reg.ECO_MODE, 1), (reg.ENABLE_DISCHARGE, 0), (reserve, saved_reserve(given))]
     elif payload.mode == vocab.MODE_ECO_PAUSED:
-        pairs = [(dev.ECO_MODE, 1), (dev.ENABLE_DISCHARGE, 0), (reserve, PAUSED_RESERVE)]
+        pairs = [(reg.ECO_MODE, 1), (reg.ENABLE_DISCHARGE, 0), (reserve, PAUSED_RESERVE)]
     elif payload.mode == vocab.MODE_TIMED_DEMAND:
-        pairs = [(dev.ECO_MODE, 1), (dev.ENABLE_DISCHARGE, 1)]
+        pairs = [(reg.ECO_MODE, 1), (reg.ENABLE_DISCHARGE, 1)]
     else:  # Timed Export
-        pairs = [(dev.ECO_MODE, 0), (dev.ENABLE_DISCHARGE, 1)]
+        pairs = [(reg.ECO_MODE, 0), (reg.ENABLE_DISCHARGE, 1)]
     return Planned(WritePlan.of(pairs, f"mode {payload.mode}"))
 
 
@@ -68,15 +69,15 @@ def plan_enable_discharge(payload: StatePayload, given: PlanInput) -> Planned:
 
 
 def plan_pause_mode(payload: PauseModePayload, given: PlanInput) -> Planned:
-    return Planned(WritePlan.of([(dev.PAUSE_MODE, vocab.PAUSE_MODES.index(payload.state))], f"pause {payload.state}"))
+    return Planned(WritePlan.of([(reg.PAUSE_MODE, vocab.PAUSE_MODES.index(payload.state))], f"pause {payload.state}"))
 
 
 def plan_calibration(payload: CalibrationPayload, given: PlanInput) -> Planned:
-    return Planned(WritePlan.of([(dev.CALIBRATION, _CALIBRATION_STAGE[payload.state])], f"calibration {payload.state}"))
+    return Planned(WritePlan.of([(reg.CALIBRATION, _CALIBRATION_STAGE[payload.state])], f"calibration {payload.state}"))
 
 
 def _mode_registers(device: DeviceContext) -> tuple[int, ...]:
-    return (dev.ECO_MODE, dev.ENABLE_DISCHARGE, dev.reserve_register(device))
+    return (reg.ECO_MODE, reg.ENABLE_DISCHARGE, dev.reserve_register(device))
 
 
 _mode = functools.partial(Command, group=GROUP)
@@ -108,7 +109,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     _mode(
         name="setBatteryPauseMode",
-        summary="Battery pause mode (HR318) applied during the pause slot.",
+        summary=f"Battery pause mode (HR{reg.PAUSE_MODE}) applied during the pause slot.",
         payload=PauseModePayload,
         raw_field="state",
         plan=plan_pause_mode,
@@ -117,7 +118,7 @@ COMMANDS: tuple[Command, ...] = (
             "hybrids with the pause registers (not Gen1 or AC)",
             battery=True,
             when=dev.needs_pause,
-            registers=dev.fixed_registers(dev.PAUSE_MODE),
+            registers=dev.fixed_registers(reg.PAUSE_MODE),
         ),
         notes="api.json documents enable/disable, which GivTCP rejects; givbridge maps enable to PauseBoth "
         "and disable to Disabled. 0-3 select by index.",
@@ -129,7 +130,7 @@ COMMANDS: tuple[Command, ...] = (
         raw_field="state",
         plan=plan_calibration,
         updates=("Control/Battery_Calibration", "{serial}/Battery_Calibration_Status"),
-        applies=dev.applies("inverters with a battery", battery=True, registers=dev.fixed_registers(dev.CALIBRATION)),
+        applies=dev.applies("inverters with a battery", battery=True, registers=dev.fixed_registers(reg.CALIBRATION)),
         notes="Any case is accepted (GivTCP rejects api.json's lowercase values).",
     ),
 )

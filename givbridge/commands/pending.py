@@ -1,7 +1,7 @@
 """GivTCP's dead stubs: commands its API lists but never carried out.
 
 Each has its payload model, so its input is validated and documented; its action answers
-``unsupported`` with the reason. Implementing one means replacing ``action=not_yet(...)``
+``unsupported`` with the reason. Implementing one means replacing ``action=stub(...)``
 with a real action or planner (and its status with the default); nothing else has to change.
 """
 
@@ -15,7 +15,7 @@ from givbridge.commands.schemas import ExportLimitPayload, LocalControlModePaylo
 from givbridge.commands.spec import ActionContext, Command, unsupported
 
 
-def not_yet(reason: str) -> Callable[[Any, ActionContext], Awaitable[Mapping[str, Any]]]:
+def stub(reason: str) -> Callable[[Any, ActionContext], Awaitable[Mapping[str, Any]]]:
     """An action that answers ``unsupported`` with ``reason``."""
 
     async def answer(payload: Any, context: ActionContext) -> Mapping[str, Any]:
@@ -32,20 +32,20 @@ COMMANDS: tuple[Command, ...] = (
         summary="GivTCP stub: local control mode (Load/Battery/Grid).",
         payload=LocalControlModePayload,
         raw_field="state",
-        action=not_yet("GivTCP never implemented this control and its register is unknown"),
+        action=stub("GivTCP never implemented this control and its register is unknown"),
     ),
     _dead(
         name="setPVInputMode",
         summary="GivTCP stub: PV input mode (Independent/1x2).",
         payload=PvInputModePayload,
         raw_field="state",
-        action=not_yet("GivTCP never implemented this control and its register is unknown"),
+        action=stub("GivTCP never implemented this control and its register is unknown"),
     ),
     _dead(
         name="setExportLimit",
         summary="GivTCP stub: export power limit in watts.",
         payload=ExportLimitPayload,
         raw_field="limit",
-        action=not_yet("GivTCP never implemented this; the register is not confirmed on any model givbridge can write"),
+        action=stub("GivTCP never implemented this; the register is not confirmed on any model givbridge can write"),
     ),
 )

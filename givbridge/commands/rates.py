@@ -23,6 +23,7 @@ from givbridge.commands.schemas import (
 )
 from givbridge.commands.spec import Command, PlanInput, Planned, invalid, unsupported
 from givbridge.plant import derive
+from givbridge.plant import registers as reg
 from givbridge.plant.writes import WritePlan
 
 GROUP = "Power limits"
@@ -37,7 +38,7 @@ def rate_register(device: DeviceContext, *, discharge: bool) -> int:
     """The register limiting battery power: HR111/112, or the AC-side limit on three-phase units."""
     if dev.is_three_phase(device):
         return dev.ac_limit_register(device, discharge=discharge)
-    return dev.DISCHARGE_LIMIT if discharge else dev.CHARGE_LIMIT
+    return reg.DISCHARGE_LIMIT if discharge else reg.CHARGE_LIMIT
 
 
 def battery_rate_writes(given: PlanInput, watts: int, *, discharge: bool) -> list[tuple[int, int]]:
@@ -87,7 +88,7 @@ def plan_active_power_rate(payload: ActivePowerRatePayload, given: PlanInput) ->
 
 
 def plan_car_charge_boost(payload: CarChargeBoostPayload, given: PlanInput) -> Planned:
-    return Planned(WritePlan.of([(dev.EMS_CAR_CHARGE_BOOST, payload.boost)], f"car charge boost {payload.boost} W"))
+    return Planned(WritePlan.of([(reg.EMS_CAR_CHARGE_BOOST, payload.boost)], f"car charge boost {payload.boost} W"))
 
 
 def _ac_rate_block(device: DeviceContext) -> str | None:
@@ -194,7 +195,7 @@ COMMANDS: tuple[Command, ...] = (
             "EMS plant controllers",
             inverter=False,
             when=dev.needs_ems,
-            registers=dev.fixed_registers(dev.EMS_CAR_CHARGE_BOOST),
+            registers=dev.fixed_registers(reg.EMS_CAR_CHARGE_BOOST),
         ),
         notes="Not implemented in GivTCP (a dead stub there). HR2073 is the EMS's car charge boost in the "
         "library's EMS model and GivTCP's EMS map; givbridge adds it to the library's EMS write allowlist.",

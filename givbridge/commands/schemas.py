@@ -31,6 +31,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from givbridge.commands.results import CommandFailed, ErrorCode, Transaction
+from givbridge.evc.registers import CHARGE_CONTROLS, CHARGING_MODES
+from givbridge.log import LOG_LEVELS
 from givbridge.plant import vocab
 
 #: Longest payload accepted, in bytes: a command is a few dozen bytes, a settings document a
@@ -222,12 +224,17 @@ PauseMode = Annotated[
     BeforeValidator(
         choice(
             vocab.PAUSE_MODES,
-            {"enable": "PauseBoth", "disable": "Disabled", **{str(i): m for i, m in enumerate(vocab.PAUSE_MODES)}},
+            {
+                vocab.ENABLE: vocab.PAUSE_MODES[-1],  # PauseBoth
+                vocab.DISABLE: vocab.PAUSE_MODES[0],  # Disabled
+                **{str(i): m for i, m in enumerate(vocab.PAUSE_MODES)},
+            },
         )
     ),
 ]
-CALIBRATION_MODES = ("Off", "Start", "Charge Only")
-Calibration = Annotated[str, BeforeValidator(choice(CALIBRATION_MODES, {"stop": "Off"}))]
+# The calibration stages a user can ask for, in stage order.
+CALIBRATION_MODES = tuple(vocab.CALIBRATION_BY_STAGE.values())
+Calibration = Annotated[str, BeforeValidator(choice(CALIBRATION_MODES, {"stop": vocab.CALIBRATION_OFF}))]
 CANCEL = "Cancel"
 MAX_DURATION_MINUTES = 1440
 
@@ -407,12 +414,9 @@ class DurationPayload(Payload):
     duration: Duration = Field(description="minutes 1-1440, or Cancel (also Normal or 0)", examples=["30"])
 
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
 class LogLevelPayload(Payload):
     level: Annotated[str, BeforeValidator(choice(LOG_LEVELS))] = Field(
-        description="debug, info, warning or error (any case)", examples=["debug"]
+        description=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (any case)", examples=["debug"]
     )
 
 
@@ -424,7 +428,7 @@ class SettingsPayload(Payload):
 
 # EV charger payloads (commands/evc.py), and the tariff's.
 class ChargeControlPayload(Payload):
-    mode: Annotated[str, BeforeValidator(choice(("Ready", "Start", "Stop")))] = Field(
+    mode: Annotated[str, BeforeValidator(choice(CHARGE_CONTROLS))] = Field(
         description="Ready, Start or Stop (any case, so api.json's start/stop too)", examples=["Start"]
     )
 
@@ -432,9 +436,8 @@ class ChargeControlPayload(Payload):
 # api.json documents state: enable/disable for setChargingMode (a leftover of an on/off solar
 # switch): enable turns on the solar-following mode that still guarantees a charge (Hybrid),
 # disable goes back to plain grid charging.
-ChargingMode = Annotated[
-    str, BeforeValidator(choice(("Grid", "Hybrid", "Solar"), {"enable": "Hybrid", "disable": "Grid"}))
-]
+_GRID, _HYBRID, _ = CHARGING_MODES
+ChargingMode = Annotated[str, BeforeValidator(choice(CHARGING_MODES, {vocab.ENABLE: _HYBRID, vocab.DISABLE: _GRID}))]
 
 
 class ChargingModePayload(Payload):

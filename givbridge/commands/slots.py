@@ -26,9 +26,13 @@ from givbridge.commands.schemas import (
 )
 from givbridge.commands.spec import Command, PlanInput, Planned
 from givbridge.commands.targets import MIN_SOC, charge_target_writes
+from givbridge.plant import registers as reg
 from givbridge.plant.writes import WritePlan
 
 GROUP = "Time slots"
+
+_SLOT_2 = reg.TEN_SLOT_CHARGE_2  # charge slot 2 on 10-slot firmware
+_PAUSE_START, _PAUSE_END = reg.PAUSE_SLOT
 
 
 def hhmm(moment: time) -> int:
@@ -83,16 +87,16 @@ def _plan_edge(
 
 
 def plan_pause_slot(payload: WindowPayload, given: PlanInput) -> Planned:
-    pairs = [(dev.PAUSE_START, hhmm(payload.start)), (dev.PAUSE_END, hhmm(payload.finish))]
+    pairs = [(reg.PAUSE_SLOT[0], hhmm(payload.start)), (reg.PAUSE_SLOT[1], hhmm(payload.finish))]
     return Planned(WritePlan.of(pairs, f"pause slot {payload.start:%H:%M}-{payload.finish:%H:%M}"))
 
 
 def plan_pause_start(payload: PauseStartPayload, given: PlanInput) -> Planned:
-    return Planned(WritePlan.of([(dev.PAUSE_START, hhmm(payload.start))], f"pause start {payload.start:%H:%M}"))
+    return Planned(WritePlan.of([(reg.PAUSE_SLOT[0], hhmm(payload.start))], f"pause start {payload.start:%H:%M}"))
 
 
 def plan_pause_end(payload: PauseEndPayload, given: PlanInput) -> Planned:
-    return Planned(WritePlan.of([(dev.PAUSE_END, hhmm(payload.finish))], f"pause end {payload.finish:%H:%M}"))
+    return Planned(WritePlan.of([(reg.PAUSE_SLOT[1], hhmm(payload.finish))], f"pause end {payload.finish:%H:%M}"))
 
 
 _slot = functools.partial(Command, group=GROUP)
@@ -160,7 +164,8 @@ def _charge_slot(slot: int | None) -> Command:
         ),
         notes="chargeToPercent goes to the slot's own target where the model has one (10-slot firmware, EMS); "
         "elsewhere to the charge target HR116 as GivTCP does, with HR20 switched on below 100 % like "
-        "setChargeTarget. Charge slot 2 on 10-slot firmware is HR243/244 (as GivTCP and the published state); "
+        f"setChargeTarget. Charge slot 2 on 10-slot firmware is HR{_SLOT_2[0]}/{_SLOT_2[1]} (as GivTCP and the "
+        "published state); "
         "on 2-slot firmware HR31/32, where GivTCP wrote registers the unit does not have.",
     )
 
@@ -205,7 +210,7 @@ _PAUSE = dev.applies(
     "hybrids with the pause registers (not Gen1 or AC)",
     battery=True,
     when=dev.needs_pause,
-    registers=dev.fixed_registers(dev.PAUSE_START, dev.PAUSE_END),
+    registers=dev.fixed_registers(*reg.PAUSE_SLOT),
 )
 _PAUSE_LEAVES = ("Timeslots/Battery_pause_start_time_slot", "Timeslots/Battery_pause_end_time_slot")
 
@@ -218,7 +223,7 @@ COMMANDS: tuple[Command, ...] = (
     *_edges("discharge", 10, prefix="Discharge", ems=False, summary="Discharge"),
     _slot(
         name="setPauseSlot",
-        summary="The battery pause window (HR319/320) that the pause mode applies to.",
+        summary=f"The battery pause window (HR{_PAUSE_START}/{_PAUSE_END}) that the pause mode applies to.",
         payload=WindowPayload,
         plan=plan_pause_slot,
         updates=_PAUSE_LEAVES,
@@ -226,7 +231,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     _slot(
         name="setPauseStart",
-        summary="The battery pause window's start (HR319).",
+        summary=f"The battery pause window's start (HR{_PAUSE_START}).",
         payload=PauseStartPayload,
         raw_field="start",
         plan=plan_pause_start,
@@ -235,7 +240,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     _slot(
         name="setPauseEnd",
-        summary="The battery pause window's end (HR320).",
+        summary=f"The battery pause window's end (HR{_PAUSE_END}).",
         payload=PauseEndPayload,
         raw_field="finish",
         plan=plan_pause_end,

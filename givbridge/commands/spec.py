@@ -40,8 +40,8 @@ Target = Literal["inverter", "bridge", "evc"]
 """What a command addresses: one inverter (the default), the bridge itself, or an EV charger."""
 Method = Literal["GET", "POST"]
 Status = Literal["ready", "dead"]
-"""ready: implemented; later: defined, answered ``unsupported`` until its feature lands;
-dead: advertised by GivTCP but never implemented there, answered ``unsupported`` for good."""
+"""ready: implemented; dead: advertised by GivTCP but never implemented there, answered
+``unsupported`` for good."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from givbridge.bridge import DeviceContext
 from givbridge.commands import devices as dev
 from givbridge.commands.schemas import StatePayload
 from givbridge.commands.spec import Command, PlanInput, Planned
+from givbridge.plant import registers as reg
 from givbridge.plant.writes import WritePlan
 
 GROUP = "Switches"
@@ -28,8 +29,8 @@ def _flag_planner(registers: Callable[[DeviceContext], tuple[int, ...]], what: s
 def plan_enable_charge_target(payload: StatePayload, given: PlanInput) -> Planned:
     """HR20 on; or off, with the target back to 100 % so "disabled" means "charge to full" (as GivTCP)."""
     if payload.state:
-        return Planned(WritePlan.of([(dev.ENABLE_CHARGE_TARGET, 1)], "charge target on"))
-    pairs = [(dev.charge_target_register(given.device), 100), (dev.ENABLE_CHARGE_TARGET, 0)]
+        return Planned(WritePlan.of([(reg.ENABLE_CHARGE_TARGET, 1)], "charge target on"))
+    pairs = [(dev.charge_target_register(given.device), 100), (reg.ENABLE_CHARGE_TARGET, 0)]
     return Planned(WritePlan.of(pairs, "charge target off"))
 
 
@@ -46,7 +47,7 @@ COMMANDS: tuple[Command, ...] = (
         applies=dev.applies(
             "inverters with a battery",
             battery=True,
-            registers=lambda d: (dev.ENABLE_CHARGE_TARGET, dev.charge_target_register(d)),
+            registers=lambda d: (reg.ENABLE_CHARGE_TARGET, dev.charge_target_register(d)),
         ),
     ),
     _switch(
@@ -60,10 +61,10 @@ COMMANDS: tuple[Command, ...] = (
     _switch(
         name="enableDischargeSchedule",
         summary="Switch the timed discharge schedule on or off (HR59).",
-        plan=_flag_planner(lambda d: (dev.ENABLE_DISCHARGE,), "discharge schedule"),
+        plan=_flag_planner(lambda d: (reg.ENABLE_DISCHARGE,), "discharge schedule"),
         updates=("Control/Enable_Discharge_Schedule", "Control/Mode"),
         applies=dev.applies(
-            "inverters with a battery", battery=True, registers=dev.fixed_registers(dev.ENABLE_DISCHARGE)
+            "inverters with a battery", battery=True, registers=dev.fixed_registers(reg.ENABLE_DISCHARGE)
         ),
         notes="HR59 on every model, the register published as Enable_Discharge_Schedule and written by "
         "setBatteryMode. GivTCP wrote HR1122 (force discharge) on three-phase units instead, which is "
@@ -72,9 +73,9 @@ COMMANDS: tuple[Command, ...] = (
     _switch(
         name="setEcoMode",
         summary="Eco: discharge to match demand (HR27 = 1); off: discharge at full power, exporting the rest.",
-        plan=_flag_planner(lambda d: (dev.ECO_MODE,), "eco mode"),
+        plan=_flag_planner(lambda d: (reg.ECO_MODE,), "eco mode"),
         updates=("Control/Eco_Mode", "Control/Mode"),
-        applies=dev.applies("inverters with a battery", battery=True, registers=dev.fixed_registers(dev.ECO_MODE)),
+        applies=dev.applies("inverters with a battery", battery=True, registers=dev.fixed_registers(reg.ECO_MODE)),
     ),
     _switch(
         name="enableRTC",
@@ -88,12 +89,12 @@ COMMANDS: tuple[Command, ...] = (
     _switch(
         name="setForceCharge",
         summary="Three-phase force charge enable (HR1123).",
-        plan=_flag_planner(lambda d: (dev.TPH_FORCE_CHARGE_ENABLE,), "force charge"),
+        plan=_flag_planner(lambda d: (reg.TPH_FORCE_CHARGE_ENABLE,), "force charge"),
         updates=("Control/Force_Charge_Enable",),
         applies=dev.applies(
             "three-phase inverters",
             when=dev.needs_three_phase,
-            registers=dev.fixed_registers(dev.TPH_FORCE_CHARGE_ENABLE),
+            registers=dev.fixed_registers(reg.TPH_FORCE_CHARGE_ENABLE),
         ),
         notes="GivTCP's REST form fails (it passes a bare string) and only the exact word 'enable' enables, "
         "so api.json's 'enabled' disabled; givbridge accepts every switch spelling.",
@@ -101,37 +102,37 @@ COMMANDS: tuple[Command, ...] = (
     _switch(
         name="setForceDischarge",
         summary="Three-phase force discharge enable (HR1122).",
-        plan=_flag_planner(lambda d: (dev.TPH_FORCE_DISCHARGE_ENABLE,), "force discharge"),
+        plan=_flag_planner(lambda d: (reg.TPH_FORCE_DISCHARGE_ENABLE,), "force discharge"),
         updates=("Control/Force_Discharge_Enable",),
         applies=dev.applies(
             "three-phase inverters",
             when=dev.needs_three_phase,
-            registers=dev.fixed_registers(dev.TPH_FORCE_DISCHARGE_ENABLE),
+            registers=dev.fixed_registers(reg.TPH_FORCE_DISCHARGE_ENABLE),
         ),
         notes="As setForceCharge.",
     ),
     _switch(
         name="setACCharge",
         summary="Three-phase AC charge enable (HR1112).",
-        plan=_flag_planner(lambda d: (dev.TPH_AC_CHARGE_ENABLE,), "AC charge"),
+        plan=_flag_planner(lambda d: (reg.TPH_AC_CHARGE_ENABLE,), "AC charge"),
         updates=("Control/Force_AC_Charge_Enable",),
         applies=dev.applies(
             "three-phase inverters",
             when=dev.needs_three_phase,
-            registers=dev.fixed_registers(dev.TPH_AC_CHARGE_ENABLE),
+            registers=dev.fixed_registers(reg.TPH_AC_CHARGE_ENABLE),
         ),
         notes="As setForceCharge.",
     ),
     _switch(
         name="setEmsPlant",
         summary="EMS plant control enable (HR2040).",
-        plan=_flag_planner(lambda d: (dev.EMS_PLANT_ENABLE,), "EMS plant control"),
+        plan=_flag_planner(lambda d: (reg.EMS_PLANT_ENABLE,), "EMS plant control"),
         updates=("Control/Plant_Control",),
         applies=dev.applies(
             "EMS plant controllers",
             inverter=False,
             when=dev.needs_ems,
-            registers=dev.fixed_registers(dev.EMS_PLANT_ENABLE),
+            registers=dev.fixed_registers(reg.EMS_PLANT_ENABLE),
         ),
         notes="GivTCP's REST form fails (it passes a bare string); fixed.",
     ),

@@ -20,6 +20,7 @@ from givbridge.commands.schemas import LogLevelPayload, NoPayload, SettingsPaylo
 from givbridge.commands.spec import ActionContext, Command
 from givbridge.config import SAVED_SETTINGS, Settings
 from givbridge.log import set_log_level
+from givbridge.plant import registers as reg
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan
 from givbridge.store import UnprotectedFile
@@ -30,7 +31,6 @@ GROUP = "System"
 REBOOT_TIMEOUT = 300.0
 #: Clock seconds to wait for every device runner to reconnect after a restart.
 RESTART_TIMEOUT = 60.0
-REBOOT_VALUE = 100
 #: The name the settings document is saved under in the data directory (load_settings reads it).
 SETTINGS_DOCUMENT = SAVED_SETTINGS
 #: What a settings reader shows instead of a secret; sending it back keeps the stored secret.
@@ -83,7 +83,7 @@ async def reboot(payload: NoPayload, context: ActionContext) -> Mapping[str, Any
     failed_before, connects_before = health.polls_failed, health.reconnects
     gone = False
     try:
-        outcome = await runner.write(WritePlan.of([(dev.REBOOT, REBOOT_VALUE)], "reboot", skip_unchanged=False))
+        outcome = await runner.write(WritePlan.of([(reg.REBOOT, reg.REBOOT_VALUE)], "reboot", skip_unchanged=False))
     except Unreachable:
         # The inverter went down as it acknowledged the write (or before): the read-back, or
         # the acknowledgement itself, got no answer. Either way it is gone for now, and only
@@ -318,7 +318,7 @@ COMMANDS: tuple[Command, ...] = (
         summary="Reboot the inverter (HR163 = 100); answers once it has gone away and answers again.",
         action=reboot,
         aliases=("rebootInverter",),
-        applies=dev.applies("inverters", registers=dev.fixed_registers(dev.REBOOT)),
+        applies=dev.applies("inverters", registers=dev.fixed_registers(reg.REBOOT)),
         notes="Broken in GivTCP (REST: HTTP 500; MQTT rebootInverter: no such function). Bounded by "
         f"{REBOOT_TIMEOUT:.0f} s, after which it answers unreachable.",
     ),

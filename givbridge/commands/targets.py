@@ -17,6 +17,7 @@ from givbridge.commands.schemas import (
     SlotDischargeTargetPayload,
 )
 from givbridge.commands.spec import Command, PlanInput, Planned, unsupported
+from givbridge.plant import registers as reg
 from givbridge.plant.writes import WritePlan
 
 GROUP = "Targets and limits"
@@ -30,7 +31,7 @@ def charge_target_writes(device: DeviceContext, percent: int) -> list[tuple[int,
     HR20 is off, so a target alone never stopped a charge (batpred #4141)."""
     pairs = [(dev.charge_target_register(device), percent)]
     if percent < 100:
-        pairs.append((dev.ENABLE_CHARGE_TARGET, 1))
+        pairs.append((reg.ENABLE_CHARGE_TARGET, 1))
     return pairs
 
 
@@ -176,7 +177,7 @@ COMMANDS: tuple[Command, ...] = (
         applies=dev.applies(
             "inverters with a battery",
             battery=True,
-            registers=lambda d: (dev.charge_target_register(d), dev.ENABLE_CHARGE_TARGET),
+            registers=lambda d: (dev.charge_target_register(d), reg.ENABLE_CHARGE_TARGET),
         ),
         notes="Below 100 % givbridge also switches the charge target on (HR20 = 1): the inverter ignores the "
         "target otherwise (batpred #4141). GivTCP wrote the target alone.",

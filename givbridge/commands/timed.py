@@ -43,7 +43,8 @@ from givbridge.commands.schemas import CANCEL, DurationPayload
 from givbridge.commands.slots import hhmm
 from givbridge.commands.spec import ActionContext, Applicability, Command, unsupported
 from givbridge.commands.targets import MIN_SOC, charge_target_writes
-from givbridge.plant.writes import has_pause_registers
+from givbridge.plant import registers as reg
+from givbridge.plant.derive import RATE_REGISTER_MAX
 
 if TYPE_CHECKING:
     from givbridge.plant.snapshot import Scalar
@@ -101,14 +102,16 @@ def next_change(ends: datetime, now: datetime) -> datetime:
 
 def _pause_off(device: DeviceContext) -> Writes:
     """GivTCP turns the battery pause mode off for a forced charge or export where the model has one."""
-    if has_pause_registers(device.family) and dev.PAUSE_MODE in device.writable:
-        return [(dev.PAUSE_MODE, 0)]
+    if reg.has_pause_registers(device.family) and reg.PAUSE_MODE in device.writable:
+        return [(reg.PAUSE_MODE, 0)]
     return []
 
 
 def _full_rate(device: DeviceContext, *, discharge: bool) -> Writes:
     """The battery rate at its maximum: HR111/112 = 50 (C/2), or the three-phase AC limit at 100 %."""
-    return [(rates.rate_register(device, discharge=discharge), 100 if dev.is_three_phase(device) else 50)]
+    return [
+        (rates.rate_register(device, discharge=discharge), 100 if dev.is_three_phase(device) else RATE_REGISTER_MAX)
+    ]
 
 
 def _slot(device: DeviceContext, kind: dev.SlotKind, inverter_now: datetime, minutes: int) -> Writes:
@@ -130,7 +133,7 @@ def force_charge_writes(device: DeviceContext, inverter_now: datetime, minutes: 
         *_pause_off(device),
     ]
     if dev.is_three_phase(device):
-        writes.append((dev.TPH_FORCE_DISCHARGE_ENABLE, 0))
+        writes.append((reg.TPH_FORCE_DISCHARGE_ENABLE, 0))
     writes += _slot(device, "charge", inverter_now, minutes)
     writes += [(register, 1) for register in dev.charge_enable_registers(device)]
     return writes
@@ -144,12 +147,12 @@ def force_export_writes(device: DeviceContext, inverter_now: datetime, minutes: 
         *_pause_off(device),
     ]
     if dev.is_three_phase(device):
-        writes.append((dev.TPH_FORCE_CHARGE_ENABLE, 0))
+        writes.append((reg.TPH_FORCE_CHARGE_ENABLE, 0))
     writes += _slot(device, "discharge", inverter_now, minutes)
     # Timed Export, as setBatteryMode writes it (HR59 on three-phase units too, as GivTCP).
-    writes += [(dev.ECO_MODE, 0), (dev.ENABLE_DISCHARGE, 1)]
+    writes += [(reg.ECO_MODE, 0), (reg.ENABLE_DISCHARGE, 1)]
     if dev.is_three_phase(device):
-        writes.append((dev.TPH_FORCE_DISCHARGE_ENABLE, 1))
+        writes.append((reg.TPH_FORCE_DISCHARGE_ENABLE, 1))
     return writes
 
 

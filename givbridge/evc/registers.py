@@ -58,7 +58,7 @@ from datetime import datetime, time, timedelta, tzinfo
 
 from givbridge.plant.snapshot import Scalar
 from givbridge.plant.writes import RegisterWrite, WritePlan
-from givbridge.scan import EVC_CLOCK, EVC_DEVICE_ID, EVC_PORT, EVC_SERIAL, decode_charger_clock, decode_charger_serial
+from givbridge.scan import EVC_CLOCK, EVC_DEVICE_ID, EVC_SERIAL, decode_charger_clock, decode_charger_serial
 
 CHARGER_FAMILY = "evc"
 """The snapshot family of a charger (``DeviceInfo.family``); every inverter family is another word."""
@@ -68,7 +68,6 @@ PREFIX = "givevc"
 GROUP = "Charger"
 """Every charger value lives under ``<root>/<serial>/Charger/``."""
 
-PORT = EVC_PORT
 DEVICE_ID = EVC_DEVICE_ID
 READ_BLOCKS: tuple[tuple[int, int], ...] = ((0, 60), (60, 55))
 """(first register, count) of each read; together they hold every register below."""

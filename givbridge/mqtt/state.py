@@ -111,7 +111,6 @@ class StatePublisher:
         self.publish_raw = publish_raw
         self.clock = clock or SystemClock()
         self._devices: dict[str, _DeviceState] = {}
-        self.total_messages = 0
 
     def forget(self) -> None:
         """Forget what was published (after a broker reconnect) so the next round sends everything."""
@@ -147,7 +146,6 @@ class StatePublisher:
             count = sent + 1
             sent += self._publish_leaf(serial, device, MESSAGES_PATH, count, full)
         device.messages_last_poll = sent
-        self.total_messages += sent
         return sent
 
     def publish_values(self, serial: str, values: Mapping[str, Scalar]) -> int:

@@ -24,6 +24,8 @@ from givenergy_modbus.model.meter import MeterStatus
 from givenergy_modbus.model.register import HR
 from givenergy_modbus.model.register_cache import RegisterCache
 
+from givbridge.plant.registers import ARM_FIRMWARE, DEVICE_TYPE_CODE, TEN_SLOT_CHARGE_2, TEN_SLOT_CHARGE_2_FIELD
+
 JsonScalar = int | float | str | bool
 
 # Library enums some models store as plain integers (their pydantic config keeps enum values):
@@ -207,8 +209,8 @@ def read_plant(plant: Any, *, clock_read_at: datetime | None = None) -> PlantVie
     if caps is None:
         raise PlantNotReady("plant has no capabilities: run detection (or Plant.from_caches) first")
     cache: RegisterCache = plant.register_caches.get(caps.inverter_address, RegisterCache())
-    dtc = cache.get(HR(0))
-    arm_fw = cache.get(HR(21))
+    dtc = cache.get(HR(DEVICE_TYPE_CODE))
+    arm_fw = cache.get(HR(ARM_FIRMWARE))
     serial = plant.inverter_serial
     if not isinstance(dtc, int) or not isinstance(arm_fw, int) or not serial:
         raise PlantNotReady("inverter identity (HR0, HR21, serial) has not been read")
@@ -218,7 +220,7 @@ def read_plant(plant: Any, *, clock_read_at: datetime | None = None) -> PlantVie
     meters: dict[int, Any] = plant.meters
     slot_map = inverter.slot_map
     model = caps.device_type
-    holding = frozenset(reg.index for reg in cache if reg.reg_type == "HR" and cache.get(reg) is not None)
+    holding = frozenset(r.index for r in cache if r.reg_type == "HR" and cache.get(r) is not None)
     return PlantView(
         serial=str(serial),
         device_type_code=dtc,
@@ -244,11 +246,8 @@ def read_plant(plant: Any, *, clock_read_at: datetime | None = None) -> PlantVie
     )
 
 
-# On 10-slot firmware charge slot 2 moves into the regular HR240+ layout (start/end at
-# HR243/244, next to its target HR245). The library's slot map keeps the legacy HR31/32 pair
-# there; GivTCP reads and writes HR243/244, and the All-in-One capture agrees: HR31/32 hold
-# the factory 00:01-00:00 while HR243/244 hold a programmed window.
-_TEN_SLOT_CHARGE_2 = SlotSource("charge_slot_2_x", 243, 244)
+# On 10-slot firmware charge slot 2 is read where GivTCP reads it (see plant.registers).
+_TEN_SLOT_CHARGE_2 = SlotSource(TEN_SLOT_CHARGE_2_FIELD, *TEN_SLOT_CHARGE_2)
 
 
 def _slot_sources(kind: str, pairs: Any, *, extended: bool) -> tuple[SlotSource, ...]:

@@ -27,7 +27,6 @@ from givbridge.plant import vocab
 from givbridge.plant._library import ModelView, PlantView
 from givbridge.plant.families import Family
 from givbridge.plant.sections import DeviceValues, ValueSink, inverter_time, meter_section, raw_section, slot_time
-from givbridge.plant.snapshot import DeviceInfo
 
 FAMILIES = frozenset({"ems"})
 _MANAGED_SLOTS = range(1, 5)  # the rollup reports up to four inverters
@@ -38,15 +37,11 @@ _SCHEDULE_SLOTS = range(1, 4)
 def build_ems(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
     ems = view.ems
     managed = _managed_serials(ems) if ems is not None else {}
-    device = DeviceValues(
-        info=DeviceInfo(
-            serial=view.serial,
-            model=family.display,
-            family=family.key,
-            firmware=view.inverter.text("firmware_version"),
-            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
-            managed=tuple(managed.values()),
-        )
+    device = DeviceValues.of(
+        view,
+        family,
+        firmware=view.inverter.text("firmware_version"),
+        managed=tuple(managed.values()),
     )
     sink = ValueSink(device.values)
     details = sink.under(view.serial)

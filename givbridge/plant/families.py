@@ -26,29 +26,28 @@ class Family:
     givtcp_type: str  # GivTCP's Invertor_Type value
     phases: int
     has_battery: bool  # can a battery be attached at all
-    is_hv: bool  # HV battery stack (BCU/BMU) rather than LV packs
 
 
 FAMILIES: dict[str, Family] = {
     f.key: f
     for f in (
-        Family("hybrid-gen1", "Hybrid Gen1", "Hybrid_gen1", 1, True, False),
-        Family("hybrid-gen2", "Hybrid Gen2", "Hybrid_gen2", 1, True, False),
-        Family("hybrid-gen3", "Hybrid Gen3", "Hybrid_gen3", 1, True, False),
-        Family("hybrid-gen3-plus", "Hybrid Gen3+", "Hybrid_gen3_plus", 1, True, False),
-        Family("hybrid-gen4", "Hybrid Gen4", "Hybrid_gen4", 1, True, False),
-        Family("polar", "Polar", "Polar", 1, True, False),
-        Family("pv", "PV inverter", "Pv", 1, False, False),
-        Family("ac", "AC-coupled", "Ac", 1, True, False),
-        Family("aio", "All-in-One", "All_in_one", 1, True, True),
-        Family("aio-hybrid", "All-in-One Hybrid", "All_in_one_hybrid", 3, True, True),
-        Family("aio-commercial", "All-in-One Commercial", "Aio_commercial", 3, True, True),
-        Family("hybrid-hv-gen3", "Hybrid HV Gen3", "Hybrid_hv_gen3", 1, True, True),
-        Family("hybrid-3ph", "Three-phase Hybrid", "Hybrid_3ph", 3, True, True),
-        Family("ac-3ph", "Three-phase AC", "Ac_3ph", 3, True, True),
-        Family("ems", "EMS", "Ems", 1, False, False),
-        Family("ems-commercial", "EMS Commercial", "Ems_commercial", 1, False, False),
-        Family("gateway", "Gateway", "Gateway", 1, False, False),
+        Family("hybrid-gen1", "Hybrid Gen1", "Hybrid_gen1", 1, True),
+        Family("hybrid-gen2", "Hybrid Gen2", "Hybrid_gen2", 1, True),
+        Family("hybrid-gen3", "Hybrid Gen3", "Hybrid_gen3", 1, True),
+        Family("hybrid-gen3-plus", "Hybrid Gen3+", "Hybrid_gen3_plus", 1, True),
+        Family("hybrid-gen4", "Hybrid Gen4", "Hybrid_gen4", 1, True),
+        Family("polar", "Polar", "Polar", 1, True),
+        Family("pv", "PV inverter", "Pv", 1, False),
+        Family("ac", "AC-coupled", "Ac", 1, True),
+        Family("aio", "All-in-One", "All_in_one", 1, True),
+        Family("aio-hybrid", "All-in-One Hybrid", "All_in_one_hybrid", 3, True),
+        Family("aio-commercial", "All-in-One Commercial", "Aio_commercial", 3, True),
+        Family("hybrid-hv-gen3", "Hybrid HV Gen3", "Hybrid_hv_gen3", 1, True),
+        Family("hybrid-3ph", "Three-phase Hybrid", "Hybrid_3ph", 3, True),
+        Family("ac-3ph", "Three-phase AC", "Ac_3ph", 3, True),
+        Family("ems", "EMS", "Ems", 1, False),
+        Family("ems-commercial", "EMS Commercial", "Ems_commercial", 1, False),
+        Family("gateway", "Gateway", "Gateway", 1, False),
     )
 }
 

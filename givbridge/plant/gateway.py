@@ -21,17 +21,18 @@ from givbridge.plant import derive, vocab
 from givbridge.plant._library import ModelView, PlantView
 from givbridge.plant.families import Family
 from givbridge.plant.sections import (
+    ENERGY_PERIODS,
     DeviceValues,
     ValueSink,
     battery_times,
     control_section,
+    energy_counters,
     flows_section,
     inverter_time,
     meter_section,
     raw_section,
     timeslots_section,
 )
-from givbridge.plant.snapshot import DeviceInfo
 
 FAMILIES = frozenset({"gateway"})
 _AIO_SLOTS = range(1, 4)  # the rollup reports up to three All-in-Ones
@@ -43,15 +44,11 @@ AIO_BATTERY_POWER_W = 6000
 def build_gateway(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
     gateway = view.gateway
     aios = _aio_serials(gateway) if gateway is not None else {}
-    device = DeviceValues(
-        info=DeviceInfo(
-            serial=view.serial,
-            model=family.display,
-            family=family.key,
-            firmware=gateway.text("software_version") if gateway is not None else None,
-            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
-            managed=tuple(aios.values()),
-        )
+    device = DeviceValues.of(
+        view,
+        family,
+        firmware=gateway.text("software_version") if gateway is not None else None,
+        managed=tuple(aios.values()),
     )
     sink = ValueSink(device.values)
     inv = view.inverter
@@ -73,7 +70,7 @@ def build_gateway(view: PlantView, family: Family, *, taken_at: datetime, tz: tz
         details.put("Gateway_State", vocab.givtcp_enum_word(gateway.coded_name("aio_state", "battery_state")))
         details.put("Gateway_Mode", vocab.spaced_word(gateway.coded_name("work_mode", "work_mode")))
         _power(view, gateway, sink.under("Power"), capacity=capacity, taken_at=taken_at, tz=tz)
-        _energy(gateway, sink.under("Energy"))
+        energy_counters(gateway, sink.under("Energy"), _ENERGY)
         _all_in_ones(gateway, aios, sink.under("Inverters"))
     timeslots_section(view, family, sink.under("Timeslots"))
     control_section(
@@ -135,13 +132,6 @@ _ENERGY = {
 }
 
 
-def _energy(gateway: ModelView, sink: ValueSink) -> None:
-    for period, suffix in (("Today", "today"), ("Total", "total")):
-        out = sink.under(period)
-        for name, field in _ENERGY.items():
-            out.put(f"{name}_Energy_{period}_kWh", gateway.number(f"{field}_{suffix}"))
-
-
 def _aio_serials(gateway: ModelView) -> dict[int, str]:
     """Rollup slot -> serial of each paralleled All-in-One (empty slots left out, as GivTCP did)."""
     count = gateway.integer("parallel_aio_num") or 0
@@ -159,6 +149,6 @@ def _all_in_ones(gateway: ModelView, aios: dict[int, str], sink: ValueSink) -> N
         out.put(f"AIO_{slot}_Serial_Number", serial)
         out.put("SOC", gateway.integer(f"aio{slot}_soc"))
         out.put("Invertor_Power", gateway.integer(f"p_aio{slot}_inverter"))  # + discharging
-        for period, suffix in (("Today", "today"), ("Total", "total")):
+        for period, suffix in ENERGY_PERIODS:
             out.put(f"AC_Charge_Energy_{period}_kWh", gateway.number(f"e_aio{slot}_charge_{suffix}"))
             out.put(f"AC_Discharge_Energy_{period}_kWh", gateway.number(f"e_aio{slot}_discharge_{suffix}"))

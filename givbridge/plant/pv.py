@@ -14,21 +14,16 @@ from givbridge.plant import derive, vocab
 from givbridge.plant._library import PlantView
 from givbridge.plant.families import Family
 from givbridge.plant.sections import DeviceValues, ValueSink, inverter_time, meter_section, pv_section, raw_section
-from givbridge.plant.snapshot import DeviceInfo
 
 FAMILIES = frozenset({"pv"})
 
 
 def build_pv(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
     inv = view.inverter
-    device = DeviceValues(
-        info=DeviceInfo(
-            serial=view.serial,
-            model=family.display,
-            family=family.key,
-            firmware=inv.text("firmware_version"),
-            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
-        )
+    device = DeviceValues.of(
+        view,
+        family,
+        firmware=inv.text("firmware_version"),
     )
     sink = ValueSink(device.values)
     power = sink.under("Power/Power")

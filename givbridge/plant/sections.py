@@ -9,19 +9,18 @@ Gateway) share one reading of it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, tzinfo
 
 from givbridge.clock import wall_time_near
 from givbridge.plant import derive, vocab
+from givbridge.plant import registers as reg
 from givbridge.plant._library import HvStackView, JsonScalar, ModelView, PlantView
 from givbridge.plant.families import Family
 from givbridge.plant.snapshot import DeviceInfo, Scalar
-from givbridge.plant.writes import has_pause_registers
 
 STACK = "Battery_Details/Battery_Stack_1"  # GivTCP puts every LV pack in one stack
-_PAUSE_MODE_REGISTER = 318
-_PAUSE_SLOT_REGISTERS = (319, 320)
 _MIDNIGHT = time(0, 0)
 _FACTORY_CLOCK_YEAR = 2000  # HR35 reads 0 (year 2000) until the clock has been set
 # All-in-One modules fill 12 temperature sensors and leave IR102-113 at 0; HV BMUs fill 24.
@@ -37,6 +36,28 @@ class DeviceValues:
     info: DeviceInfo
     values: dict[str, Scalar] = field(default_factory=dict)
     raw: dict[str, JsonScalar] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        view: PlantView,
+        family: Family,
+        *,
+        firmware: str | None,
+        battery_serials: tuple[str, ...] = (),
+        managed: tuple[str, ...] = (),
+    ) -> DeviceValues:
+        """A builder's result, begun with the identity every family states the same way."""
+        info = DeviceInfo(
+            serial=view.serial,
+            model=family.display,
+            family=family.key,
+            firmware=firmware,
+            battery_serials=battery_serials,
+            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
+            managed=managed,
+        )
+        return cls(info)
 
 
 class ValueSink:
@@ -75,6 +96,18 @@ def pv_section(inv: ModelView, power: ValueSink, *, pv_1: int | None, pv_2: int 
     power.put("PV_Current_String_1", inv.number("i_pv1"))
     power.put("PV_Current_String_2", inv.number("i_pv2"))
     return pv
+
+
+#: GivTCP's energy periods, each with the suffix of the library's counter for it.
+ENERGY_PERIODS = (("Today", "today"), ("Total", "total"))
+
+
+def energy_counters(model: ModelView, sink: ValueSink, fields: Mapping[str, str]) -> None:
+    """``<Period>/<name>_Energy_<Period>_kWh`` for each name, from the library's ``<field>_today``/``_total``."""
+    for period, suffix in ENERGY_PERIODS:
+        out = sink.under(period)
+        for name, field_name in fields.items():
+            out.put(f"{name}_Energy_{period}_kWh", model.number(f"{field_name}_{suffix}"))
 
 
 def battery_times(
@@ -276,7 +309,7 @@ def timeslots_section(view: PlantView, family: Family, sink: ValueSink) -> None:
             slot = inv.slot(source.field)
             sink.put(f"{kind}_start_time_slot_{number}", slot_time(slot.start if slot else None))
             sink.put(f"{kind}_end_time_slot_{number}", slot_time(slot.end if slot else None))
-    if has_pause_registers(family) and view.has_holding(*_PAUSE_SLOT_REGISTERS):
+    if reg.has_pause_registers(family) and view.has_holding(*reg.PAUSE_SLOT):
         slot = inv.slot("battery_pause_slot_1")
         sink.put("Battery_pause_start_time_slot", slot_time(slot.start if slot else None))
         sink.put("Battery_pause_end_time_slot", slot_time(slot.end if slot else None))
@@ -334,7 +367,7 @@ def control_section(
         sink.put("Battery_Charge_Rate_AC", inv.integer("battery_charge_limit_ac"))
         sink.put("Battery_Discharge_Rate_AC", inv.integer("battery_discharge_limit_ac"))
     sink.put("Active_Power_Rate", inv.integer("active_power_rate"))  # HR50
-    if has_pause_registers(family) and view.has_holding(_PAUSE_MODE_REGISTER):
+    if reg.has_pause_registers(family) and view.has_holding(reg.PAUSE_MODE):
         pause = inv.integer("battery_pause_mode")
         if pause is not None and 0 <= pause < len(vocab.PAUSE_MODES):
             sink.put("Battery_pause_mode", vocab.PAUSE_MODES[pause])

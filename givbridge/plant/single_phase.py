@@ -32,7 +32,6 @@ from givbridge.plant.sections import (
     raw_section,
     timeslots_section,
 )
-from givbridge.plant.snapshot import DeviceInfo
 
 # The All-in-One and the HV Gen3 hybrid are single-phase too; hv.py builds them on this module.
 FAMILIES = frozenset({"hybrid-gen1", "hybrid-gen2", "hybrid-gen3", "hybrid-gen3-plus", "hybrid-gen4", "polar", "ac"})
@@ -48,15 +47,11 @@ def build_single_phase(view: PlantView, family: Family, *, taken_at: datetime, t
     # which Predbat divides SOC_kWh by, so the two must agree).
     capacity = lv_usable_capacity_kwh(view, nominal) or nominal
     max_battery_power = derive.battery_max_power(family, inv.integer("battery_max_power"))
-    device = DeviceValues(
-        info=DeviceInfo(
-            serial=view.serial,
-            model=family.display,
-            family=family.key,
-            firmware=inv.text("firmware_version"),
-            battery_serials=tuple(s for b in view.batteries if (s := b.text("serial_number"))),
-            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
-        )
+    device = DeviceValues.of(
+        view,
+        family,
+        firmware=inv.text("firmware_version"),
+        battery_serials=tuple(s for b in view.batteries if (s := b.text("serial_number"))),
     )
     sink = ValueSink(device.values)
     _power(view, family, sink.under("Power"), capacity=capacity, taken_at=taken_at, tz=tz)

@@ -36,6 +36,7 @@ from givbridge.plant.sections import (
     battery_times,
     button_states,
     calibration_section,
+    energy_counters,
     flows_section,
     hv_stack_section,
     inverter_time,
@@ -44,7 +45,6 @@ from givbridge.plant.sections import (
     raw_section,
     timeslots_section,
 )
-from givbridge.plant.snapshot import DeviceInfo
 
 FAMILIES = frozenset({"hybrid-3ph", "ac-3ph"})
 _PHASES = (1, 2, 3)
@@ -57,24 +57,20 @@ def _watts(value: float | None) -> int | None:
 
 def build_three_phase(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo) -> DeviceValues:
     inv = view.inverter
-    device = DeviceValues(
-        info=DeviceInfo(
-            serial=view.serial,
-            model=family.display,
-            family=family.key,
-            firmware=inv.text("tph_firmware_version") or inv.text("firmware_version"),
-            battery_serials=tuple(
-                s for stack in view.hv_stacks for module in stack.modules if (s := module.text("serial_number"))
-            ),
-            meter_ids=tuple(meter_id for meter_id, _ in view.meters),
-        )
+    device = DeviceValues.of(
+        view,
+        family,
+        firmware=inv.text("tph_firmware_version") or inv.text("firmware_version"),
+        battery_serials=tuple(
+            s for stack in view.hv_stacks for module in stack.modules if (s := module.text("serial_number"))
+        ),
     )
     sink = ValueSink(device.values)
     totals = hv_stack_section(view, family, sink)
     modules = sum(stack.bcu.integer("number_of_modules") or 0 for stack in view.hv_stacks)
     max_battery_power = derive.three_phase_battery_max_power(modules)
     _power(view, sink.under("Power"), capacity=totals.design_kwh, stored=totals.stored_kwh, taken_at=taken_at, tz=tz)
-    _energy(inv, sink.under("Energy"))
+    energy_counters(inv, sink.under("Energy"), _ENERGY)
     details = sink.under(view.serial)
     details.put("Invertor_Serial_Number", view.serial)
     details.put("Invertor_Type", family.givtcp_type)
@@ -163,15 +159,8 @@ _ENERGY = {
     "Battery_Charge": "e_battery_charge",
     "Load": "e_load",
     "Export2": "e_export2",
+    "PV": "e_pv",  # IR1412/1413, IR1374/1375
 }
-
-
-def _energy(inv: ModelView, sink: ValueSink) -> None:
-    for period, suffix in (("Today", "today"), ("Total", "total")):
-        out = sink.under(period)
-        for name, field in _ENERGY.items():
-            out.put(f"{name}_Energy_{period}_kWh", inv.number(f"{field}_{suffix}"))
-        out.put(f"PV_Energy_{period}_kWh", inv.number(f"e_pv_{suffix}"))  # IR1412/1413, IR1374/1375
 
 
 def _control(inv: ModelView, sink: ValueSink, *, max_battery_power: int | None) -> None:

@@ -29,7 +29,7 @@ PAUSE_MODES: Final = ("Disabled", "PauseCharge", "PauseDischarge", "PauseBoth")
 CALIBRATION_OFF: Final = "Off"
 CALIBRATION_RUNNING: Final = "Running"
 CALIBRATION_BY_STAGE: Final = {0: CALIBRATION_OFF, 1: "Start", 3: "Charge Only"}
-CALIBRATIONS: Final = ("Off", "Start", "Charge Only", "Running")
+CALIBRATIONS: Final = (*CALIBRATION_BY_STAGE.values(), CALIBRATION_RUNNING)
 
 
 # HR2072, the EMS car charging mode, GivTCP's select order (indexed by the register value).

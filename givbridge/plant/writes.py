@@ -3,17 +3,10 @@
 The library (givenergy-modbus) gates writes twice: a per-model allowlist
 (``manifest.write_safe_registers``) and a global one checked when a request PDU is encoded.
 Both are conservative and miss registers GivTCP writes on real units every day and that
-Predbat depends on; givbridge extends them here, and only here, with each addition
-justified:
-
-* per-slot charge targets HR242+3n and discharge targets HR272+3n, and the 10-slot layout's
-  slot-2 pair HR243/244, on models with the extended 10-slot map (GivTCP's
-  setChargeTarget1..10 / setDischargeTarget1..10; Predbat's export floor is HR272);
-* battery pause mode and pause slot HR318-320 on models that have them (GivTCP's
-  setBatteryPauseMode / setPauseSlot; Predbat's freeze modes);
-* the three-phase AC charge and discharge limits HR1110/HR1108 (GivTCP's setChargeRate /
-  setDischargeRate and its force-charge/export reverts on 3PH write them; they are in the
-  library's global write allowlist, but its per-model three-phase set leaves them out).
+Predbat depends on; givbridge extends them here, and only here, with the additions
+:mod:`givbridge.plant.registers` names and justifies (the 10-slot layout's charge-slot-2 pair
+and per-slot targets, the battery pause registers, the three-phase AC limits, the EMS's car
+charge boost).
 
 Every other register stays exactly as the library allows. A planned write is also checked
 against these sets before anything goes on the wire, so a command can never reach a register
@@ -26,56 +19,34 @@ inverter: :func:`holding_block` says which bank to re-read for a register.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from givenergy_modbus.model import manifest
 from givenergy_modbus.model.inverter import Model
 from givenergy_modbus.pdu.write_registers import WriteHoldingRegister, WriteHoldingRegisterRequest
 
+from givbridge.plant import registers as reg
 from givbridge.plant.families import Family
-
-_TEN_SLOT_EXTRAS = frozenset(
-    {243, 244}
-    | {242 + 3 * n for n in range(10)}  # Charge_Target_SOC_1..10
-    | {272 + 3 * n for n in range(10)}  # Discharge_Target_SOC_1..10
-)
-_PAUSE = frozenset({318, 319, 320})
-
-# Families whose firmware has the battery pause registers (GivTCP leaves them out for Gen1
-# hybrids and single-phase AC units, whose firmware lacks them).
-PAUSE_FAMILIES = frozenset({"hybrid-gen2", "hybrid-gen3", "hybrid-gen3-plus", "hybrid-gen4", "polar", "aio"})
-
-
-# Three-phase families whose battery rates GivTCP sets through HR1110 (charge) / HR1108 (discharge).
-THREE_PHASE_RATE_FAMILIES = frozenset({"hybrid-3ph", "ac-3ph"})
-_THREE_PHASE_RATES = frozenset({1108, 1110})
-
-# The EMS's car charge boost (HR2073, watts): the library's EMS model decodes it and GivTCP's
-# EMS map lists it, but the library's EMS write allowlist leaves it out. The command bounds the
-# value (0-22000 W) and the read-back confirms it.
-_EMS_CAR_CHARGE_BOOST = frozenset({2073})
-
-
-def has_pause_registers(family: Family) -> bool:
-    return family.key in PAUSE_FAMILIES
+from givbridge.plant.registers import has_pause_registers as has_pause_registers  # bridge.py imports it from here
 
 
 def writable_registers(model: Model, arm_firmware: int | None, family: Family) -> frozenset[int]:
     """Holding registers givbridge will write on this model."""
     allowed = set(manifest.write_safe_registers(model, arm_firmware))
     if manifest.has_extended_slots(model, arm_firmware) and not manifest.has_capability("is_ems", model):
-        allowed |= _TEN_SLOT_EXTRAS
+        allowed |= reg.TEN_SLOT_WRITES
     if has_pause_registers(family):
-        allowed |= _PAUSE
-    if family.key in THREE_PHASE_RATE_FAMILIES:
-        allowed |= _THREE_PHASE_RATES
+        allowed |= reg.PAUSE_REGISTERS
+    if family.key in reg.THREE_PHASE_RATE_FAMILIES:
+        allowed |= reg.THREE_PHASE_RATE_WRITES
     if family.key == "ems":
-        allowed |= _EMS_CAR_CHARGE_BOOST
+        allowed |= reg.EMS_WRITES
     return frozenset(allowed)
 
 
-_EXTENSION = _TEN_SLOT_EXTRAS | _PAUSE | _EMS_CAR_CHARGE_BOOST
+# The three-phase AC limits are in the library's global allowlist already.
+_EXTENSION = reg.TEN_SLOT_WRITES | reg.PAUSE_REGISTERS | reg.EMS_WRITES
 
 
 class RegisterWriteRequest(WriteHoldingRegisterRequest):  # type: ignore[misc]  # untyped library base
@@ -118,7 +89,6 @@ class WritePlan:
     expect: tuple[RegisterWrite, ...] = ()
     skip_unchanged: bool = True
     description: str = ""
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[int, int]], description: str = "", **kwargs: Any) -> WritePlan:
@@ -140,18 +110,19 @@ class WritePlan:
 
 
 # Holding-register banks as the inverters serve them (and as the library's load_config reads
-# them); a read-back re-reads the whole bank so the cache stays block-consistent.
+# them); a read-back re-reads the whole bank so the cache stays block-consistent. The banks of
+# the single-phase map are 60 registers from HR0 to HR299; the AC config block, the three-phase
+# blocks and the EMS window are the library's own ranges.
 _HOLDING_BANKS: tuple[tuple[int, int], ...] = (
-    (0, 60),
-    (60, 60),
-    (120, 60),
-    (180, 60),
-    (240, 60),
-    (300, 60),
-    (1000, 60),
-    (1060, 60),
-    (1120, 5),
-    (2040, 36),
+    *((base, 60) for base in range(0, 300, 60)),
+    *(
+        (block.base_register, block.register_count)
+        for block in (
+            *manifest.LOAD_CONFIG_RANGES["has_ac_config_block"],
+            *manifest.LOAD_CONFIG_THREE_PHASE_RANGES,
+            *manifest.LOAD_CONFIG_RANGES["is_ems"],
+        )
+    ),
 )
 
 

@@ -27,6 +27,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from givbridge.clock import Clock, SystemClock
+from givbridge.plant import registers as reg
 from givbridge.sim import physics
 from givbridge.sim.physics import Controls, Energy, Environment, PlantState, Rating, Site, Window
 from givbridge.sim.profiles import (
@@ -64,7 +65,7 @@ from givbridge.sim.render_hv import (
 from givbridge.sim.render_meter import Meter, MeterRole, meter_product_registers, meter_registers
 from givbridge.sim.render_rollups import Unit, ems_input_registers, gateway_input_registers
 from givbridge.sim.render_three_phase import three_phase_input_registers
-from givbridge.sim.writes import CLOCK_REGISTERS, REBOOT_REGISTER, WriteOutcome, WriteRecord, classify_write
+from givbridge.sim.writes import WriteOutcome, WriteRecord, classify_write
 
 #: HR and IR are the inverter's holding and input registers; MR the meters' product registers.
 RegisterKind = Literal["HR", "IR", "MR"]
@@ -646,7 +647,7 @@ class SimulatedPlant:
             if kind == "HR":
                 image = dict(self._holding)
                 image.update(clock_registers(self._environment().inverter_time(self._state.moment)))
-                image[REBOOT_REGISTER] = 0  # a command register: it never reads back
+                image[reg.REBOOT] = 0  # a command register: it never reads back
             else:
                 image = self._input_image()
             return [image.get(register, 0) for register in span]
@@ -658,12 +659,12 @@ class SimulatedPlant:
 
     def _current_holding(self, register: int) -> int:
         """HR(register) as a read would return it now (0 where the model has no such register)."""
-        if register in CLOCK_REGISTERS:
+        if register in reg.CLOCK:
             return clock_registers(self._environment().inverter_time(self._state.moment))[register]
-        return 0 if register == REBOOT_REGISTER else self._holding.get(register, 0)
+        return 0 if register == reg.REBOOT else self._holding.get(register, 0)
 
     def _store(self, register: int, value: int) -> None:
-        if register in CLOCK_REGISTERS:
+        if register in reg.CLOCK:
             self._set_clock_field(register, value)
         else:
             self._holding[register] = value
@@ -676,7 +677,7 @@ class SimulatedPlant:
         moment = self._state.moment
         current = self._environment().inverter_time(moment)
         fields = [current.year, current.month, current.day, current.hour, current.minute, current.second]
-        index = register - CLOCK_REGISTERS[0]
+        index = register - reg.CLOCK[0]
         fields[index] = value + 2000 if index == 0 else value
         year, month, day, hour, minute, second = fields
         # A day past the end of the month lands on its last day, as the RTC clamps it.

@@ -79,7 +79,9 @@ from typing import Literal, cast
 
 from givenergy_modbus.model import manifest
 from givenergy_modbus.model.inverter import _DTC_RATED_POWER, Model, _battery_max_power, resolve_model
+from givenergy_modbus.model.slot_map import EMS_SLOTS, EXTENDED_SLOTS, SINGLE_PHASE_SLOTS, THREE_PHASE_SLOTS
 
+from givbridge.plant import registers as reg
 from givbridge.sim import captured
 
 #: Modbus address the library (and the GivEnergy app) reads the inverter at, on every model.
@@ -99,9 +101,8 @@ BAMS_ADDRESS = 0x90
 METER_ADDRESSES = range(0x01, 0x09)
 #: Modules in the one simulated HV stack; the library reads each module at its own address.
 MAX_MODULES = 6
-#: Cells per HV module, and the volts each contributes to a stack (24 x 3.2 V LiFePO4).
+#: Cells per HV module (24 x 3.2 V LiFePO4).
 CELLS_PER_MODULE = 24
-MODULE_NOMINAL_VOLTS = 76.8
 
 
 class Layout(Enum):
@@ -174,19 +175,19 @@ class BatteryEnergyLayout:
 class ControlMap:
     """The holding registers a model's battery logic obeys; the plant decodes them for the physics."""
 
-    charge_enable: tuple[int, ...] = (96,)  # every one must read 1 (three-phase: HR1112 and HR1123)
-    discharge_enable: int | None = 59  # timed discharge; None where the model has no such mode
-    export_enable: int | None = None  # gates the export slots (three-phase HR1122, EMS HR2040)
-    eco: int | None = 27  # None: self-consumption outside the slots, always
-    reserve: int | None = 110
-    target: int | None = 116
-    target_enable: int | None = 20  # None: the target always applies
-    charge_limit: int | None = 111
-    discharge_limit: int | None = 112
+    charge_enable: tuple[int, ...] = (reg.ENABLE_CHARGE,)  # every one must read 1 (three-phase: two)
+    discharge_enable: int | None = reg.ENABLE_DISCHARGE  # timed discharge; None where the model has none
+    export_enable: int | None = None  # gates the export slots (three-phase force discharge, EMS plant enable)
+    eco: int | None = reg.ECO_MODE  # None: self-consumption outside the slots, always
+    reserve: int | None = reg.SINGLE_PHASE_CONTROLS.soc_reserve
+    target: int | None = reg.SINGLE_PHASE_CONTROLS.charge_target
+    target_enable: int | None = reg.ENABLE_CHARGE_TARGET  # None: the target always applies
+    charge_limit: int | None = reg.CHARGE_LIMIT
+    discharge_limit: int | None = reg.DISCHARGE_LIMIT
     limits_in_percent: bool = False  # % of the battery rating (HR1110/1108, HR313/314), not C/100
     pause: tuple[int, int, int] | None = None  # mode, start, end (HR318-320)
-    active_power_rate: int | None = 50
-    export_limit: int | None = 26
+    active_power_rate: int | None = reg.SINGLE_PHASE_CONTROLS.active_power_rate
+    export_limit: int | None = reg.SINGLE_PHASE_CONTROLS.export_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,63 +338,74 @@ _HR_AC_CONFIG_BLOCK: dict[int, int] = {
 # 10-slot charge targets (HR242+3n) at 100 % and discharge targets (HR272+3n) at 4 %, as the
 # All-in-One capture reports them with no schedule programmed.
 _HR_EXTENDED_SLOT_TARGETS: dict[int, int] = {
-    **{242 + 3 * n: 100 for n in range(10)},
-    **{272 + 3 * n: 4 for n in range(10)},
+    **dict.fromkeys(reg.CHARGE_SLOT_TARGETS, 100),
+    **dict.fromkeys(reg.DISCHARGE_SLOT_TARGETS, 4),
 }
 
 _HR_GEN3 = {**_HR_HYBRID_BASE, 3: 0x0201, 5: 50000, **_HR_EXTENDED_SLOT_TARGETS, **_HR_AC_CONFIG_BLOCK}
 
-_TWO_SLOTS_CHARGE = (SlotRegisters(94, 95), SlotRegisters(31, 32))
-_TWO_SLOTS_DISCHARGE = (SlotRegisters(56, 57), SlotRegisters(44, 45))
+_TWO_SLOTS_CHARGE = tuple(SlotRegisters(start, end) for start, end in SINGLE_PHASE_SLOTS.charge_slots)
+_TWO_SLOTS_DISCHARGE = tuple(SlotRegisters(start, end) for start, end in SINGLE_PHASE_SLOTS.discharge_slots)
 
 # 10-slot firmware: slot n's SOC target follows its window. Charge slot 2 has two register
 # pairs: the library's map keeps it at HR31/32, GivTCP writes HR243/244; either window counts.
-_TEN_SLOTS_CHARGE = (
-    SlotRegisters(94, 95, 242),
-    SlotRegisters(31, 32, 245),
-    SlotRegisters(243, 244, 245),
-    *(SlotRegisters(246 + 3 * n, 247 + 3 * n, 248 + 3 * n) for n in range(8)),
+_TEN_SLOTS_CHARGE = tuple(
+    SlotRegisters(start, end, target)
+    for (start, end), target in zip(EXTENDED_SLOTS.charge_slots, reg.CHARGE_SLOT_TARGETS, strict=True)
 )
-_TEN_SLOTS_DISCHARGE = (
-    SlotRegisters(56, 57, 272),
-    SlotRegisters(44, 45, 275),
-    *(SlotRegisters(276 + 3 * n, 277 + 3 * n, 278 + 3 * n) for n in range(8)),
+_TEN_SLOTS_CHARGE = (
+    *_TEN_SLOTS_CHARGE[:2],
+    SlotRegisters(*reg.TEN_SLOT_CHARGE_2, reg.CHARGE_SLOT_TARGETS[1]),
+    *_TEN_SLOTS_CHARGE[2:],
+)
+_TEN_SLOTS_DISCHARGE = tuple(
+    SlotRegisters(start, end, target)
+    for (start, end), target in zip(EXTENDED_SLOTS.discharge_slots, reg.DISCHARGE_SLOT_TARGETS, strict=True)
 )
 # Three-phase slots 1 and 2 move to the 1000-range (the library's THREE_PHASE_SLOTS); its
-# discharge slots are forced-export windows gated by HR1122.
-_THREE_PHASE_CHARGE = (SlotRegisters(1113, 1114), SlotRegisters(1115, 1116))
-_THREE_PHASE_EXPORT = (SlotRegisters(1118, 1119), SlotRegisters(1120, 1121))
+# discharge slots are forced-export windows gated by the force-discharge switch.
+_THREE_PHASE_CHARGE = tuple(SlotRegisters(start, end) for start, end in THREE_PHASE_SLOTS.charge_slots[:2])
+_THREE_PHASE_EXPORT = tuple(SlotRegisters(start, end) for start, end in THREE_PHASE_SLOTS.discharge_slots[:2])
 # EMS plant schedule (library EmsRegisterGetter): (start, end, target) triples.
-_EMS_DISCHARGE = tuple(SlotRegisters(2044 + 3 * n, 2045 + 3 * n, 2046 + 3 * n) for n in range(3))
-_EMS_CHARGE = tuple(SlotRegisters(2053 + 3 * n, 2054 + 3 * n, 2055 + 3 * n) for n in range(3))
-_EMS_EXPORT = tuple(SlotRegisters(2062 + 3 * n, 2063 + 3 * n, 2064 + 3 * n) for n in range(3))
+_EMS_DISCHARGE = tuple(
+    SlotRegisters(start, end, target)
+    for (start, end), target in zip(EMS_SLOTS.discharge_slots, reg.EMS_SLOT_TARGETS["discharge"], strict=True)
+)
+_EMS_CHARGE = tuple(
+    SlotRegisters(start, end, target)
+    for (start, end), target in zip(EMS_SLOTS.charge_slots, reg.EMS_SLOT_TARGETS["charge"], strict=True)
+)
+_EMS_EXPORT = tuple(
+    SlotRegisters(start, end, target)
+    for (start, end), target in zip(reg.EMS_EXPORT_SLOTS, reg.EMS_SLOT_TARGETS["export"], strict=True)
+)
 
-_PAUSE_REGISTERS = frozenset({318, 319, 320})
+_PAUSE_REGISTERS = reg.PAUSE_REGISTERS
 # GivTCP's setDischargeTarget for slots 1 and 2; acknowledged but dropped by Gen1/Gen2/AC firmware.
-_DISCHARGE_TARGETS_1_2 = frozenset({272, 275})
-_TEN_SLOT_TARGETS = frozenset({242 + 3 * n for n in range(10)} | {272 + 3 * n for n in range(10)})
-_TEN_SLOT_EXTRAS = _TEN_SLOT_TARGETS | {243, 244}
+_DISCHARGE_TARGETS_1_2 = frozenset(reg.DISCHARGE_SLOT_TARGETS[:2])
+_TEN_SLOT_EXTRAS = reg.TEN_SLOT_WRITES
 
 _SINGLE_PHASE_CONTROLS = ControlMap()
-_PAUSE_CONTROLS = ControlMap(pause=(318, 319, 320))
+_PAUSE_CONTROLS = ControlMap(pause=(reg.PAUSE_MODE, *reg.PAUSE_SLOT))
 _THREE_PHASE_CONTROLS = ControlMap(
-    charge_enable=(1112, 1123),  # GivTCP's Enable_Charge_Schedule: AC charge and force charge both on
+    # GivTCP's Enable_Charge_Schedule: AC charge and force charge both on
+    charge_enable=(reg.TPH_AC_CHARGE_ENABLE, reg.TPH_FORCE_CHARGE_ENABLE),
     discharge_enable=None,
-    export_enable=1122,
+    export_enable=reg.TPH_FORCE_DISCHARGE_ENABLE,
     eco=None,  # HR27 reads 0 on the captured unit while it covers the house: not the 3PH switch
-    reserve=1109,
-    target=1111,
+    reserve=reg.THREE_PHASE_CONTROLS.soc_reserve,
+    target=reg.THREE_PHASE_CONTROLS.charge_target,
     target_enable=None,
-    charge_limit=1110,
-    discharge_limit=1108,
+    charge_limit=reg.THREE_PHASE_CONTROLS.charge_limit_ac,
+    discharge_limit=reg.THREE_PHASE_CONTROLS.discharge_limit_ac,
     limits_in_percent=True,
-    active_power_rate=1002,
-    export_limit=1102,
+    active_power_rate=reg.THREE_PHASE_CONTROLS.active_power_rate,
+    export_limit=reg.THREE_PHASE_CONTROLS.export_limit,
 )
 _EMS_CONTROLS = ControlMap(
-    charge_enable=(2040,),
+    charge_enable=(reg.EMS_PLANT_ENABLE,),
     discharge_enable=None,  # EMS discharge slots only set a floor for self-consumption: not modelled
-    export_enable=2040,
+    export_enable=reg.EMS_PLANT_ENABLE,
     eco=None,
     reserve=None,
     target=None,  # each slot carries its own target
@@ -402,10 +414,13 @@ _EMS_CONTROLS = ControlMap(
     discharge_limit=None,
     limits_in_percent=True,
     active_power_rate=None,
-    export_limit=2071,
+    export_limit=reg.EMS_EXPORT_LIMIT,
 )
 _GATEWAY_CONTROLS = ControlMap(
-    charge_limit=313, discharge_limit=314, limits_in_percent=True, pause=(318, 319, 320)
+    charge_limit=reg.SINGLE_PHASE_CONTROLS.charge_limit_ac,
+    discharge_limit=reg.SINGLE_PHASE_CONTROLS.discharge_limit_ac,
+    limits_in_percent=True,
+    pause=(reg.PAUSE_MODE, *reg.PAUSE_SLOT),
 )  # GivTCP drives the Gateway's rates through HR313/314
 
 _GIVBAT_8_2 = PackSpec("Giv-Bat 8.2", design_ah=160, bms_firmware=3007, reports_energy_totals=False, serial_prefix="BG")

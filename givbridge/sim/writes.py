@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from givbridge.sim.profiles import InverterProfile
+from givenergy_modbus.client.commands import RegisterMap
 
-REBOOT_REGISTER = 163
-REBOOT_VALUE = 100
-#: HR35-40: year (two digits), month, day, hour, minute, second of the inverter's local clock.
-CLOCK_REGISTERS = (35, 36, 37, 38, 39, 40)
+from givbridge.plant import registers as reg
+from givbridge.sim.profiles import InverterProfile
 
 
 class WriteOutcome(Enum):
@@ -55,41 +53,47 @@ def _is_hhmm(value: int) -> bool:
     return hours < 24 and minutes < 60
 
 
-_CLOCK_RULES: dict[int, Callable[[int], bool]] = {
-    35: _between(0, 99),
-    36: _between(1, 12),
-    37: _between(1, 31),
-    38: _between(0, 23),
-    39: _between(0, 59),
-    40: _between(0, 59),
-}
+# Year (two digits), month, day, hour, minute, second of the inverter's local clock.
+_CLOCK_RULES: dict[int, Callable[[int], bool]] = dict(
+    zip(
+        reg.CLOCK,
+        (_between(0, 99), _between(1, 12), _between(1, 31), _between(0, 23), _between(0, 59), _between(0, 59)),
+        strict=True,
+    )
+)
+
+_SP, _TP = reg.SINGLE_PHASE_CONTROLS, reg.THREE_PHASE_CONTROLS
+_SWITCHES = (reg.ENABLE_CHARGE_TARGET, reg.ECO_MODE, reg.ENABLE_DISCHARGE, reg.ENABLE_CHARGE, _SP.rtc)
 
 # Ranges as the library's command helpers (and GivTCP) enforce them for the same registers.
 _SCALAR_RULES: dict[int, Callable[[int], bool]] = {
-    **{register: _between(0, 1) for register in (20, 27, 59, 96, 166, 317)},
-    29: lambda value: value in (0, 1, 3),  # SOC calibration: stop, start, charge only
-    50: _between(0, 100),  # active power rate, % of rated output
-    110: _between(4, 100),  # battery reserve
-    111: _between(0, 100),  # charge limit, C/100 of capacity (0-50 meaningful)
-    112: _between(0, 100),  # discharge limit, C/100
-    114: _between(4, 100),  # discharge cut-off
-    116: _between(4, 100),  # charge target
-    163: lambda value: value == REBOOT_VALUE,  # the other codes are factory resets; not simulated
-    311: _between(0, 2),  # export priority
-    313: _between(1, 100),  # AC charge limit, %
-    314: _between(1, 100),  # AC discharge limit, %
-    318: _between(0, 3),  # pause: off, charge, discharge, both
+    **{register: _between(0, 1) for register in (*_SWITCHES, RegisterMap.ENABLE_EPS)},
+    reg.CALIBRATION: lambda value: value in (0, 1, 3),  # SOC calibration: stop, start, charge only
+    _SP.active_power_rate: _between(0, 100),  # % of rated output
+    _SP.soc_reserve: _between(4, 100),
+    reg.CHARGE_LIMIT: _between(0, 100),  # C/100 of capacity (0-50 meaningful)
+    reg.DISCHARGE_LIMIT: _between(0, 100),
+    _SP.discharge_cutoff: _between(4, 100),
+    _SP.charge_target: _between(4, 100),
+    reg.REBOOT: lambda value: value == reg.REBOOT_VALUE,  # the other codes are factory resets; not simulated
+    RegisterMap.EXPORT_PRIORITY: _between(0, 2),
+    _SP.charge_limit_ac: _between(1, 100),  # %
+    _SP.discharge_limit_ac: _between(1, 100),
+    reg.PAUSE_MODE: _between(0, 3),  # pause: off, charge, discharge, both
     # Three-phase (the library's THREE_PHASE write set and GivTCP's 3PH rate registers).
-    **{register: _between(0, 1) for register in (1005, 1112, 1122, 1123)},
-    1078: _between(4, 100),  # battery reserve, three-phase
-    1108: _between(1, 100),  # AC discharge limit, % of the battery rating
-    1109: _between(4, 100),  # discharge floor (HR110's twin)
-    1110: _between(1, 100),  # AC charge limit, %
-    1111: _between(4, 100),  # charge target (HR116's twin)
+    **{
+        register: _between(0, 1)
+        for register in (_TP.rtc, reg.TPH_AC_CHARGE_ENABLE, reg.TPH_FORCE_DISCHARGE_ENABLE, reg.TPH_FORCE_CHARGE_ENABLE)
+    },
+    _TP.discharge_cutoff: _between(4, 100),  # battery reserve, three-phase
+    _TP.discharge_limit_ac: _between(1, 100),  # % of the battery rating
+    _TP.soc_reserve: _between(4, 100),  # discharge floor (HR110's twin)
+    _TP.charge_limit_ac: _between(1, 100),  # %
+    _TP.charge_target: _between(4, 100),  # charge target (HR116's twin)
     # EMS plant controller.
-    2040: _between(0, 1),  # plant control on/off
-    2071: _between(0, 0xFFFF),  # export power limit, W
-    2073: _between(0, 22000),  # car charge boost, W
+    reg.EMS_PLANT_ENABLE: _between(0, 1),  # plant control on/off
+    reg.EMS_EXPORT_LIMIT: _between(0, 0xFFFF),  # W
+    reg.EMS_CAR_CHARGE_BOOST: _between(0, 22000),  # W
     **_CLOCK_RULES,
 }
 
@@ -100,7 +104,7 @@ def value_is_valid(profile: InverterProfile, register: int, value: int) -> bool:
     if rule is not None:
         return rule(value)
     slots = profile.slot_registers
-    if register in {r for slot in slots for r in (slot.start, slot.end)} or register in (319, 320):
+    if register in {r for slot in slots for r in (slot.start, slot.end)} or register in reg.PAUSE_SLOT:
         return _is_hhmm(value)
     if register in {slot.target for slot in slots} or register in profile.unpersisted_writes:
         return 4 <= value <= 100  # per-slot SOC targets
@@ -112,7 +116,7 @@ def classify_write(profile: InverterProfile, register: int, value: int) -> Write
     accepted = register in profile.writable or register in profile.unpersisted_writes
     if not accepted or not value_is_valid(profile, register, value):
         return WriteOutcome.REJECTED
-    if register == REBOOT_REGISTER:
+    if register == reg.REBOOT:
         return WriteOutcome.REBOOT
     if register in profile.unpersisted_writes:
         return WriteOutcome.ACKNOWLEDGED

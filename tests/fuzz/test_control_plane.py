@@ -37,13 +37,14 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from givbridge.commands import devices, system, timed
+from givbridge.commands import timed
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.registry import REGISTRY
 from givbridge.commands.results import CommandFailed
 from givbridge.commands.schemas import decode
 from givbridge.commands.spec import Command, PlanInput
 from givbridge.mqtt.client import Message
+from givbridge.plant import registers
 from givbridge.sim import SimulatedPlant
 from givbridge.sim.writes import WriteRecord
 from tests.brokers import Broker, MqttProbe
@@ -67,7 +68,7 @@ LEFT_OUT = frozenset(
 )
 FUZZED = sorted(REGISTRY.names - LEFT_OUT)
 #: What ``reboot`` (an action, not a plan) writes: the inverter's reboot command register.
-REBOOT_WRITES = {devices.REBOOT: system.REBOOT_VALUE}
+REBOOT_WRITES = {registers.REBOOT: registers.REBOOT_VALUE}
 #: Longest MQTT topic (a two-byte length prefix).
 MAX_TOPIC_BYTES = 65_535
 ANSWER_WITHIN = 20.0

@@ -20,6 +20,7 @@ import yaml
 
 from givbridge import __version__
 from givbridge.config import Settings, load_settings
+from givbridge.log import LOG_LEVELS
 
 ROOT = Path(__file__).parents[2]
 REPOSITORY = ROOT / "deploy" / "homeassistant"
@@ -263,6 +264,10 @@ def test_every_schema_leaf_is_a_settings_field() -> None:
             model = next((a for a in (annotation, *inner) if hasattr(a, "model_fields")), None)
             if model is None:
                 break
+
+
+def test_the_log_level_choice_is_givbridge_s_vocabulary() -> None:
+    assert CONFIG["schema"]["log"]["level"] == f"list({'|'.join(LOG_LEVELS)})"
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ from pydantic import SecretStr
 
 from givbridge.commands.access import AccessPolicy, Kind, MqttAdmin, kind_of
 from givbridge.commands.registry import REGISTRY
-from givbridge.entities import LOG_LEVELS, TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
+from givbridge.entities import TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
+from givbridge.log import LOG_LEVELS
 from givbridge.mqtt.discovery.addresses import address_of
 from givbridge.mqtt.discovery.documents import DeviceConfig, DiscoveryBuilder, InverterDiscovery
 from givbridge.mqtt.state import MESSAGES_PATH

@@ -7,7 +7,6 @@ import textwrap
 import pytest
 
 from givbridge.entities import (
-    LOG_LEVELS,
     TIME_SLOT_OPTIONS,
     EntityDefinitionError,
     load_bridge_catalogue,
@@ -15,6 +14,7 @@ from givbridge.entities import (
     parse_catalogue,
     resolve_limit,
 )
+from givbridge.log import LOG_LEVELS
 
 GOOD_SENSOR = """
 PV_Power:
