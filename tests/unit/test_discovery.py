@@ -7,6 +7,7 @@ the ids, units, options and limits Predbat's GivTCP template reads are checked o
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 
 from givbridge.commands.access import AccessPolicy, Kind, MqttAdmin, kind_of
 from givbridge.commands.registry import REGISTRY
-from givbridge.entities import LOG_LEVELS, TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
+from givbridge.entities import LIMIT_NAMES, LOG_LEVELS, TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
 from givbridge.mqtt.discovery.addresses import address_of
 from givbridge.mqtt.discovery.documents import DeviceConfig, DiscoveryBuilder, InverterDiscovery
 from givbridge.mqtt.state import MESSAGES_PATH
@@ -120,13 +121,26 @@ def test_every_definition_makes_a_valid_entity(
     """Every entry of every template file, published or not by the fixtures above."""
     snapshot = snapshots["hybrid-gen3"]
     paths = [f"Power/Power/{key}" for key in catalogue]
-    limits = {"battery_max_power": 3600.0, "inverter_max_power": 5000.0}
+    limits = {
+        "battery_max_power": 3600.0,
+        "inverter_max_power": 5000.0,
+        "battery_rate_step": 95.2,
+        "battery_rate_min": 0.0,
+        "battery_rate_max": 3600.0,
+        "charger_min_current": 6.0,
+        "charger_max_current": 32.0,
+    }
+    assert set(limits) == LIMIT_NAMES
     discovery = builder(catalogue, slot_entities=slots, policy=ADMIN_ON).inverter(
         snapshot, prefix="givtcp", paths=paths, limits=limits
     )
     assert discovery.unresolved == () and discovery.undefined == ()
     [device] = discovery.devices
-    assert len(device.components) == len(catalogue)
+    components = device.document["components"]
+    # A select that shows states it cannot set has a sensor with them (controls.STATE_SUFFIX).
+    states = {f"{key}_State" for key, c in components.items() if c["platform"] == "select" and "value_template" in c}
+    assert states <= set(components)
+    assert len(components) - len(states) == len(catalogue)
     found = problems(device.topic, roundtrip(device))
     assert not found, "\n".join(found)
 
@@ -140,7 +154,9 @@ def test_every_published_leaf_is_discovered(
     assert discovery.undefined == () and discovery.unresolved == ()
     unique_ids = {key for device in discovery.devices for key in device.components}
     published = {address_of(path, snapshot.serial).unique_id("givtcp") for path in {*snapshot.values, MESSAGES_PATH}}
-    assert unique_ids == published
+    # A select whose states include some it cannot set has a sensor showing them too.
+    states = {f"{unique_id}_State" for unique_id in published if f"{unique_id}_State" in unique_ids}
+    assert unique_ids == published | states
 
 
 def test_a_leaf_without_definition_is_reported_not_published(
@@ -211,9 +227,9 @@ def predbat_entities(sn: str) -> dict[str, dict[str, Any]]:
         f"switch.givtcp_{sn}_enable_charge_target": {"payload_on": "enable", "payload_off": "disable"},
         f"switch.givtcp_{sn}_enable_charge_schedule": {"payload_on": "enable", "payload_off": "disable"},
         f"switch.givtcp_{sn}_real_time_control": {"payload_on": "enable", "payload_off": "disable"},
-        f"select.givtcp_{sn}_mode": {
-            "options": ["Eco", "Eco (Paused)", "Timed Demand", "Timed Export", "Unknown", "Export (Paused)"]
-        },
+        # Only the modes setBatteryMode takes; Unknown and Export (Paused) show on the Mode State sensor.
+        f"select.givtcp_{sn}_mode": {"options": ["Eco", "Eco (Paused)", "Timed Demand", "Timed Export"]},
+        f"sensor.givtcp_{sn}_mode_state": {"entity_category": "diagnostic"},
         f"select.givtcp_{sn}_battery_pause_mode": {
             "options": ["Disabled", "PauseCharge", "PauseDischarge", "PauseBoth"]
         },
@@ -271,10 +287,15 @@ def test_unique_ids_are_givtcps_strings(catalogue: EntityCatalogue, snapshots: d
 
 
 def test_the_rate_limit_is_each_inverters_own(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    """The rating, unless the register cannot hold it: HR111/112 stop at 50 % of the capacity (C/2)."""
     for snapshot in snapshots.values():
         found = entities(discover(catalogue, snapshot).devices)
         rate = found[f"number.givtcp_{snapshot.serial.lower()}_battery_charge_rate"]
-        assert rate["max"] == snapshot[f"{snapshot.serial}/Invertor_Max_Bat_Rate"]
+        capacity = snapshot[f"{snapshot.serial}/Battery_Nominal_Capacity_kWh"]
+        assert isinstance(capacity, float)
+        register_max = math.floor(capacity * 1000 / 2)
+        assert rate["max"] == min(snapshot[f"{snapshot.serial}/Invertor_Max_Bat_Rate"], register_max)
+        assert rate["step"] == round(capacity * 10, 3)  # one register step: 1 % of the capacity
 
 
 def test_a_number_without_a_known_limit_is_left_out(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
@@ -356,7 +377,10 @@ def test_state_and_command_topics_are_givtcps(catalogue: EntityCatalogue, snapsh
     )
     reboot = found[f"button.givtcp_{sn.lower()}_reboot_invertor"]
     assert "state_topic" not in reboot and reboot["command_topic"] == f"GivEnergy/control/{sn}/rebootInverter"
-    assert "value_template" not in json.dumps([c for c in found.values()])
+    # Plain GivTCP leaf topics: a template only where a select maps a state it cannot set to unknown.
+    templated = {entity_id for entity_id, c in found.items() if "value_template" in c}
+    # (The timed actions' selects, with their Running state, are the bridge's and not in this snapshot.)
+    assert templated == {f"select.givtcp_{sn.lower()}_{leaf}" for leaf in ("mode", "battery_calibration")}
 
 
 def test_time_entities_instead_of_selects(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:

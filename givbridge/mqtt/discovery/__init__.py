@@ -30,7 +30,9 @@ changes domain, e.g. ``sensor.givtcp_<serial>_target_soc``), its buttons are lef
 device hangs off the controller's (``via_device``). Changing those settings is the
 controller's job; the command topics answer ``unsupported`` naming it.
 
-Home Assistant is offered no control that could only answer ``forbidden``: HA sends as a plain
+A control's options and range are its command's (:mod:`~givbridge.mqtt.discovery.controls`);
+one whose command does not apply to the model is published read-only, like a managed
+inverter's. Home Assistant is offered no control that could only answer ``forbidden``: HA sends as a plain
 MQTT caller, without the admin token, so the admin controls (the bridge's restart button and
 log-level select, each inverter's ``Reboot_Invertor`` button) are published only while the
 access policy lets any MQTT caller run them (``mqtt.admin: on``; see
@@ -85,6 +87,7 @@ Modules
 -------
 ``addresses``  which device a value belongs to and its GivTCP unique id
 ``documents``  the device documents, built from snapshots and entity definitions (pure)
+``controls``   what a control offers (options, min, max, step), derived from its command
 ``publisher``  when documents go out, unchanged ones not; removal of stale entities and devices
 ``migration``  moving GivTCP's discovery over
 ``record``     what was published and learned, kept in the data directory

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from givbridge import __version__
+from givbridge.bridge import DeviceContext
 from givbridge.commands.access import MQTT, AccessPolicy
 from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.entities import (
@@ -19,7 +20,6 @@ from givbridge.entities import (
     EntityCatalogue,
     EntityDefinition,
     load_bridge_catalogue,
-    resolve_limit,
     unit_for,
 )
 from givbridge.evc.registers import CHARGER_FAMILY
@@ -31,6 +31,13 @@ from givbridge.mqtt.discovery.addresses import (
     object_id_safe,
     pack_firmware,
     resolved_limits,
+)
+from givbridge.mqtt.discovery.controls import (
+    STATE_SUFFIX,
+    number_range,
+    settable_options,
+    shown_only,
+    state_template,
 )
 from givbridge.mqtt.topics import OFFLINE, ONLINE, DiscoveryTopics, Topics
 from givbridge.plant.snapshot import Snapshot
@@ -113,6 +120,13 @@ class DiscoveryBuilder:
         command = self.registry.get(definition.command)
         # A definition naming no command is the entity-definition tests' business, not a refusal.
         return command is None or self.policy.decide(command, MQTT).refusal is None
+
+    def _applies(self, definition: EntityDefinition, context: DeviceContext | None) -> bool:
+        """Whether a control's command can be carried out on the device (True when not known)."""
+        command = self.registry.get(definition.command) if definition.command is not None else None
+        if command is None or context is None or command.target != "inverter":
+            return True
+        return command.applies.reason(context) is None
 
     # ---- ids
 
@@ -201,13 +215,17 @@ class DiscoveryBuilder:
         name: str | None = None,
         limits: Limits | None = None,
         controlled_by: str | None = None,
+        context: DeviceContext | None = None,
     ) -> InverterDiscovery:
         """The devices of one inverter: itself, its packs and meters, with the entities of ``paths``.
 
         ``paths`` is what the device publishes (see the package docstring for why that is more
         than one snapshot); ``limits`` resolves symbolic number bounds and defaults to what
         ``snapshot`` reports. ``controlled_by`` is the serial of the Gateway or EMS that
-        controls this inverter: its controls are then published read-only.
+        controls this inverter: its controls are then published read-only. ``context`` is what
+        the commands know of the inverter (its model, firmware, writable registers): a control
+        whose command does not apply to it is published read-only too, as it could only answer
+        ``unsupported``.
         """
         serial = snapshot.serial
         info = snapshot.info
@@ -231,18 +249,24 @@ class DiscoveryBuilder:
             if definition is None:
                 undefined.append(where.leaf)
                 continue
-            if controlled_by is not None and definition.platform == "button":
-                continue  # nothing to press here: the controller has the buttons
             if not self.offers(definition):
                 continue  # it could only answer forbidden (the inverter's reboot while mqtt.admin is not on)
+            read_only = controlled_by is not None or not self._applies(definition, context)
+            if read_only and definition.platform == "button":
+                continue  # nothing to press here: the controller has the buttons, or the command does not apply
             unique_id = where.unique_id(prefix)
-            read_only = controlled_by is not None
             component = self._component(definition, unique_id, serial, path, limits, read_only=read_only)
             if component is None:
                 unresolved.append(where.leaf)
                 continue
             holder = serial if where.scope == "inverter" else where.holder
-            grouped.setdefault((where.scope, holder), {})[unique_id] = component
+            components = grouped.setdefault((where.scope, holder), {})
+            components[unique_id] = component
+            if component.get("value_template") is not None and component["platform"] == "select":
+                # Some of its states cannot be chosen: a sensor shows them (see controls).
+                state_id = f"{unique_id}_{STATE_SUFFIX}"
+                state = self._read_only(definition, state_id, serial, path)
+                components[state_id] = {**state, "name": f"{definition.name} {STATE_SUFFIX}"}
             legacy.add(self.discovery_topics.givtcp(definition.platform, where.givtcp_object_id(serial)))
 
         devices: list[DeviceConfig] = []
@@ -327,14 +351,19 @@ class DiscoveryBuilder:
         if definition.command is not None:
             config["command_topic"] = self.topics.control(serial, definition.command)
         config.update(self._presentation(definition))
+        command = self.registry.get(definition.command) if definition.command is not None else None
         if platform == "number":
-            low = resolve_limit(definition.min, limits)
-            high = resolve_limit(definition.max, limits)
-            if low is None or high is None or definition.step is None:
+            offered = number_range(definition, command, limits)
+            if offered is None:
                 return None
-            config.update(min=_plain(low), max=_plain(high), step=_plain(definition.step))
+            config.update(min=_plain(offered.min), max=_plain(offered.max), step=_plain(offered.step))
             if definition.mode is not None:
                 config["mode"] = definition.mode
+        elif platform == "select" and command is not None:
+            settable = settable_options(definition, command)
+            config["options"] = list(settable)
+            if shown_only(definition, command):
+                config["value_template"] = state_template(settable)
         elif platform in ("select", "sensor") and definition.options is not None:
             config["options"] = list(definition.option_values() or ())
         elif platform == "switch":

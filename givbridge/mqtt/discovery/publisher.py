@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
+from givbridge.bridge import DeviceContext
 from givbridge.clock import Clock, SystemClock
 from givbridge.commands.access import AccessPolicy
 from givbridge.config import EvcSettings, InverterSettings, MqttSettings
@@ -206,6 +207,7 @@ class DiscoveryPublisher:
             name=inverter.config.name,
             limits=limits,
             controlled_by=owner.serial if owner else None,
+            context=_context_of(inverter),
         )
         problems = discovery.undefined + discovery.unresolved
         if problems and self._warned.get(serial) != problems:
@@ -359,3 +361,13 @@ class DiscoveryPublisher:
         log.info("home assistant started; sending discovery and state again")
         self.publish_all()
         self._republish_states()
+
+
+def _context_of(inverter: DeviceRunner) -> DeviceContext | None:
+    """What the commands know of an inverter runner's device; None before it is identified.
+
+    Not part of :class:`DeviceRunner`: the EV charger's runner has none (its commands are
+    actions, not register plans).
+    """
+    context = getattr(inverter, "context", None)
+    return context if isinstance(context, DeviceContext) else None
