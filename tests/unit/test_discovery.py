@@ -248,7 +248,9 @@ def predbat_entities(sn: str) -> dict[str, dict[str, Any]]:
         f"sensor.givtcp_{sn}_import_energy_today_kwh": {"unit_of_measurement": "kWh"},
         f"sensor.givtcp_{sn}_export_energy_today_kwh": {"unit_of_measurement": "kWh"},
         f"sensor.givtcp_{sn}_pv_energy_today_kwh": {"unit_of_measurement": "kWh"},
-        "sensor.givtcp_battery_stack_1_bms_temperature": {"unit_of_measurement": "°C"},
+        # Predbat's docs suggest GivTCP's sensor.givtcp_battery_stack_1_bms_temperature, which
+        # named no inverter; givbridge's names the serial (the user points Predbat at it).
+        f"sensor.givtcp_{sn}_bms_temperature_battery_stack_1": {"unit_of_measurement": "°C"},
         f"sensor.givtcp_{sn}_last_updated_time": {"device_class": "timestamp"},
         f"sensor.givtcp_{sn}_status": {},
         f"sensor.givtcp_{sn}_invertor_temperature": {"unit_of_measurement": "°C"},
@@ -312,8 +314,9 @@ def test_inverters_get_their_own_prefix(catalogue: EntityCatalogue, snapshots: d
     one = entities(discover(catalogue, first, "givtcp").devices)
     two = entities(discover(catalogue, second, "givtcp2").devices)
     assert not set(one) & set(two)
-    assert "sensor.givtcp_battery_stack_1_bms_temperature" in one
-    assert "sensor.givtcp2_battery_stack_1_bms_temperature" in two
+    # A stack's entity ids name the inverter's serial (GivTCP's named only Battery_Stack_1).
+    assert f"sensor.givtcp_{first.serial.lower()}_bms_temperature_battery_stack_1" in one
+    assert f"sensor.givtcp2_{second.serial.lower()}_bms_temperature_battery_stack_1" in two
     assert f"sensor.givtcp2_{second.serial.lower()}_soc_kwh" in two
     assert f"number.givtcp2_{second.serial.lower()}_battery_charge_rate" in two
     assert all(e.split(".", 1)[1].startswith("givtcp2_") for e in two)

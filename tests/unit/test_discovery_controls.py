@@ -1,4 +1,4 @@
-"""Every value Home Assistant is offered is one its command accepts, on every simulated family.
+"""Every value Home Assistant is offered is one its command accepts, and every entity id names a serial.
 
 A control's options, min, max and step are derived from its command's payload model and the
 device's own limits (:mod:`givbridge.mqtt.discovery.controls`). This checks the result the
@@ -7,13 +7,18 @@ select option and each number's min, max and a mid value on its step grid is sen
 it (a number as ``80``, not ``80.0``; HA drops the ``.0`` of a whole value), parsed by the
 command's payload model and, for a register command, planned for that device. Nothing here
 opens a socket: the snapshots are built from the simulator's registers.
+
+The entity ids of every simulated family name a serial (a stack's and a meter's the
+inverter's), so none repeats across a plant, and none but the inverter's own matches Predbat's
+serial detection.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -232,3 +237,51 @@ def test_a_control_whose_command_does_not_apply_is_shown_read_only() -> None:
     assert before["platform"] == "number" and "command_topic" in before
     assert after["platform"] == "sensor" and "command_topic" not in after
     assert (after["unit_of_measurement"], after["entity_category"]) == ("%", "diagnostic")
+
+
+# --- entity ids ---------------------------------------------------------------------------------
+
+PREDBAT_SERIAL = re.compile(r"sensor\.givtcp_(.+)_soc_kwh")  # Predbat's GivTCP template: geserial
+
+
+def entity_ids(snapshot: Snapshot, prefix: str) -> list[str]:
+    paths = {*snapshot.values, MESSAGES_PATH, *BRIDGE_CONTROLS}
+    discovery = BUILDER.inverter(snapshot, prefix=prefix, paths=paths)
+    return [c["default_entity_id"] for d in discovery.devices for c in d.document["components"].values()]
+
+
+@pytest.mark.parametrize("family", sorted(PROFILES))
+def test_every_entity_id_names_a_serial_and_only_the_inverters_looks_like_one(family: str) -> None:
+    snapshot = family_snapshot(family)
+    ids = entity_ids(snapshot, "givtcp")
+    serials = {snapshot.serial, *snapshot.info.battery_serials, *_module_serials(snapshot)}
+    nameless = [e for e in ids if not any(serial.lower() in e for serial in serials)]
+    assert not nameless, nameless
+    detected = {m[1] for e in ids if (m := PREDBAT_SERIAL.fullmatch(e))}
+    assert detected <= {snapshot.serial.lower()}, detected
+
+
+def _module_serials(snapshot: Snapshot) -> set[str]:
+    """HV modules' serials: the third level of ``Battery_Details/<stack>/<module>/<leaf>``."""
+    return {p.split("/")[2] for p in snapshot.values if p.startswith("Battery_Details/") and p.count("/") == 3}
+
+
+def test_two_all_in_ones_behind_a_gateway_share_no_entity_id() -> None:
+    first = family_snapshot("aio")
+    other = "CH2414G999"
+    values = {path.replace(first.serial, other): value for path, value in first.values.items()}
+    second = Snapshot(replace(first.info, serial=other), first.taken_at, values)
+    gateway = family_snapshot("gateway")
+    ids = [*entity_ids(first, "givtcp"), *entity_ids(second, "givtcp2"), *entity_ids(gateway, "givtcp3")]
+    assert len(ids) == len(set(ids))
+    # Even under one prefix (two bridges, or a prefix set by hand) the stack's ids differ.
+    same_prefix = [*entity_ids(first, "givtcp"), *entity_ids(second, "givtcp")]
+    stack = [e for e in same_prefix if "battery_stack" in e]
+    assert stack and len(stack) == len(set(stack))
+    assert {m[1] for e in ids if (m := PREDBAT_SERIAL.fullmatch(e))} == {first.serial.lower()}
+
+
+def test_the_chargers_entity_ids_name_its_serial() -> None:
+    charger = ev_charger(TAKEN_AT, ZONE)
+    ids = entity_ids(charger, "givevc")
+    assert ids and all(charger.serial.lower() in e for e in ids)

@@ -96,8 +96,10 @@ def _component_problems(c: Mapping[str, Any]) -> Iterator[str]:
         yield "an entity component needs a unique_id"
         return
     entity_id = c.get("default_entity_id")
-    if entity_id != f"{platform}.{unique_id.lower()}":
-        yield f"default_entity_id {entity_id!r} is not {platform}.<unique_id, lower case>"
+    # GivTCP's unique id, lower case; a stack's or meter's names the inverter's serial too
+    # (addresses.EntityAddress.object_id), so only the domain and the spelling are HA's rule.
+    if not isinstance(entity_id, str) or not entity_id.startswith(f"{platform}."):
+        yield f"default_entity_id {entity_id!r} is not in the {platform} domain"
     elif not VALID_ENTITY_ID.match(entity_id):
         yield f"default_entity_id {entity_id!r} is not a valid entity id"
     for key in ("state_topic", "command_topic"):

@@ -41,14 +41,21 @@ access policy lets any MQTT caller run them (``mqtt.admin: on``; see
 
 The stack-level BMS values get no device of their own (GivTCP made a "Battery Stack 1"
 device for two sensors): the inverter measures them, so they sit with the inverter, and
-they keep GivTCP's ids.
+they keep GivTCP's unique ids.
 
 Entity ids are GivTCP's, so Predbat's GivTCP template and users' dashboards keep working:
-``unique_id`` is GivTCP's string exactly (``<prefix>_<serial>_<Leaf>``, per pack
+``unique_id`` is GivTCP's string exactly (``<prefix>_<serial>_<Leaf>``, per pack or HV module
 ``<prefix>_<pack serial>_<Leaf>``, stack-level ``<prefix>_Battery_Stack_1_<Leaf>``, per meter
 ``<prefix>_Meter_ID<n>_<Leaf>``) and ``default_entity_id`` is ``<platform>.<unique_id>`` in
-lower case, as HA would spell it (never the removed ``object_id``). State topics are the
-GivTCP leaf topics (no templates); command topics are ``<root>/control/<serial>/<command>``.
+lower case, as HA would spell it. A stack's and a meter's unique id names no serial, so
+their entity ids would collide between inverters and one (``..._stack_soc_kwh``) would match
+Predbat's serial detection ``sensor.givtcp_(.+)_soc_kwh``: theirs is
+``<prefix>_<serial>_<Leaf>_<holder>`` (``sensor.givtcp_<serial>_stack_soc_kwh_battery_stack_1``,
+:meth:`~givbridge.mqtt.discovery.addresses.EntityAddress.object_id`). HA uses
+``default_entity_id`` only when it first creates an entity: one it already has keeps its
+entity id (and, as the unique id is unchanged, its history and settings). State topics are the
+GivTCP leaf topics (no templates but the selects' noted under controls); command topics are
+``<root>/control/<serial>/<command>``.
 Every device's entities share ``availability`` = bridge state and the inverter's own
 availability, with ``availability_mode: all``.
 

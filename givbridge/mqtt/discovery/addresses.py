@@ -49,6 +49,20 @@ class EntityAddress:
     def unique_id(self, prefix: str) -> str:
         return f"{prefix}_{self.holder}_{self.leaf}"
 
+    def object_id(self, prefix: str, serial: str) -> str:
+        """The entity id HA is asked for (before the platform and lower-casing).
+
+        GivTCP's unique id where it names a serial: the inverter's values and each pack's or HV
+        module's. A stack's or meter's unique id names only ``Battery_Stack_<n>`` or
+        ``Meter_ID<n>``, the same on every inverter, so its entity id is the inverter's serial,
+        the leaf, then the holder: ``givtcp_<serial>_Stack_SOC_kWh_Battery_Stack_1``. The holder
+        goes last so that no id but the inverter's own ends in ``_soc_kwh``, which Predbat's
+        serial detection (``sensor.givtcp_(.+)_soc_kwh``) would take for an inverter.
+        """
+        if self.scope == "battery" or self.holder == serial:
+            return self.unique_id(prefix)
+        return f"{prefix}_{serial}_{self.leaf}_{self.holder}"
+
     def givtcp_object_id(self, serial: str) -> str:
         """GivTCP's per-entity discovery object id (the topic level before ``config``)."""
         if self.holder == serial:
@@ -70,8 +84,8 @@ def address_of(path: str, serial: str) -> EntityAddress:
     return EntityAddress("inverter", serial, leaf)
 
 
-def default_entity_id(platform: str, unique_id: str) -> str:
-    return f"{platform}.{unique_id.lower()}"
+def default_entity_id(platform: str, object_id: str) -> str:
+    return f"{platform}.{object_id.lower()}"
 
 
 def _positive(value: object) -> float | None:

@@ -255,7 +255,10 @@ class DiscoveryBuilder:
             if read_only and definition.platform == "button":
                 continue  # nothing to press here: the controller has the buttons, or the command does not apply
             unique_id = where.unique_id(prefix)
-            component = self._component(definition, unique_id, serial, path, limits, read_only=read_only)
+            object_id = where.object_id(prefix, serial)
+            component = self._component(
+                definition, unique_id, serial, path, limits, read_only=read_only, object_id=object_id
+            )
             if component is None:
                 unresolved.append(where.leaf)
                 continue
@@ -265,7 +268,7 @@ class DiscoveryBuilder:
             if component.get("value_template") is not None and component["platform"] == "select":
                 # Some of its states cannot be chosen: a sensor shows them (see controls).
                 state_id = f"{unique_id}_{STATE_SUFFIX}"
-                state = self._read_only(definition, state_id, serial, path)
+                state = self._read_only(definition, state_id, serial, path, object_id=f"{object_id}_{STATE_SUFFIX}")
                 components[state_id] = {**state, "name": f"{definition.name} {STATE_SUFFIX}"}
             legacy.add(self.discovery_topics.givtcp(definition.platform, where.givtcp_object_id(serial)))
 
@@ -329,6 +332,7 @@ class DiscoveryBuilder:
         limits: Limits,
         *,
         read_only: bool = False,
+        object_id: str | None = None,
     ) -> dict[str, Any] | None:
         """One entity's config, or None when a number's limits are not known for this device.
 
@@ -336,14 +340,14 @@ class DiscoveryBuilder:
         :meth:`_read_only`); a button cannot be shown that way, so the caller leaves it out.
         """
         if read_only and definition.command is not None:
-            return self._read_only(definition, unique_id, serial, path)
+            return self._read_only(definition, unique_id, serial, path, object_id=object_id)
         platform: str = definition.platform
         if definition.options == TIME_SLOTS_SYMBOL and self.slot_entities == "time":
             platform = "time"
         config: dict[str, Any] = {
             "platform": platform,
             "unique_id": unique_id,
-            "default_entity_id": default_entity_id(platform, unique_id),
+            "default_entity_id": default_entity_id(platform, object_id or unique_id),
             "name": definition.name,
         }
         if platform != "button":  # a button has no state
@@ -378,12 +382,14 @@ class DiscoveryBuilder:
             config["payload_press"] = definition.payload_press
         return config
 
-    def _read_only(self, definition: EntityDefinition, unique_id: str, serial: str, path: str) -> dict[str, Any]:
+    def _read_only(
+        self, definition: EntityDefinition, unique_id: str, serial: str, path: str, *, object_id: str | None = None
+    ) -> dict[str, Any]:
         """A control's state as a plain sensor: a number keeps its unit and class, the rest show their words."""
         config: dict[str, Any] = {
             "platform": "sensor",
             "unique_id": unique_id,
-            "default_entity_id": default_entity_id("sensor", unique_id),
+            "default_entity_id": default_entity_id("sensor", object_id or unique_id),
             "name": definition.name,
             "state_topic": self.topics.state(serial, path),
             "entity_category": "diagnostic",  # a setting someone else makes: never "config" on a sensor
