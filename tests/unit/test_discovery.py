@@ -85,10 +85,20 @@ def discover(catalogue: EntityCatalogue, snapshot: Snapshot, prefix: str = "givt
 def entities(devices: tuple[DeviceConfig, ...]) -> dict[str, dict[str, Any]]:
     """default_entity_id -> component config, over every device."""
     found: dict[str, dict[str, Any]] = {}
+    for component in components(devices).values():
+        assert component["default_entity_id"] not in found, component["default_entity_id"]
+        found[component["default_entity_id"]] = component
+    return found
+
+
+def components(devices: tuple[DeviceConfig, ...]) -> dict[str, dict[str, Any]]:
+    """unique id -> component config, over every device document and every entity on its own topic."""
+    found: dict[str, dict[str, Any]] = {}
     for device in devices:
-        for component in device.document["components"].values():
-            assert component["default_entity_id"] not in found, component["default_entity_id"]
-            found[component["default_entity_id"]] = component
+        if device.platform is not None:  # one entity on its own topic: the topic names the platform
+            found[device.document["unique_id"]] = {**device.document, "platform": device.platform}
+        else:
+            found.update(device.document["components"])
     return found
 
 
@@ -135,13 +145,15 @@ def test_every_definition_makes_a_valid_entity(
         snapshot, prefix="givtcp", paths=paths, limits=limits
     )
     assert discovery.unresolved == () and discovery.undefined == ()
-    [device] = discovery.devices
-    components = device.document["components"]
+    device, *alone = discovery.devices  # time entities are announced on topics of their own
+    assert device.platform is None and all(config.platform == "time" for config in alone)
+    assert bool(alone) == (slots == "time")
+    found_components = components(discovery.devices)
     # A select that shows states it cannot set has a sensor with them (controls.STATE_SUFFIX).
-    states = {f"{key}_State" for key, c in components.items() if c["platform"] == "select" and "value_template" in c}
-    assert states <= set(components)
-    assert len(components) - len(states) == len(catalogue)
-    found = problems(device.topic, roundtrip(device))
+    states = {f"{k}_State" for k, c in found_components.items() if c["platform"] == "select" and "value_template" in c}
+    assert states <= set(found_components)
+    assert len(found_components) - len(states) == len(catalogue)
+    found = [line for config in discovery.devices for line in problems(config.topic, roundtrip(config))]
     assert not found, "\n".join(found)
 
 
@@ -506,3 +518,26 @@ def test_removal_marks_components_by_platform(catalogue: EntityCatalogue, snapsh
     assert document["components"][key] == {"platform": "select"}
     assert document["components"]["gone_entity"] == {"platform": "sensor"}
     assert len(document["components"]) == len(device.components) + 1
+
+
+def test_legacy_object_id_gives_older_home_assistant_givtcps_ids(
+    catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]
+) -> None:
+    """mqtt.legacy_object_id: HA before 2025.10 reads object_id (no domain), not default_entity_id."""
+    snapshot = snapshots["hybrid-gen3"]
+    build = builder(catalogue, legacy_object_id=True, slot_entities="time")
+    discovery = build.inverter(snapshot, prefix="givtcp", paths={*snapshot.values, MESSAGES_PATH})
+    found = components(discovery.devices)
+    bridge = build.bridge()
+    found.update(bridge.document["components"])
+    for key, component in found.items():
+        assert component["object_id"] == component["default_entity_id"].split(".", 1)[1], key
+    sn = snapshot.serial.lower()
+    assert found[f"givtcp_{snapshot.serial}_SOC_kWh"]["object_id"] == f"givtcp_{sn}_soc_kwh"
+    stack = found["givtcp_Battery_Stack_1_BMS_Temperature"]
+    assert stack["object_id"] == f"givtcp_{sn}_bms_temperature_battery_stack_1"
+    checked = [*discovery.devices, bridge]
+    assert not [p for c in checked for p in problems(c.topic, roundtrip(c), legacy_object_id=True)]
+    # Without the setting no object_id is sent: HA 2025.10 warns about it and 2026.4 dropped it.
+    plain = components(discover(catalogue, snapshot).devices)
+    assert not [key for key, component in plain.items() if "object_id" in component]

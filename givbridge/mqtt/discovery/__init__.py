@@ -23,6 +23,14 @@ the plant (2+ inverters)  ``givbridge_plant_<root>``         the plant summary's
                                                              see ``givbridge/plant/summary.py``)
 ========================  =================================  ===========================================
 
+Time entities (``mqtt.slot_entities: time``) are the exception: the MQTT ``time`` platform is
+new (HA 2026.5), and an HA that does not know a platform rejects the whole device document
+naming it, so each time entity is announced on its own topic,
+``<discovery_prefix>/time/givbridge/<unique_id>/config``, joined to its device by the
+identifiers (:meth:`~givbridge.mqtt.discovery.documents.DiscoveryBuilder.split_entities`).
+With ``mqtt.legacy_object_id`` every entity also carries ``object_id`` (its entity id without
+the domain), which HA before 2025.10 reads instead of ``default_entity_id``.
+
 An inverter controlled by a Gateway or EMS that the bridge also polls (see
 ``givbridge/plant/topology.py``) has its controls published read-only: each number, select,
 switch and time entity becomes a diagnostic sensor with the same unique id (its entity id

@@ -48,6 +48,10 @@ ORIGIN_NAME = "givbridge"
 SUPPORT_URL = "https://github.com/givbridge/givbridge"
 MANUFACTURER = "GivEnergy"
 
+# Platforms an HA still in use may not know (time: 2026.5): their entities get topics of their
+# own, so an HA without them rejects only those, not the whole device (see split_entities).
+OWN_TOPIC_PLATFORMS = frozenset({"time"})
+
 BRIDGE_OWNER = "bridge"  # owner of the bridge device's topic in the store; inverters are owned by serial
 PLANT_OWNER = PLANT_ID  # owner of the plant summary device's topic (and its learned paths)
 
@@ -64,10 +68,15 @@ class DeviceConfig:
     topic: str
     owner: str  # inverter serial, or BRIDGE_OWNER
     document: Mapping[str, Any]
+    # Set for one entity announced on its own topic (see DiscoveryBuilder.split_entities): the
+    # topic names the platform, the document has no components.
+    platform: str | None = None
 
     @property
     def components(self) -> dict[str, str]:
         """Component key -> platform."""
+        if self.platform is not None:
+            return {str(self.document["unique_id"]): self.platform}
         return {key: str(config["platform"]) for key, config in self.document["components"].items()}
 
     def text(self, removed: Mapping[str, str] | None = None) -> str:
@@ -77,7 +86,7 @@ class DeviceConfig:
         a key whose platform changed is removed this way under its old platform first.
         """
         document = dict(self.document)
-        if removed:
+        if removed and self.platform is None:  # an entity on its own topic is removed with its topic
             components = dict(document["components"])
             components.update({key: {"platform": platform} for key, platform in removed.items()})
             document["components"] = components
@@ -102,11 +111,24 @@ class DiscoveryBuilder:
     discovery_topics: DiscoveryTopics
     catalogue: EntityCatalogue
     slot_entities: Literal["select", "time"] = "select"
+    legacy_object_id: bool = False  # mqtt.legacy_object_id: object_id too, for HA before 2025.10
     currency: str = "GBP"  # the unit of money entities (tariffs.currency)
     bridge_catalogue: EntityCatalogue = field(default_factory=load_bridge_catalogue)
     # Who may run what over MQTT (mqtt.admin); the default is givbridge's: admin commands off.
     policy: AccessPolicy = field(default_factory=lambda: AccessPolicy(None, ()))
     registry: Registry = REGISTRY
+
+    def ids(self, platform: str, unique_id: str, object_id: str | None = None) -> dict[str, str]:
+        """An entity's unique id and the entity id HA is asked for (``object_id`` defaults to the unique id).
+
+        With ``mqtt.legacy_object_id`` the id is also sent the way HA before 2025.10 reads it
+        (``object_id``, without the domain): those versions ignore ``default_entity_id``.
+        """
+        wanted = object_id or unique_id
+        found = {"unique_id": unique_id, "default_entity_id": default_entity_id(platform, wanted)}
+        if self.legacy_object_id:
+            found["object_id"] = wanted.lower()
+        return found
 
     def offers(self, definition: EntityDefinition) -> bool:
         """Whether Home Assistant gets this entity: not a control whose every use would answer ``forbidden``.
@@ -120,6 +142,31 @@ class DiscoveryBuilder:
         command = self.registry.get(definition.command)
         # A definition naming no command is the entity-definition tests' business, not a refusal.
         return command is None or self.policy.decide(command, MQTT).refusal is None
+
+    def split_entities(self, config: DeviceConfig) -> list[DeviceConfig]:
+        """The device's document, with each entity of a platform too new for some HA on its own topic.
+
+        An HA that does not know a platform rejects a device document naming it, with every
+        entity in it. The MQTT ``time`` platform is that new (:data:`OWN_TOPIC_PLATFORMS`), so
+        time entities are announced one by one on ``<prefix>/time/givbridge/<id>/config``
+        (joined to the device by its identifiers): an older HA ignores those and keeps the rest.
+        """
+        document = dict(config.document)
+        components = dict(document["components"])
+        alone = {key: c for key, c in components.items() if c["platform"] in OWN_TOPIC_PLATFORMS}
+        if not alone:
+            return [config]
+        document["components"] = {key: c for key, c in components.items() if key not in alone}
+        shared = {key: value for key, value in document.items() if key not in ("components", "device")}
+        linked = {"identifiers": document["device"]["identifiers"]}
+        split = [DeviceConfig(config.topic, config.owner, document)]
+        for key, component in alone.items():
+            platform = str(component["platform"])
+            body = {key: value for key, value in component.items() if key != "platform"}
+            entity = {**body, "device": linked, **shared}
+            topic = self.discovery_topics.entity(platform, object_id_safe(key))
+            split.append(DeviceConfig(topic, config.owner, entity, platform=platform))
+        return split
 
     def _applies(self, definition: EntityDefinition, context: DeviceContext | None) -> bool:
         """Whether a control's command can be carried out on the device (True when not known)."""
@@ -184,8 +231,7 @@ class DiscoveryBuilder:
         if config.get("state_topic") != self.topics.bridge_state:
             # What shows the bridge state reads "disconnected" when the bridge is down, not "unavailable".
             config["availability"] = [{"topic": self.topics.bridge_state}]
-        config["unique_id"] = unique_id
-        config["default_entity_id"] = default_entity_id(definition.platform, unique_id)
+        config.update(self.ids(definition.platform, unique_id))
         return config
 
     def _presentation(self, definition: EntityDefinition) -> dict[str, Any]:
@@ -315,7 +361,7 @@ class DiscoveryBuilder:
                 "availability_mode": "all",
                 "components": components,
             }
-            devices.append(DeviceConfig(self.discovery_topics.device(object_id), serial, document))
+            devices.extend(self.split_entities(DeviceConfig(self.discovery_topics.device(object_id), serial, document)))
         return InverterDiscovery(
             devices=tuple(devices),
             legacy_topics=frozenset(legacy),
@@ -346,8 +392,7 @@ class DiscoveryBuilder:
             platform = "time"
         config: dict[str, Any] = {
             "platform": platform,
-            "unique_id": unique_id,
-            "default_entity_id": default_entity_id(platform, object_id or unique_id),
+            **self.ids(platform, unique_id, object_id),
             "name": definition.name,
         }
         if platform != "button":  # a button has no state
@@ -388,8 +433,7 @@ class DiscoveryBuilder:
         """A control's state as a plain sensor: a number keeps its unit and class, the rest show their words."""
         config: dict[str, Any] = {
             "platform": "sensor",
-            "unique_id": unique_id,
-            "default_entity_id": default_entity_id("sensor", object_id or unique_id),
+            **self.ids("sensor", unique_id, object_id),
             "name": definition.name,
             "state_topic": self.topics.state(serial, path),
             "entity_category": "diagnostic",  # a setting someone else makes: never "config" on a sensor

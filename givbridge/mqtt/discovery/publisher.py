@@ -88,6 +88,7 @@ class DiscoveryPublisher:
             discovery_topics=DiscoveryTopics(settings.discovery_prefix),
             catalogue=catalogue,
             slot_entities=settings.slot_entities,
+            legacy_object_id=settings.legacy_object_id,
             currency=currency,
             # Only MQTT's half of the policy decides what HA is offered; HTTP's credentials play no part.
             policy=AccessPolicy(None, (), mqtt_admin=settings.admin, mqtt_admin_token=settings.admin_token),
@@ -324,7 +325,7 @@ class DiscoveryPublisher:
         self._remove(
             topic
             for topic, record in self.record.published.items()
-            if not discovery_topics.is_device(topic) or (record.owner == BRIDGE_OWNER and topic != bridge_topic)
+            if not discovery_topics.is_ours(topic) or (record.owner == BRIDGE_OWNER and topic != bridge_topic)
         )
 
     def _remove_orphans(self) -> None:
