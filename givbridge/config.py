@@ -97,7 +97,16 @@ class MqttSettings(_Section):
     keepalive: int = Field(60, ge=5, le=3600)
     full_refresh_interval: float = Field(300.0, ge=10, description="seconds between full state republishes")
     publish_raw: bool = Field(False, description="also publish GivTCP's raw/ register dump")
-    slot_entities: Literal["select", "time"] = "select"
+    slot_entities: Literal["select", "time"] = Field(
+        "select",
+        description="time-slot controls as selects of 1,440 times, or as time entities (Home Assistant 2026.5 "
+        "or later; each is announced on its own so an older HA loses only those)",
+    )
+    legacy_object_id: bool = Field(
+        False,
+        description="also send object_id beside default_entity_id, so Home Assistant before 2025.10 gives "
+        "entities GivTCP's ids; turn off after upgrading HA (2025.10 warns about it, 2026.4 drops it)",
+    )
     migrate_givtcp_discovery: bool = Field(
         False,
         description="take over GivTCP's Home Assistant entities (HA's migrate_discovery procedure), keeping "

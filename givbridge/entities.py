@@ -43,7 +43,18 @@ NumberMode = Literal["auto", "box", "slider"]
 SENSOR_PLATFORMS = frozenset({"sensor", "binary_sensor"})
 
 # Symbolic limits resolved per device at run time (see resolve_limit); a leading "-" negates.
-LIMIT_NAMES = frozenset({"battery_max_power", "inverter_max_power"})
+# (givbridge.mqtt.discovery.addresses.resolved_limits says where each comes from.)
+LIMIT_NAMES = frozenset(
+    {
+        "battery_max_power",
+        "inverter_max_power",
+        "battery_rate_step",
+        "battery_rate_min",
+        "battery_rate_max",
+        "charger_min_current",
+        "charger_max_current",
+    }
+)
 _SYMBOLIC_LIMIT = re.compile(r"^-?(?P<name>[a-z_]+)$")
 
 # The options of a time-slot select: every minute of the day as GivTCP spells it (HH:MM:SS).
@@ -185,7 +196,7 @@ class EntityDefinition(_Strict):
     command: str | None = Field(None, pattern=r"^[a-z][A-Za-z0-9]*$")
     min: Limit | None = None
     max: Limit | None = None
-    step: float | None = Field(None, gt=0)
+    step: Limit | None = None
     mode: NumberMode | None = None
     options: tuple[str, ...] | Literal["time_slots", "log_levels"] | None = None
     state_on: str | None = None
@@ -196,6 +207,7 @@ class EntityDefinition(_Strict):
 
     _check_min = field_validator("min", mode="before")(_limit)
     _check_max = field_validator("max", mode="before")(_limit)
+    _check_step = field_validator("step", mode="before")(_limit)
 
     @field_validator("options", mode="before")
     @classmethod
@@ -275,8 +287,10 @@ class EntityDefinition(_Strict):
         stray = sorted(k for k, v in control_fields.items() if v is not None and k not in expected)
         if stray:
             yield f"{stray} do not apply to a {self.platform}"
-        if self.platform == "number" and (self.min is None or self.max is None or self.step is None):
-            yield "a number needs explicit min, max and step (Home Assistant's 1..100 default blocks 0 %)"
+        if self.platform == "number" and self.step is None:
+            yield "a number needs a step"
+        if isinstance(self.step, int | float) and self.step <= 0:
+            yield "a number's step must be above 0"
         if self.platform == "select" and not self.options:
             yield f"a select needs options (a list, or one of {sorted(SYMBOLIC_OPTIONS)})"
         if self.platform == "button" and self.json_key is not None:

@@ -24,14 +24,56 @@ from givbridge.commands.schemas import (
 from givbridge.commands.spec import Command, PlanInput, Planned, invalid, unsupported
 from givbridge.plant import derive
 from givbridge.plant import registers as reg
+from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan
 
 GROUP = "Power limits"
 
 
-def _number(given: PlanInput, leaf: str) -> float | None:
-    value = given.snapshot.get(f"{given.device.serial}/{leaf}")
+def _number(snapshot: Snapshot, leaf: str) -> float | None:
+    value = snapshot.get(f"{snapshot.serial}/{leaf}")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def rate_capacity_kwh(snapshot: Snapshot) -> float | None:
+    """The capacity the single-phase rate registers are a share of: the configured one, else the packs'."""
+    # The registers are a share of the configured capacity, which can differ from the packs' real one.
+    return _number(snapshot, "Battery_Nominal_Capacity_kWh") or _number(snapshot, "Battery_Capacity_kWh")
+
+
+def battery_rate_step(snapshot: Snapshot, *, three_phase: bool) -> float | None:
+    """The watts one step of the battery rate register is worth, or None while unknown.
+
+    Single-phase HR111/112 step in 1 % of the battery capacity (95.2 W on a 9.52 kWh pack);
+    the three-phase AC limit in 1 % of the rated battery power. Offering other watts would
+    have them rounded to the nearest step, so a caller would not get what it asked for.
+    """
+    if three_phase:
+        max_power = _number(snapshot, "Invertor_Max_Bat_Rate")
+        return max_power / 100 if max_power else None
+    capacity = rate_capacity_kwh(snapshot)
+    return capacity * 1000 / 100 if capacity else None
+
+
+def highest_battery_rate(snapshot: Snapshot, *, three_phase: bool) -> float | None:
+    """The most watts the battery rate can be set to: the rating, within what the register can hold.
+
+    Single-phase HR111/112 go up to 50 % of the capacity (C/2); a unit whose rating is not
+    known is offered that. Three-phase units take 1-100 % of the rating.
+    """
+    max_power = _number(snapshot, "Invertor_Max_Bat_Rate")
+    if three_phase:
+        return max_power or None
+    capacity = rate_capacity_kwh(snapshot)
+    if not capacity:
+        return max_power or None
+    ceiling = derive.rate_register_to_watts(derive.RATE_REGISTER_MAX, capacity_kwh=capacity, max_power=None)
+    return min(max_power, ceiling) if max_power else ceiling
+
+
+def lowest_battery_rate(snapshot: Snapshot, *, three_phase: bool) -> float | None:
+    """The lowest battery rate in watts that can be set: 0, but one step on three-phase units (1-100 %)."""
+    return battery_rate_step(snapshot, three_phase=True) if three_phase else 0.0
 
 
 def rate_register(device: DeviceContext, *, discharge: bool) -> int:
@@ -43,7 +85,7 @@ def rate_register(device: DeviceContext, *, discharge: bool) -> int:
 
 def battery_rate_writes(given: PlanInput, watts: int, *, discharge: bool) -> list[tuple[int, int]]:
     """The register write that limits battery charge (or discharge) power to about ``watts``."""
-    max_power = _number(given, "Invertor_Max_Bat_Rate")
+    max_power = _number(given.snapshot, "Invertor_Max_Bat_Rate")
     if dev.is_three_phase(given.device):
         if not max_power:
             raise unsupported("the battery's rated power is not known yet, so watts cannot be converted")
@@ -51,8 +93,7 @@ def battery_rate_writes(given: PlanInput, watts: int, *, discharge: bool) -> lis
         if percent < 1:
             raise invalid(f"the lowest three-phase limit is 1 % ({max_power / 100:.0f} W); 0 W cannot be set")
         return [(rate_register(given.device, discharge=discharge), min(percent, 100))]
-    # The registers are a share of the configured capacity, which can differ from the packs' real one.
-    capacity = _number(given, "Battery_Nominal_Capacity_kWh") or _number(given, "Battery_Capacity_kWh")
+    capacity = rate_capacity_kwh(given.snapshot)
     if not capacity:
         raise unsupported("no battery capacity is known for this inverter, so watts cannot be converted")
     setting = derive.watts_to_rate_register(

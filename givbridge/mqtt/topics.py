@@ -32,6 +32,7 @@ from dataclasses import dataclass
 ONLINE = "online"
 OFFLINE = "offline"
 GIVTCP_NODE_ID = "GivEnergy"  # GivTCP hard-coded this node id in every discovery topic
+ENTITY_NODE_ID = "givbridge"  # the node id of givbridge's own per-entity discovery topics
 
 #: The device level of a response when no device could be named: ``<root>/bridge/response/<command>``.
 BRIDGE_DEVICE = "bridge"
@@ -149,6 +150,19 @@ class DiscoveryTopics:
     def is_device(self, topic: str) -> bool:
         """Whether ``topic`` is under this prefix's device discovery topics."""
         return topic.startswith(f"{self.prefix}/device/")
+
+    def entity(self, platform: str, object_id: str) -> str:
+        """givbridge's per-entity config topic, for an entity announced outside its device's document."""
+        return f"{self.prefix}/{platform}/{ENTITY_NODE_ID}/{object_id}/config"
+
+    def is_ours(self, topic: str) -> bool:
+        """Whether ``topic`` is one givbridge announces on under this prefix: a device's or an entity's."""
+        head = f"{self.prefix}/"
+        if not topic.startswith(head):
+            return False
+        levels = topic.removeprefix(head).split("/")
+        entity = len(levels) == 4 and levels[1] == ENTITY_NODE_ID and levels[3] == "config"
+        return entity or self.is_device(topic)
 
     @property
     def birth(self) -> str:

@@ -61,7 +61,7 @@ def build_ems(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo
         _power(ems, sink.under("Power"))
         _schedule(view, ems, sink)
     meter_section(view, sink)
-    device.raw = raw_section(view)
+    device.raw = raw_section(view, family)
     return device
 
 

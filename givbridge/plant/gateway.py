@@ -77,7 +77,7 @@ def build_gateway(view: PlantView, family: Family, *, taken_at: datetime, tz: tz
         view, family, sink.under("Control"), capacity=capacity, max_battery_power=max_battery_power, c100_rates=False
     )
     meter_section(view, sink)
-    device.raw = raw_section(view)
+    device.raw = raw_section(view, family)
     return device
 
 

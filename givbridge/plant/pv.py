@@ -67,5 +67,5 @@ def build_pv(view: PlantView, family: Family, *, taken_at: datetime, tz: tzinfo)
     details.put("Export_Limit", inv.integer("grid_port_max_power_output"))  # HR26
     details.put("Invertor_Time", inverter_time(view, taken_at=taken_at, tz=tz))
     meter_section(view, sink)
-    device.raw = raw_section(view)
+    device.raw = raw_section(view, family)
     return device

@@ -409,7 +409,7 @@ def meter_section(view: PlantView, sink: ValueSink) -> None:
         out.put("Export_Energy_kWh", meter.number("e_export_active"))
 
 
-def raw_section(view: PlantView) -> dict[str, JsonScalar]:
+def raw_section(view: PlantView, family: Family) -> dict[str, JsonScalar]:
     """GivTCP's ``raw`` tree: every decoded library field, JSON-safe.
 
     Keys are ``invertor/<field>``, ``batteries/<pack serial>/<field>`` and
@@ -420,6 +420,9 @@ def raw_section(view: PlantView) -> dict[str, JsonScalar]:
     raw: dict[str, JsonScalar] = {}
     inverter = view.inverter.dump()
     inverter.update(_givtcp_raw_aliases(view.inverter))
+    # GivTCP serves its model enum's name here (Hybrid_gen1, Ac, All_in_one), not the library's
+    # coarse code ("2", "8"): Predbat compares it to decide which controls a unit has.
+    inverter["model"] = family.givtcp_type
     raw.update({f"invertor/{name}": value for name, value in inverter.items()})
     for pack in view.batteries:
         serial = pack.text("serial_number")

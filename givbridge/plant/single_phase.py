@@ -70,7 +70,7 @@ def build_single_phase(view: PlantView, family: Family, *, taken_at: datetime, t
     control_section(view, family, sink.under("Control"), capacity=nominal, max_battery_power=max_battery_power)
     lv_battery_section(view, sink)
     meter_section(view, sink)
-    device.raw = raw_section(view)
+    device.raw = raw_section(view, family)
     return device
 
 

@@ -91,7 +91,7 @@ def build_three_phase(view: PlantView, family: Family, *, taken_at: datetime, tz
     timeslots_section(view, family, sink.under("Timeslots"))
     _control(inv, sink.under("Control"), max_battery_power=max_battery_power)
     meter_section(view, sink)
-    device.raw = raw_section(view)
+    device.raw = raw_section(view, family)
     return device
 
 

@@ -17,7 +17,7 @@ from givbridge.app import Application
 from givbridge.clock import ScaledClock
 from givbridge.entities import load_catalogue
 from givbridge.mqtt.client import Message
-from givbridge.mqtt.discovery.addresses import address_of
+from givbridge.mqtt.discovery.addresses import address_of, default_entity_id
 from givbridge.mqtt.discovery.migration import MIGRATE_PAYLOAD
 from givbridge.mqtt.discovery.record import STORE_DOCUMENT
 from givbridge.mqtt.state import MESSAGES_PATH
@@ -114,7 +114,7 @@ async def test_discovery_after_the_first_poll(broker: Broker, make_probe: MakePr
                 continue
             device = f"givbridge_{SERIAL if where.scope == 'inverter' else where.holder}"
             platform = load_catalogue()[where.leaf].platform
-            wanted.setdefault(device, []).append(f"{platform}.{where.unique_id('givtcp').lower()}")
+            wanted.setdefault(device, []).append(default_entity_id(platform, where.object_id("givtcp", SERIAL)))
         assert set(wanted) == {f"givbridge_{SERIAL}", *(f"givbridge_{pack}" for pack in sim.battery_serials)}
         inverter = await config(probe, f"givbridge_{SERIAL}", having=wanted[f"givbridge_{SERIAL}"])
         packs = [
@@ -229,12 +229,18 @@ async def test_time_entities_for_slots(broker: Broker, make_probe: MakeProbe, tm
     probe = await make_probe(broker)
     async with running(broker, tmp_path, [simulated(fast_clock(), batteries=1)], mqtt={"slot_entities": "time"}):
         inverter = await config(probe, f"givbridge_{SERIAL}")
+        # Each time entity on a topic of its own: an HA without the time platform loses only those.
+        key = f"givtcp_{SERIAL}_Charge_start_time_slot_1"
+        message = await probe.wait_for(f"homeassistant/time/givbridge/{key}/config", timeout=15)
         state = await probe.wait_for(f"{ROOT}/{SERIAL}/Timeslots/Charge_start_time_slot_1", timeout=15)
+    start = json.loads(message.payload)
+    assert not problems(message.topic, start), problems(message.topic, start)
+    assert start["device"] == {"identifiers": inverter["device"]["identifiers"]}
+    assert start["default_entity_id"] == f"time.givtcp_{SERIAL.lower()}_charge_start_time_slot_1"
     found = entity_ids(inverter)
-    start = found[f"time.givtcp_{SERIAL.lower()}_charge_start_time_slot_1"]
+    assert not any("time_slot" in c["unique_id"] for c in found.values())
     assert start["state_topic"] == f"{ROOT}/{SERIAL}/Timeslots/Charge_start_time_slot_1"
     assert start["command_topic"] == f"{ROOT}/control/{SERIAL}/setChargeStart1"
-    assert not any(c["platform"] == "select" and "time_slot" in c["unique_id"] for c in found.values())
     assert f"select.givtcp_{SERIAL.lower()}_mode" in found
     assert len(state.text) == 8 and state.text[2] == state.text[5] == ":"  # HH:MM:SS, what HA's time entity reads
 

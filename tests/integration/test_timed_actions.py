@@ -156,7 +156,11 @@ async def test_state_entities_are_published_and_discovered_with_givtcp_ids(rig: 
         assert select["default_entity_id"] == f"select.{prefix}_{serial.lower()}_force_charge"
         assert select["command_topic"] == f"{ROOT}/control/{serial}/forceCharge"
         assert select["state_topic"] == f"{ROOT}/{serial}/Control/Force_Charge"
-        assert select["options"][:5] == ["Normal", "Running", "Cancel", "2", "5"] and "1440" in select["options"]
+        # Running is a state, not a choice: the select shows it as unknown, the State sensor by its word.
+        assert select["options"][:4] == ["Normal", "Cancel", "2", "5"] and "1440" in select["options"]
+        assert "Running" not in select["options"] and "value_template" in select
+        state = components[f"{prefix}_{serial}_Force_Charge_State"]
+        assert (state["platform"], state["state_topic"]) == ("sensor", select["state_topic"])
         number = components[f"{prefix}_{serial}_Temp_Pause_Charge_Num"]
         assert (number["platform"], number["min"], number["max"], number["unit_of_measurement"]) == (
             "number",

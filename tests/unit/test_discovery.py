@@ -7,6 +7,7 @@ the ids, units, options and limits Predbat's GivTCP template reads are checked o
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 
 from givbridge.commands.access import AccessPolicy, Kind, MqttAdmin, kind_of
 from givbridge.commands.registry import REGISTRY
-from givbridge.entities import TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
+from givbridge.entities import LIMIT_NAMES, TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
 from givbridge.log import LOG_LEVELS
 from givbridge.mqtt.discovery.addresses import address_of
 from givbridge.mqtt.discovery.documents import DeviceConfig, DiscoveryBuilder, InverterDiscovery
@@ -85,10 +86,20 @@ def discover(catalogue: EntityCatalogue, snapshot: Snapshot, prefix: str = "givt
 def entities(devices: tuple[DeviceConfig, ...]) -> dict[str, dict[str, Any]]:
     """default_entity_id -> component config, over every device."""
     found: dict[str, dict[str, Any]] = {}
+    for component in components(devices).values():
+        assert component["default_entity_id"] not in found, component["default_entity_id"]
+        found[component["default_entity_id"]] = component
+    return found
+
+
+def components(devices: tuple[DeviceConfig, ...]) -> dict[str, dict[str, Any]]:
+    """unique id -> component config, over every device document and every entity on its own topic."""
+    found: dict[str, dict[str, Any]] = {}
     for device in devices:
-        for component in device.document["components"].values():
-            assert component["default_entity_id"] not in found, component["default_entity_id"]
-            found[component["default_entity_id"]] = component
+        if device.platform is not None:  # one entity on its own topic: the topic names the platform
+            found[device.document["unique_id"]] = {**device.document, "platform": device.platform}
+        else:
+            found.update(device.document["components"])
     return found
 
 
@@ -121,14 +132,29 @@ def test_every_definition_makes_a_valid_entity(
     """Every entry of every template file, published or not by the fixtures above."""
     snapshot = snapshots["hybrid-gen3"]
     paths = [f"Power/Power/{key}" for key in catalogue]
-    limits = {"battery_max_power": 3600.0, "inverter_max_power": 5000.0}
+    limits = {
+        "battery_max_power": 3600.0,
+        "inverter_max_power": 5000.0,
+        "battery_rate_step": 95.2,
+        "battery_rate_min": 0.0,
+        "battery_rate_max": 3600.0,
+        "charger_min_current": 6.0,
+        "charger_max_current": 32.0,
+    }
+    assert set(limits) == LIMIT_NAMES
     discovery = builder(catalogue, slot_entities=slots, policy=ADMIN_ON).inverter(
         snapshot, prefix="givtcp", paths=paths, limits=limits
     )
     assert discovery.unresolved == () and discovery.undefined == ()
-    [device] = discovery.devices
-    assert len(device.components) == len(catalogue)
-    found = problems(device.topic, roundtrip(device))
+    device, *alone = discovery.devices  # time entities are announced on topics of their own
+    assert device.platform is None and all(config.platform == "time" for config in alone)
+    assert bool(alone) == (slots == "time")
+    found_components = components(discovery.devices)
+    # A select that shows states it cannot set has a sensor with them (controls.STATE_SUFFIX).
+    states = {f"{k}_State" for k, c in found_components.items() if c["platform"] == "select" and "value_template" in c}
+    assert states <= set(found_components)
+    assert len(found_components) - len(states) == len(catalogue)
+    found = [line for config in discovery.devices for line in problems(config.topic, roundtrip(config))]
     assert not found, "\n".join(found)
 
 
@@ -141,7 +167,9 @@ def test_every_published_leaf_is_discovered(
     assert discovery.undefined == () and discovery.unresolved == ()
     unique_ids = {key for device in discovery.devices for key in device.components}
     published = {address_of(path, snapshot.serial).unique_id("givtcp") for path in {*snapshot.values, MESSAGES_PATH}}
-    assert unique_ids == published
+    # A select whose states include some it cannot set has a sensor showing them too.
+    states = {f"{unique_id}_State" for unique_id in published if f"{unique_id}_State" in unique_ids}
+    assert unique_ids == published | states
 
 
 def test_a_leaf_without_definition_is_reported_not_published(
@@ -212,9 +240,9 @@ def predbat_entities(sn: str) -> dict[str, dict[str, Any]]:
         f"switch.givtcp_{sn}_enable_charge_target": {"payload_on": "enable", "payload_off": "disable"},
         f"switch.givtcp_{sn}_enable_charge_schedule": {"payload_on": "enable", "payload_off": "disable"},
         f"switch.givtcp_{sn}_real_time_control": {"payload_on": "enable", "payload_off": "disable"},
-        f"select.givtcp_{sn}_mode": {
-            "options": ["Eco", "Eco (Paused)", "Timed Demand", "Timed Export", "Unknown", "Export (Paused)"]
-        },
+        # Only the modes setBatteryMode takes; Unknown and Export (Paused) show on the Mode State sensor.
+        f"select.givtcp_{sn}_mode": {"options": ["Eco", "Eco (Paused)", "Timed Demand", "Timed Export"]},
+        f"sensor.givtcp_{sn}_mode_state": {"entity_category": "diagnostic"},
         f"select.givtcp_{sn}_battery_pause_mode": {
             "options": ["Disabled", "PauseCharge", "PauseDischarge", "PauseBoth"]
         },
@@ -233,7 +261,9 @@ def predbat_entities(sn: str) -> dict[str, dict[str, Any]]:
         f"sensor.givtcp_{sn}_import_energy_today_kwh": {"unit_of_measurement": "kWh"},
         f"sensor.givtcp_{sn}_export_energy_today_kwh": {"unit_of_measurement": "kWh"},
         f"sensor.givtcp_{sn}_pv_energy_today_kwh": {"unit_of_measurement": "kWh"},
-        "sensor.givtcp_battery_stack_1_bms_temperature": {"unit_of_measurement": "°C"},
+        # Predbat's docs suggest GivTCP's sensor.givtcp_battery_stack_1_bms_temperature, which
+        # named no inverter; givbridge's names the serial (the user points Predbat at it).
+        f"sensor.givtcp_{sn}_bms_temperature_battery_stack_1": {"unit_of_measurement": "°C"},
         f"sensor.givtcp_{sn}_last_updated_time": {"device_class": "timestamp"},
         f"sensor.givtcp_{sn}_status": {},
         f"sensor.givtcp_{sn}_invertor_temperature": {"unit_of_measurement": "°C"},
@@ -272,10 +302,15 @@ def test_unique_ids_are_givtcps_strings(catalogue: EntityCatalogue, snapshots: d
 
 
 def test_the_rate_limit_is_each_inverters_own(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
+    """The rating, unless the register cannot hold it: HR111/112 stop at 50 % of the capacity (C/2)."""
     for snapshot in snapshots.values():
         found = entities(discover(catalogue, snapshot).devices)
         rate = found[f"number.givtcp_{snapshot.serial.lower()}_battery_charge_rate"]
-        assert rate["max"] == snapshot[f"{snapshot.serial}/Invertor_Max_Bat_Rate"]
+        capacity = snapshot[f"{snapshot.serial}/Battery_Nominal_Capacity_kWh"]
+        assert isinstance(capacity, float)
+        register_max = math.floor(capacity * 1000 / 2)
+        assert rate["max"] == min(snapshot[f"{snapshot.serial}/Invertor_Max_Bat_Rate"], register_max)
+        assert rate["step"] == round(capacity * 10, 3)  # one register step: 1 % of the capacity
 
 
 def test_a_number_without_a_known_limit_is_left_out(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
@@ -292,8 +327,9 @@ def test_inverters_get_their_own_prefix(catalogue: EntityCatalogue, snapshots: d
     one = entities(discover(catalogue, first, "givtcp").devices)
     two = entities(discover(catalogue, second, "givtcp2").devices)
     assert not set(one) & set(two)
-    assert "sensor.givtcp_battery_stack_1_bms_temperature" in one
-    assert "sensor.givtcp2_battery_stack_1_bms_temperature" in two
+    # A stack's entity ids name the inverter's serial (GivTCP's named only Battery_Stack_1).
+    assert f"sensor.givtcp_{first.serial.lower()}_bms_temperature_battery_stack_1" in one
+    assert f"sensor.givtcp2_{second.serial.lower()}_bms_temperature_battery_stack_1" in two
     assert f"sensor.givtcp2_{second.serial.lower()}_soc_kwh" in two
     assert f"number.givtcp2_{second.serial.lower()}_battery_charge_rate" in two
     assert all(e.split(".", 1)[1].startswith("givtcp2_") for e in two)
@@ -357,7 +393,10 @@ def test_state_and_command_topics_are_givtcps(catalogue: EntityCatalogue, snapsh
     )
     reboot = found[f"button.givtcp_{sn.lower()}_reboot_invertor"]
     assert "state_topic" not in reboot and reboot["command_topic"] == f"GivEnergy/control/{sn}/rebootInverter"
-    assert "value_template" not in json.dumps([c for c in found.values()])
+    # Plain GivTCP leaf topics: a template only where a select maps a state it cannot set to unknown.
+    templated = {entity_id for entity_id, c in found.items() if "value_template" in c}
+    # (The timed actions' selects, with their Running state, are the bridge's and not in this snapshot.)
+    assert templated == {f"select.givtcp_{sn.lower()}_{leaf}" for leaf in ("mode", "battery_calibration")}
 
 
 def test_time_entities_instead_of_selects(catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]) -> None:
@@ -480,3 +519,26 @@ def test_removal_marks_components_by_platform(catalogue: EntityCatalogue, snapsh
     assert document["components"][key] == {"platform": "select"}
     assert document["components"]["gone_entity"] == {"platform": "sensor"}
     assert len(document["components"]) == len(device.components) + 1
+
+
+def test_legacy_object_id_gives_older_home_assistant_givtcps_ids(
+    catalogue: EntityCatalogue, snapshots: dict[str, Snapshot]
+) -> None:
+    """mqtt.legacy_object_id: HA before 2025.10 reads object_id (no domain), not default_entity_id."""
+    snapshot = snapshots["hybrid-gen3"]
+    build = builder(catalogue, legacy_object_id=True, slot_entities="time")
+    discovery = build.inverter(snapshot, prefix="givtcp", paths={*snapshot.values, MESSAGES_PATH})
+    found = components(discovery.devices)
+    bridge = build.bridge()
+    found.update(bridge.document["components"])
+    for key, component in found.items():
+        assert component["object_id"] == component["default_entity_id"].split(".", 1)[1], key
+    sn = snapshot.serial.lower()
+    assert found[f"givtcp_{snapshot.serial}_SOC_kWh"]["object_id"] == f"givtcp_{sn}_soc_kwh"
+    stack = found["givtcp_Battery_Stack_1_BMS_Temperature"]
+    assert stack["object_id"] == f"givtcp_{sn}_bms_temperature_battery_stack_1"
+    checked = [*discovery.devices, bridge]
+    assert not [p for c in checked for p in problems(c.topic, roundtrip(c), legacy_object_id=True)]
+    # Without the setting no object_id is sent: HA 2025.10 warns about it and 2026.4 dropped it.
+    plain = components(discover(catalogue, snapshot).devices)
+    assert not [key for key, component in plain.items() if "object_id" in component]

@@ -225,8 +225,19 @@ async def test_a_changed_platform_is_removed_under_the_old_one(tmp_path: Path, g
     marked, clean = (s.document for s in second.client.since(0) if s.topic.endswith(f"givbridge_{gen3.serial}/config"))
     key = f"givtcp_{gen3.serial}_Charge_start_time_slot_1"
     assert marked["components"][key] == {"platform": "select"}
-    assert clean["components"][key]["platform"] == "time"
+    # A time entity is announced on a topic of its own, so an HA without the time platform
+    # rejects only it, not the whole device.
+    assert key not in clean["components"]
+    time_topic = f"homeassistant/time/givbridge/{key}/config"
+    [alone] = [s.document for s in second.client.since(0, "homeassistant/") if s.topic == time_topic]
+    assert alone["unique_id"] == key and alone["device"] == {"identifiers": marked["device"]["identifiers"]}
     await second.stop()
+
+    third = Harness(tmp_path, [three := inverter()])  # back to selects: the time entity's topic is emptied
+    third.poll(three, gen3)
+    emptied = [s.topic for s in third.client.since(0, "homeassistant/") if s.payload is None]
+    assert time_topic in emptied
+    await third.stop()
 
 
 async def test_admin_controls_go_when_mqtt_admin_is_turned_off(tmp_path: Path, gen3: Snapshot) -> None:

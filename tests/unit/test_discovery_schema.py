@@ -13,6 +13,7 @@ line per broken rule, so a failing test names every one of them.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -44,17 +45,43 @@ MONETARY_UNIT = re.compile(r"^[A-Z]{3}(/kWh)?$")
 MONETARY_STATE_CLASSES = {"total", None}
 
 
-def problems(topic: str, document: Mapping[str, Any]) -> list[str]:
-    """Every HA rule ``document`` (a device discovery payload published on ``topic``) breaks."""
-    return [f"{topic}: {problem}" for problem in _device_problems(topic, document)]
+def problems(topic: str, document: Mapping[str, Any], *, legacy_object_id: bool = False) -> list[str]:
+    """Every HA rule ``document`` (a discovery payload published on ``topic``) breaks.
+
+    A device document goes to ``<prefix>/device/<object_id>/config``; an entity announced on
+    its own (a time entity) to ``<prefix>/<platform>/givbridge/<object_id>/config``, joined to
+    its device by the identifiers. ``legacy_object_id``: the document also carries
+    ``object_id`` for HA before 2025.10 (``mqtt.legacy_object_id``).
+    """
+    parts = topic.split("/")
+    if len(parts) == 5 and parts[2] == "givbridge":
+        found = _entity_problems(parts, document)
+    else:
+        found = _device_problems(topic, document)
+    if not legacy_object_id and "object_id" in repr(document):
+        found = itertools.chain(found, ["object_id is gone from HA since 2026.4; use default_entity_id"])
+    return [f"{topic}: {problem}" for problem in found]
+
+
+def _entity_problems(parts: list[str], document: Mapping[str, Any]) -> Iterator[str]:
+    if parts[4] != "config" or not TOPIC_LEVEL.match(parts[3]):
+        yield "not <prefix>/<platform>/givbridge/<object_id>/config with a [A-Za-z0-9_-] object id"
+    if "platform" in document or "components" in document:
+        yield "an entity's own topic names its platform: no platform or components in the payload"
+    device = document.get("device")
+    identifiers = device.get("identifiers") if isinstance(device, dict) else None
+    if not isinstance(identifiers, list) or not identifiers:
+        yield "an entity joins its device by device.identifiers"
+    availability = document.get("availability")
+    if availability is not None:
+        yield from _availability_problems(availability, document.get("availability_mode"))
+    yield from _component_problems({**document, "platform": parts[1]})
 
 
 def _device_problems(topic: str, document: Mapping[str, Any]) -> Iterator[str]:
     parts = topic.split("/")
     if len(parts) != 4 or parts[1] != "device" or parts[3] != "config" or not TOPIC_LEVEL.match(parts[2]):
         yield "not <prefix>/device/<object_id>/config with a [A-Za-z0-9_-] object id"
-    if "object_id" in repr(document):
-        yield "object_id is gone from HA since 2026.4; use default_entity_id"
     device = document.get("device")
     if not isinstance(device, dict):
         yield "no device block"
@@ -96,8 +123,10 @@ def _component_problems(c: Mapping[str, Any]) -> Iterator[str]:
         yield "an entity component needs a unique_id"
         return
     entity_id = c.get("default_entity_id")
-    if entity_id != f"{platform}.{unique_id.lower()}":
-        yield f"default_entity_id {entity_id!r} is not {platform}.<unique_id, lower case>"
+    # GivTCP's unique id, lower case; a stack's or meter's names the inverter's serial too
+    # (addresses.EntityAddress.object_id), so only the domain and the spelling are HA's rule.
+    if not isinstance(entity_id, str) or not entity_id.startswith(f"{platform}."):
+        yield f"default_entity_id {entity_id!r} is not in the {platform} domain"
     elif not VALID_ENTITY_ID.match(entity_id):
         yield f"default_entity_id {entity_id!r} is not a valid entity id"
     for key in ("state_topic", "command_topic"):

@@ -190,7 +190,25 @@ def test_anchor_holders_and_merge_keys() -> None:
               command: setChargeTarget
               min: 4
             """,
-            "needs explicit min, max and step",
+            "a number needs a step",
+        ),
+        (
+            """
+            Target_SOC:
+              platform: number
+              command: setChargeTarget
+              step: 0
+            """,
+            "step must be above 0",
+        ),
+        (
+            """
+            Battery_Charge_Rate:
+              platform: number
+              command: setChargeRate
+              step: battery_rate_stride
+            """,
+            "neither a number nor one of",
         ),
         (
             """

@@ -23,6 +23,14 @@ the plant (2+ inverters)  ``givbridge_plant_<root>``         the plant summary's
                                                              see ``givbridge/plant/summary.py``)
 ========================  =================================  ===========================================
 
+Time entities (``mqtt.slot_entities: time``) are the exception: the MQTT ``time`` platform is
+new (HA 2026.5), and an HA that does not know a platform rejects the whole device document
+naming it, so each time entity is announced on its own topic,
+``<discovery_prefix>/time/givbridge/<unique_id>/config``, joined to its device by the
+identifiers (:meth:`~givbridge.mqtt.discovery.documents.DiscoveryBuilder.split_entities`).
+With ``mqtt.legacy_object_id`` every entity also carries ``object_id`` (its entity id without
+the domain), which HA before 2025.10 reads instead of ``default_entity_id``.
+
 An inverter controlled by a Gateway or EMS that the bridge also polls (see
 ``givbridge/plant/topology.py``) has its controls published read-only: each number, select,
 switch and time entity becomes a diagnostic sensor with the same unique id (its entity id
@@ -30,7 +38,9 @@ changes domain, e.g. ``sensor.givtcp_<serial>_target_soc``), its buttons are lef
 device hangs off the controller's (``via_device``). Changing those settings is the
 controller's job; the command topics answer ``unsupported`` naming it.
 
-Home Assistant is offered no control that could only answer ``forbidden``: HA sends as a plain
+A control's options and range are its command's (:mod:`~givbridge.mqtt.discovery.controls`);
+one whose command does not apply to the model is published read-only, like a managed
+inverter's. Home Assistant is offered no control that could only answer ``forbidden``: HA sends as a plain
 MQTT caller, without the admin token, so the admin controls (the bridge's restart button and
 log-level select, each inverter's ``Reboot_Invertor`` button) are published only while the
 access policy lets any MQTT caller run them (``mqtt.admin: on``; see
@@ -39,14 +49,21 @@ access policy lets any MQTT caller run them (``mqtt.admin: on``; see
 
 The stack-level BMS values get no device of their own (GivTCP made a "Battery Stack 1"
 device for two sensors): the inverter measures them, so they sit with the inverter, and
-they keep GivTCP's ids.
+they keep GivTCP's unique ids.
 
 Entity ids are GivTCP's, so Predbat's GivTCP template and users' dashboards keep working:
-``unique_id`` is GivTCP's string exactly (``<prefix>_<serial>_<Leaf>``, per pack
+``unique_id`` is GivTCP's string exactly (``<prefix>_<serial>_<Leaf>``, per pack or HV module
 ``<prefix>_<pack serial>_<Leaf>``, stack-level ``<prefix>_Battery_Stack_1_<Leaf>``, per meter
 ``<prefix>_Meter_ID<n>_<Leaf>``) and ``default_entity_id`` is ``<platform>.<unique_id>`` in
-lower case, as HA would spell it (never the removed ``object_id``). State topics are the
-GivTCP leaf topics (no templates); command topics are ``<root>/control/<serial>/<command>``.
+lower case, as HA would spell it. A stack's and a meter's unique id names no serial, so
+their entity ids would collide between inverters and one (``..._stack_soc_kwh``) would match
+Predbat's serial detection ``sensor.givtcp_(.+)_soc_kwh``: theirs is
+``<prefix>_<serial>_<Leaf>_<holder>`` (``sensor.givtcp_<serial>_stack_soc_kwh_battery_stack_1``,
+:meth:`~givbridge.mqtt.discovery.addresses.EntityAddress.object_id`). HA uses
+``default_entity_id`` only when it first creates an entity: one it already has keeps its
+entity id (and, as the unique id is unchanged, its history and settings). State topics are the
+GivTCP leaf topics (no templates but the selects' noted under controls); command topics are
+``<root>/control/<serial>/<command>``.
 Every device's entities share ``availability`` = bridge state and the inverter's own
 availability, with ``availability_mode: all``.
 
@@ -85,6 +102,7 @@ Modules
 -------
 ``addresses``  which device a value belongs to and its GivTCP unique id
 ``documents``  the device documents, built from snapshots and entity definitions (pure)
+``controls``   what a control offers (options, min, max, step), derived from its command
 ``publisher``  when documents go out, unchanged ones not; removal of stale entities and devices
 ``migration``  moving GivTCP's discovery over
 ``record``     what was published and learned, kept in the data directory

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from givbridge import __version__
+from givbridge.bridge import DeviceContext
 from givbridge.commands.access import MQTT, AccessPolicy
 from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.entities import (
@@ -19,7 +20,6 @@ from givbridge.entities import (
     EntityCatalogue,
     EntityDefinition,
     load_bridge_catalogue,
-    resolve_limit,
     unit_for,
 )
 from givbridge.evc.registers import CHARGER_FAMILY
@@ -32,6 +32,13 @@ from givbridge.mqtt.discovery.addresses import (
     pack_firmware,
     resolved_limits,
 )
+from givbridge.mqtt.discovery.controls import (
+    STATE_SUFFIX,
+    number_range,
+    settable_options,
+    shown_only,
+    state_template,
+)
 from givbridge.mqtt.topics import OFFLINE, ONLINE, DiscoveryTopics, Topics
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.summary import PLANT_ID
@@ -40,6 +47,10 @@ ORIGIN_NAME = "givbridge"
 # Where HA's "discovered from" log line and the device page point users for help.
 SUPPORT_URL = "https://github.com/givbridge/givbridge"
 MANUFACTURER = "GivEnergy"
+
+# Platforms an HA still in use may not know (time: 2026.5): their entities get topics of their
+# own, so an HA without them rejects only those, not the whole device (see split_entities).
+OWN_TOPIC_PLATFORMS = frozenset({"time"})
 
 BRIDGE_OWNER = "bridge"  # owner of the bridge device's topic in the store; inverters are owned by serial
 PLANT_OWNER = PLANT_ID  # owner of the plant summary device's topic (and its learned paths)
@@ -57,10 +68,15 @@ class DeviceConfig:
     topic: str
     owner: str  # inverter serial, or BRIDGE_OWNER
     document: Mapping[str, Any]
+    # Set for one entity announced on its own topic (see DiscoveryBuilder.split_entities): the
+    # topic names the platform, the document has no components.
+    platform: str | None = None
 
     @property
     def components(self) -> dict[str, str]:
         """Component key -> platform."""
+        if self.platform is not None:
+            return {str(self.document["unique_id"]): self.platform}
         return {key: str(config["platform"]) for key, config in self.document["components"].items()}
 
     def text(self, removed: Mapping[str, str] | None = None) -> str:
@@ -70,7 +86,7 @@ class DeviceConfig:
         a key whose platform changed is removed this way under its old platform first.
         """
         document = dict(self.document)
-        if removed:
+        if removed and self.platform is None:  # an entity on its own topic is removed with its topic
             components = dict(document["components"])
             components.update({key: {"platform": platform} for key, platform in removed.items()})
             document["components"] = components
@@ -95,11 +111,24 @@ class DiscoveryBuilder:
     discovery_topics: DiscoveryTopics
     catalogue: EntityCatalogue
     slot_entities: Literal["select", "time"] = "select"
+    legacy_object_id: bool = False  # mqtt.legacy_object_id: object_id too, for HA before 2025.10
     currency: str = "GBP"  # the unit of money entities (tariffs.currency)
     bridge_catalogue: EntityCatalogue = field(default_factory=load_bridge_catalogue)
     # Who may run what over MQTT (mqtt.admin); the default is givbridge's: admin commands off.
     policy: AccessPolicy = field(default_factory=lambda: AccessPolicy(None, ()))
     registry: Registry = REGISTRY
+
+    def ids(self, platform: str, unique_id: str, object_id: str | None = None) -> dict[str, str]:
+        """An entity's unique id and the entity id HA is asked for (``object_id`` defaults to the unique id).
+
+        With ``mqtt.legacy_object_id`` the id is also sent the way HA before 2025.10 reads it
+        (``object_id``, without the domain): those versions ignore ``default_entity_id``.
+        """
+        wanted = object_id or unique_id
+        found = {"unique_id": unique_id, "default_entity_id": default_entity_id(platform, wanted)}
+        if self.legacy_object_id:
+            found["object_id"] = wanted.lower()
+        return found
 
     def offers(self, definition: EntityDefinition) -> bool:
         """Whether Home Assistant gets this entity: not a control whose every use would answer ``forbidden``.
@@ -113,6 +142,38 @@ class DiscoveryBuilder:
         command = self.registry.get(definition.command)
         # A definition naming no command is the entity-definition tests' business, not a refusal.
         return command is None or self.policy.decide(command, MQTT).refusal is None
+
+    def split_entities(self, config: DeviceConfig) -> list[DeviceConfig]:
+        """The device's document, with each entity of a platform too new for some HA on its own topic.
+
+        An HA that does not know a platform rejects a device document naming it, with every
+        entity in it. The MQTT ``time`` platform is that new (:data:`OWN_TOPIC_PLATFORMS`), so
+        time entities are announced one by one on ``<prefix>/time/givbridge/<id>/config``
+        (joined to the device by its identifiers): an older HA ignores those and keeps the rest.
+        """
+        document = dict(config.document)
+        components = dict(document["components"])
+        alone = {key: c for key, c in components.items() if c["platform"] in OWN_TOPIC_PLATFORMS}
+        if not alone:
+            return [config]
+        document["components"] = {key: c for key, c in components.items() if key not in alone}
+        shared = {key: value for key, value in document.items() if key not in ("components", "device")}
+        linked = {"identifiers": document["device"]["identifiers"]}
+        split = [DeviceConfig(config.topic, config.owner, document)]
+        for key, component in alone.items():
+            platform = str(component["platform"])
+            body = {key: value for key, value in component.items() if key != "platform"}
+            entity = {**body, "device": linked, **shared}
+            topic = self.discovery_topics.entity(platform, object_id_safe(key))
+            split.append(DeviceConfig(topic, config.owner, entity, platform=platform))
+        return split
+
+    def _applies(self, definition: EntityDefinition, context: DeviceContext | None) -> bool:
+        """Whether a control's command can be carried out on the device (True when not known)."""
+        command = self.registry.get(definition.command) if definition.command is not None else None
+        if command is None or context is None or command.target != "inverter":
+            return True
+        return command.applies.reason(context) is None
 
     # ---- ids
 
@@ -170,8 +231,7 @@ class DiscoveryBuilder:
         if config.get("state_topic") != self.topics.bridge_state:
             # What shows the bridge state reads "disconnected" when the bridge is down, not "unavailable".
             config["availability"] = [{"topic": self.topics.bridge_state}]
-        config["unique_id"] = unique_id
-        config["default_entity_id"] = default_entity_id(definition.platform, unique_id)
+        config.update(self.ids(definition.platform, unique_id))
         return config
 
     def _presentation(self, definition: EntityDefinition) -> dict[str, Any]:
@@ -201,13 +261,17 @@ class DiscoveryBuilder:
         name: str | None = None,
         limits: Limits | None = None,
         controlled_by: str | None = None,
+        context: DeviceContext | None = None,
     ) -> InverterDiscovery:
         """The devices of one inverter: itself, its packs and meters, with the entities of ``paths``.
 
         ``paths`` is what the device publishes (see the package docstring for why that is more
         than one snapshot); ``limits`` resolves symbolic number bounds and defaults to what
         ``snapshot`` reports. ``controlled_by`` is the serial of the Gateway or EMS that
-        controls this inverter: its controls are then published read-only.
+        controls this inverter: its controls are then published read-only. ``context`` is what
+        the commands know of the inverter (its model, firmware, writable registers): a control
+        whose command does not apply to it is published read-only too, as it could only answer
+        ``unsupported``.
         """
         serial = snapshot.serial
         info = snapshot.info
@@ -231,18 +295,27 @@ class DiscoveryBuilder:
             if definition is None:
                 undefined.append(where.leaf)
                 continue
-            if controlled_by is not None and definition.platform == "button":
-                continue  # nothing to press here: the controller has the buttons
             if not self.offers(definition):
                 continue  # it could only answer forbidden (the inverter's reboot while mqtt.admin is not on)
+            read_only = controlled_by is not None or not self._applies(definition, context)
+            if read_only and definition.platform == "button":
+                continue  # nothing to press here: the controller has the buttons, or the command does not apply
             unique_id = where.unique_id(prefix)
-            read_only = controlled_by is not None
-            component = self._component(definition, unique_id, serial, path, limits, read_only=read_only)
+            object_id = where.object_id(prefix, serial)
+            component = self._component(
+                definition, unique_id, serial, path, limits, read_only=read_only, object_id=object_id
+            )
             if component is None:
                 unresolved.append(where.leaf)
                 continue
             holder = serial if where.scope == "inverter" else where.holder
-            grouped.setdefault((where.scope, holder), {})[unique_id] = component
+            components = grouped.setdefault((where.scope, holder), {})
+            components[unique_id] = component
+            if component.get("value_template") is not None and component["platform"] == "select":
+                # Some of its states cannot be chosen: a sensor shows them (see controls).
+                state_id = f"{unique_id}_{STATE_SUFFIX}"
+                state = self._read_only(definition, state_id, serial, path, object_id=f"{object_id}_{STATE_SUFFIX}")
+                components[state_id] = {**state, "name": f"{definition.name} {STATE_SUFFIX}"}
             legacy.add(self.discovery_topics.givtcp(definition.platform, where.givtcp_object_id(serial)))
 
         devices: list[DeviceConfig] = []
@@ -288,7 +361,7 @@ class DiscoveryBuilder:
                 "availability_mode": "all",
                 "components": components,
             }
-            devices.append(DeviceConfig(self.discovery_topics.device(object_id), serial, document))
+            devices.extend(self.split_entities(DeviceConfig(self.discovery_topics.device(object_id), serial, document)))
         return InverterDiscovery(
             devices=tuple(devices),
             legacy_topics=frozenset(legacy),
@@ -305,6 +378,7 @@ class DiscoveryBuilder:
         limits: Limits,
         *,
         read_only: bool = False,
+        object_id: str | None = None,
     ) -> dict[str, Any] | None:
         """One entity's config, or None when a number's limits are not known for this device.
 
@@ -312,14 +386,13 @@ class DiscoveryBuilder:
         :meth:`_read_only`); a button cannot be shown that way, so the caller leaves it out.
         """
         if read_only and definition.command is not None:
-            return self._read_only(definition, unique_id, serial, path)
+            return self._read_only(definition, unique_id, serial, path, object_id=object_id)
         platform: str = definition.platform
         if definition.options == TIME_SLOTS_SYMBOL and self.slot_entities == "time":
             platform = "time"
         config: dict[str, Any] = {
             "platform": platform,
-            "unique_id": unique_id,
-            "default_entity_id": default_entity_id(platform, unique_id),
+            **self.ids(platform, unique_id, object_id),
             "name": definition.name,
         }
         if platform != "button":  # a button has no state
@@ -327,14 +400,19 @@ class DiscoveryBuilder:
         if definition.command is not None:
             config["command_topic"] = self.topics.control(serial, definition.command)
         config.update(self._presentation(definition))
+        command = self.registry.get(definition.command) if definition.command is not None else None
         if platform == "number":
-            low = resolve_limit(definition.min, limits)
-            high = resolve_limit(definition.max, limits)
-            if low is None or high is None or definition.step is None:
+            offered = number_range(definition, command, limits)
+            if offered is None:
                 return None
-            config.update(min=_plain(low), max=_plain(high), step=_plain(definition.step))
+            config.update(min=_plain(offered.min), max=_plain(offered.max), step=_plain(offered.step))
             if definition.mode is not None:
                 config["mode"] = definition.mode
+        elif platform == "select" and command is not None:
+            settable = settable_options(definition, command)
+            config["options"] = list(settable)
+            if shown_only(definition, command):
+                config["value_template"] = state_template(settable)
         elif platform in ("select", "sensor") and definition.options is not None:
             config["options"] = list(definition.option_values() or ())
         elif platform == "switch":
@@ -349,12 +427,13 @@ class DiscoveryBuilder:
             config["payload_press"] = definition.payload_press
         return config
 
-    def _read_only(self, definition: EntityDefinition, unique_id: str, serial: str, path: str) -> dict[str, Any]:
+    def _read_only(
+        self, definition: EntityDefinition, unique_id: str, serial: str, path: str, *, object_id: str | None = None
+    ) -> dict[str, Any]:
         """A control's state as a plain sensor: a number keeps its unit and class, the rest show their words."""
         config: dict[str, Any] = {
             "platform": "sensor",
-            "unique_id": unique_id,
-            "default_entity_id": default_entity_id("sensor", unique_id),
+            **self.ids("sensor", unique_id, object_id),
             "name": definition.name,
             "state_topic": self.topics.state(serial, path),
             "entity_category": "diagnostic",  # a setting someone else makes: never "config" on a sensor

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
+from givbridge.bridge import DeviceContext
 from givbridge.clock import Clock, SystemClock
 from givbridge.commands.access import AccessPolicy
 from givbridge.config import EvcSettings, InverterSettings, MqttSettings
@@ -87,6 +88,7 @@ class DiscoveryPublisher:
             discovery_topics=DiscoveryTopics(settings.discovery_prefix),
             catalogue=catalogue,
             slot_entities=settings.slot_entities,
+            legacy_object_id=settings.legacy_object_id,
             currency=currency,
             # Only MQTT's half of the policy decides what HA is offered; HTTP's credentials play no part.
             policy=AccessPolicy(None, (), mqtt_admin=settings.admin, mqtt_admin_token=settings.admin_token),
@@ -206,6 +208,7 @@ class DiscoveryPublisher:
             name=inverter.config.name,
             limits=limits,
             controlled_by=owner.serial if owner else None,
+            context=_context_of(inverter),
         )
         problems = discovery.undefined + discovery.unresolved
         if problems and self._warned.get(serial) != problems:
@@ -322,7 +325,7 @@ class DiscoveryPublisher:
         self._remove(
             topic
             for topic, record in self.record.published.items()
-            if not discovery_topics.is_device(topic) or (record.owner == BRIDGE_OWNER and topic != bridge_topic)
+            if not discovery_topics.is_ours(topic) or (record.owner == BRIDGE_OWNER and topic != bridge_topic)
         )
 
     def _remove_orphans(self) -> None:
@@ -359,3 +362,13 @@ class DiscoveryPublisher:
         log.info("home assistant started; sending discovery and state again")
         self.publish_all()
         self._republish_states()
+
+
+def _context_of(inverter: DeviceRunner) -> DeviceContext | None:
+    """What the commands know of an inverter runner's device; None before it is identified.
+
+    Not part of :class:`DeviceRunner`: the EV charger's runner has none (its commands are
+    actions, not register plans).
+    """
+    context = getattr(inverter, "context", None)
+    return context if isinstance(context, DeviceContext) else None

@@ -201,7 +201,7 @@ def test_gen1_raw_carries_what_predbat_reads(gen1: Snapshot) -> None:
     raw = gen1.raw
     assert raw["invertor/serial_number"] == "SA2114G001"
     assert raw["invertor/firmware_version"] == "D0.449-A0.449"
-    assert raw["invertor/model"] == "2"  # GivTCP's coarse model code
+    assert raw["invertor/model"] == "Hybrid_gen1"  # GivTCP's model name, as Predbat compares it
     assert raw["invertor/battery_nominal_capacity"] == 17.72
     assert raw["invertor/soc_force_adjust"] == 0
     assert raw["invertor/charge_slot_1_start"] == 2330 and raw["invertor/charge_slot_1_end"] == 530

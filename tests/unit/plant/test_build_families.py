@@ -10,6 +10,7 @@ import pytest
 
 from givbridge.plant import Snapshot, build_snapshot
 from givbridge.plant.families import FAMILIES
+from givbridge.sim import PROFILES
 from tests.unit.plant import family_registers as families
 from tests.unit.plant.registers import INVERTER, Device, gen3_ten_slots, plant_from
 
@@ -313,3 +314,11 @@ def test_every_simulated_family_builds(family: str, factory: Callable[[str], dic
     snapshot = build(factory(family), family)
     assert snapshot.info.family == family
     assert snapshot.values[f"{snapshot.serial}/Invertor_Type"] == FAMILIES[family].givtcp_type
+
+
+@pytest.mark.parametrize("family", sorted(PROFILES))
+def test_raw_invertor_model_is_givtcps_model_name(family: str) -> None:
+    """readData's ``raw.invertor.model`` is GivTCP's name, which Predbat compares (Ac, Hybrid_gen1...)."""
+    snapshot = build(families.simulated(family), family)
+    assert snapshot.raw["invertor/model"] == FAMILIES[family].givtcp_type
+    assert snapshot.as_tree(include_raw=True)["raw"]["invertor"]["model"] == FAMILIES[family].givtcp_type

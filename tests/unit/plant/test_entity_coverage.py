@@ -173,7 +173,7 @@ def test_predbat_controls_have_the_commands_it_drives(catalogue: EntityCatalogue
         "Reboot_Invertor": "rebootInverter",
     }
     assert {key: catalogue[key].command for key in expected} == expected
-    assert catalogue["Battery_Charge_Rate"].max == "battery_max_power"
+    assert catalogue["Battery_Charge_Rate"].max == "battery_rate_max"  # the rating, within C/2
     assert (catalogue["Battery_Capacity_kWh"].unit, catalogue["SOC_kWh"].unit) == ("kWh", "kWh")
 
 
