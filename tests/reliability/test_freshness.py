@@ -113,6 +113,7 @@ async def test_after_kill_9_no_device_shows_old_values_as_current(
                 assert not shown_stale(record, before, devices)
                 # The slow devices were said offline before the bridge said online (not merely left out).
                 said_online = next(i for i, m in enumerate(record) if m.topic == BRIDGE_STATE)
+                assert any(m.topic == f"{ROOT}/bridge/info" for m in record[:said_online])  # the bridge device's own
                 for device in devices:
                     said = [m.text for m in record[:said_online] if m.topic == f"{ROOT}/{device}/availability"]
                     assert said == ["offline"], (device, said)
