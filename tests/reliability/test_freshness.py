@@ -8,7 +8,8 @@ of the dead run. The restarted bridge finds its devices slow to answer (the inve
 slow; the EV charger not listening) until it has said ``online`` itself. The whole MQTT record of
 the restart is then replayed as Home Assistant would see it: no device (two inverters, the plant
 summary built from them, the EV charger) may ever show as available before values read by the new
-run were published for it, and every one of them ends available.
+run were published for it, and every one of them ends available. Likewise an inverter back from an
+outage shows as available only over the values of the poll that found it back.
 """
 
 from __future__ import annotations
@@ -117,6 +118,16 @@ async def test_after_kill_9_no_device_shows_old_values_as_current(
                 for device in devices:
                     said = [m.text for m in record[:said_online] if m.topic == f"{ROOT}/{device}/availability"]
                     assert said == ["offline"], (device, said)
+
+                # An inverter that comes back after an outage is online again only over the values
+                # of the poll that found it back, not over those from before the outage.
+                outage = probe.mark()
+                first.faults.silence()
+                await probe.wait_for_payload(f"{ROOT}/{sims[0].serial}/availability", "offline", 30, after=outage)
+                back = probe.mark()
+                first.faults.end_silence()
+                await probe.wait_for_payload(f"{ROOT}/{sims[0].serial}/availability", "online", 30, after=back)
+                assert not shown_stale(probe.received[back:], latest(probe, back), [sims[0].serial])
             finally:
                 await bridge.stop()
     assert not bridge.errors(), bridge.errors()
