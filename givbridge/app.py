@@ -1,9 +1,12 @@
 """The running application: device runners, MQTT publishing and commands, started and stopped together.
 
 Lifecycle on MQTT: the broker holds ``<root>/bridge/state = offline`` as our Last Will. On
-every (re)connect we publish ``online``, ``bridge/info``, each device's availability and its
-full state (the broker may have restarted empty, and mosquitto publishes our will when it
-stops). On a clean stop every device and the bridge say ``offline`` before we disconnect.
+every (re)connect we publish ``bridge/info``, discovery, each device's full state and its
+availability, and only then ``online`` (the broker may have restarted empty, mosquitto
+publishes our will when it stops, and a device's availability may be a crashed run's
+``online``). A device is ``online`` only over values polled by this process
+(:mod:`givbridge.mqtt.availability`). On a clean stop every device and the bridge say
+``offline`` before we disconnect.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from givbridge.evc.charger import EvCharger
 from givbridge.evc.runner import ChargerRunner
 from givbridge.health import HealthWriter
 from givbridge.log import get_logger
+from givbridge.mqtt.availability import DeviceAvailability
 from givbridge.mqtt.client import MqttClient, Publication
 from givbridge.mqtt.control import ControlSubscriber, publish_result
 from givbridge.mqtt.discovery.publisher import DiscoveryPublisher
@@ -93,10 +97,10 @@ class Application:
             publish_raw=settings.mqtt.publish_raw,
             clock=self.clock,
         )
+        self.availability = DeviceAvailability(self.mqtt, self.topics, self.bridge.store)
         self._announced: dict[str, object] = {}  # serial -> identity last put in bridge/info
         # The plant summary device (totals across inverters), with two or more inverters.
         self.plant_summary = settings.plant.summary and len(self.bridge.runners) > 1
-        self._plant_online: bool | None = None  # the plant summary's availability as last published
         # Home Assistant discovery; it subscribes to HA's birth topic, so it exists before start().
         self.discovery = (
             DiscoveryPublisher(
@@ -215,35 +219,28 @@ class Application:
         await stopping_http
         if self.discovery is not None:
             await self.discovery.stop()
-        final = [
-            Publication(self.topics.availability(runner.serial), OFFLINE, retain=True)
-            for runner in self._devices()
-            if runner.serial
-        ]
-        if self.plant_summary:
-            final.append(Publication(self.topics.availability(PLANT_ID), OFFLINE, retain=True))
+        final = self.availability.final(self._device_ids())
         final.append(Publication(self.topics.bridge_state, OFFLINE, retain=True))
         await self.mqtt.stop(final=final, timeout=1.0)
 
     # --------------------------------------------------------------- MQTT side
 
     async def _on_mqtt_connect(self) -> None:
-        self.state.bridge_online()
         self.state.bridge_info(self.info())
         if self.discovery is not None:
             self.discovery.publish_all()  # before the states, which may not be retained
         self._republish_states()
+        # Last: until now Home Assistant showed nothing of a previous run's as current.
+        self.state.bridge_online()
 
     def _republish_states(self) -> None:
-        """Every device's availability and full state, as if nothing had been published."""
+        """Every device's full state, then its availability, as if nothing had been published."""
         self.state.forget()
         for runner in self._devices():
-            if runner.serial:
-                self.state.device_availability(runner.serial, runner.health.available)
             if runner.snapshot is not None:
                 self.state.publish_snapshot(runner.snapshot)
-        self._plant_online = None  # say it again
         self._publish_plant()
+        self.availability.restate(self._device_ids())
 
     async def _on_snapshot(self, snapshot: Snapshot) -> None:
         identity = (snapshot.info.model, snapshot.info.firmware, snapshot.info.battery_serials)
@@ -254,7 +251,11 @@ class Application:
             self.discovery.on_snapshot(snapshot)  # a new entity's config goes before its state
         sent = self.state.publish_snapshot(snapshot)
         log.debug("published", serial=snapshot.serial, messages=sent)
-        self._publish_plant()
+        # A device that became available is announced now, after the values it was read with.
+        runner = next((runner for runner in self._devices() if runner.serial == snapshot.serial), None)
+        if runner is not None and runner.health.available:
+            await self.availability.update(snapshot.serial, True)
+        await self._update_plant()
 
     def _devices(self) -> list[InverterRunner | ChargerRunner]:
         """Every device runner: the inverters', then the EV charger's."""
@@ -263,27 +264,40 @@ class Application:
             devices.append(self.charger.runner)
         return devices
 
-    async def _on_availability(self, runner: InverterRunner | ChargerRunner) -> None:
-        if runner.serial:
-            self.state.device_availability(runner.serial, runner.health.available)
-        self.state.bridge_info(self.info())
-        self._publish_plant()
+    def _device_ids(self) -> list[str]:
+        """Every device with an availability topic that is known now (an inverter once identified)."""
+        ids = [runner.serial for runner in self._devices() if runner.serial]
+        return [*ids, PLANT_ID] if self.plant_summary else ids
 
-    def _publish_plant(self) -> None:
-        """Recompute the plant summary from every runner's latest state and publish what changed."""
+    async def _on_availability(self, runner: InverterRunner | ChargerRunner) -> None:
+        # Unavailable is said at once; available waits for the snapshot that follows (_on_snapshot).
+        if runner.serial and not runner.health.available:
+            await self.availability.update(runner.serial, False)
+        self.state.bridge_info(self.info())
+        await self._update_plant()
+
+    async def _update_plant(self) -> None:
+        online = self._publish_plant()
+        if online is not None:
+            await self.availability.update(PLANT_ID, online)
+
+    def _publish_plant(self) -> bool | None:
+        """Recompute the plant summary from every runner's latest state and publish what changed.
+
+        Whether the plant is online (an inverter in it is), or None without a summary.
+        """
         if not self.plant_summary:
-            return
-        members = [Member(runner.snapshot, runner.health.available) for runner in self.bridge.runners]
+            return None
+        members = [
+            Member(runner.snapshot, self.availability.is_online(runner.serial)) for runner in self.bridge.runners
+        ]
         summary = summarise(members, self.bridge.topology, grid_meter=self.settings.plant.grid)
         if summary is None:
-            return  # no inverter has been read yet
-        online = summary.values["Stats/Inverters_Online"] != 0
+            return None  # no inverter has been read yet
         if self.discovery is not None:
             self.discovery.on_plant(summary)  # its config before its state
         self.state.publish_snapshot(summary)
-        if online != self._plant_online:
-            self._plant_online = online
-            self.state.device_availability(PLANT_ID, online)
+        return summary.values["Stats/Inverters_Online"] != 0
 
     async def _on_timed_state(self, change: tuple[str, Mapping[str, Scalar]]) -> None:
         serial, values = change

@@ -6,9 +6,11 @@ clean session) so the rest of the bridge sees an asyncio object:
 * paho's network thread (``loop_start``) owns the socket; every paho callback does nothing
   but hop into the event loop with ``loop.call_soon_threadsafe``. All state below lives in
   the loop and is touched only there, so it needs no locks. There are no other threads.
-* ``connect_async`` + paho's own reconnect (1 s doubling to 60 s) mean a broker that is down
-  at start, restarts or refuses the credentials is retried in the background for ever;
-  nothing here raises because the broker cannot be reached.
+* ``connect_async`` + paho's own reconnect mean a broker that is down at start, restarts or
+  refuses the credentials is retried in the background for ever; nothing here raises because
+  the broker cannot be reached. A broker that cannot be reached is tried again after 1 s, then
+  2 s, then every 3 s, so one that returns is connected to within 3 s; a broker that answers
+  and refuses the connection (credentials, authorisation) backs off to once a minute.
 * Subscriptions are remembered and sent again after every (re)connect (a clean session
   forgets them). Once the broker has acknowledged them the ``on_connect`` callbacks run; the
   bridge republishes its state, availability and discovery there.
@@ -69,7 +71,15 @@ Payload = str | bytes | None
 which on a retained topic clears it."""
 
 RECONNECT_MIN_DELAY = 1
-RECONNECT_MAX_DELAY = 60
+RECONNECT_MAX_DELAY = 3
+"""Seconds between attempts to reach a broker that is not there (doubling from the minimum).
+Waiting for a restarting broker is the common case: a refused TCP connection costs nothing, and
+the cap bounds how late a returning broker is noticed to 3 s, leaving the rest of the 5 s in
+which the bridge promises its state back for the handshake and the republish (discovery's
+documents are the bulk of it: hundreds of kB per inverter)."""
+REFUSED_MAX_DELAY = 60
+"""The cap instead while the broker answers and refuses us (bad credentials, not authorised):
+retrying faster does not fix a configuration, and every attempt is a line in the broker's log."""
 SUBACK_TIMEOUT = 10.0
 """Seconds to wait for the broker to acknowledge the resubscription before sending it again.
 The ``on_connect`` callbacks (``bridge/state`` = ``online``) never run before an acknowledgement:
@@ -194,6 +204,7 @@ class MqttClient:
         self._connect_failures = 0
         self._failing_since_success = False
         self._attempt_open = False  # a connection attempt began and has no outcome yet
+        self._refused = False  # paho's thread only: the last attempt got a CONNACK refusal
 
     # ------------------------------------------------------------------ public API
 
@@ -652,6 +663,7 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         try:
+            self._set_backoff(refused=reason_code.is_failure)
             if reason_code.is_failure:
                 self._hop(self._on_connect_refused, str(reason_code))
             else:
@@ -661,10 +673,20 @@ class MqttClient:
         except Exception:
             logging.getLogger(__name__).exception("mqtt on_connect hop failed")
 
+    def _set_backoff(self, *, refused: bool) -> None:
+        """Switch paho's reconnect cap between an absent broker's and a refusing one's.
+
+        Only on a change: paho restarts its doubling from the minimum whenever the delays are set.
+        """
+        if refused != self._refused:
+            self._refused = refused
+            self._paho.reconnect_delay_set(RECONNECT_MIN_DELAY, REFUSED_MAX_DELAY if refused else RECONNECT_MAX_DELAY)
+
     def _paho_on_pre_connect(self, client: Client, userdata: object) -> None:
         self._hop(self._on_attempt)
 
     def _paho_on_connect_fail(self, client: Client, userdata: object) -> None:
+        self._set_backoff(refused=False)  # unreachable now, refusing or not before: look for it often
         self._hop(self._on_connect_failed)
 
     def _paho_on_disconnect(

@@ -1,4 +1,6 @@
-"""Publishing device state: GivTCP-compatible leaf topics, a JSON document, availability.
+"""Publishing device state: GivTCP-compatible leaf topics, a JSON document, the bridge's state.
+
+Each device's availability is :mod:`givbridge.mqtt.availability`'s.
 
 Publish on change: a leaf is republished only when its payload changed by at least its
 deadband (a noisy power reading that moved 3 W is not news) or when the device's full
@@ -22,7 +24,7 @@ from typing import Any
 from givbridge.clock import Clock, SystemClock
 from givbridge.log import get_logger
 from givbridge.mqtt.client import MqttClient
-from givbridge.mqtt.topics import OFFLINE, ONLINE, Topics
+from givbridge.mqtt.topics import ONLINE, Topics
 from givbridge.plant.snapshot import Scalar, Snapshot, nest
 
 log = get_logger(__name__)
@@ -185,10 +187,7 @@ class StatePublisher:
         device = self._devices.get(serial)
         return device.messages_last_poll if device else 0
 
-    # --------------------------------------------------------------- availability
-
-    def device_availability(self, serial: str, available: bool) -> None:
-        self.client.publish(self.topics.availability(serial), ONLINE if available else OFFLINE, retain=True)
+    # --------------------------------------------------------------- the bridge
 
     def bridge_online(self) -> None:
         self.client.publish(self.topics.bridge_state, ONLINE, retain=True)

@@ -120,19 +120,29 @@ class BridgeProcess:
     """``givbridge run`` in its own process, against a simulator and a broker; its log goes to a file."""
 
     def __init__(
-        self, data_dir: Path, sim_port: int, broker: Broker, *, env: Mapping[str, str] | None = None, **polling: Any
+        self,
+        data_dir: Path,
+        sim_port: int | list[int],
+        broker: Broker,
+        *,
+        env: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        **polling: Any,
     ) -> None:
+        """One inverter per port in ``sim_port``; ``extra`` adds settings (``evc``, ``plant``...)."""
         self.data_dir = data_dir
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.config = data_dir / "givbridge.json"
         self.log = data_dir / "givbridge.log"
-        settings = {
-            "inverters": [{"host": "127.0.0.1", "port": sim_port}],
+        ports = sim_port if isinstance(sim_port, list) else [sim_port]
+        settings: dict[str, Any] = {
+            "inverters": [{"host": "127.0.0.1", "port": port} for port in ports],
             "mqtt": {"host": broker.host, "port": broker.port},
             "polling": {**FAST_POLLING, **polling},
             "data_dir": str(data_dir),
             "timezone": ZONE,
             "log": {"format": "json", "level": "info"},
+            **(extra or {}),
         }
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(json.dumps(settings))

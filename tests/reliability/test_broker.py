@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from givbridge.clock import ScaledClock
-from tests.brokers import MosquittoBroker
+from tests.brokers import MosquittoBroker, MqttProbe, unique_client_id, wait_until
 from tests.conftest import needs_mosquitto
 from tests.reliability.rig import MIDSUMMER_NOON, TARGET_SOC, bridge_rig
 
@@ -91,3 +91,47 @@ async def test_a_command_sent_the_moment_the_bridge_is_online_again_is_answered(
         await rig.checker.value("GivEnergy/bridge/state", lambda v: v == "online", after=mark, within=20)
         answer = await rig.set_target(37)
         assert answer["status"] == "ok", answer
+
+
+async def retained_topics(broker: MosquittoBroker) -> dict[str, str]:
+    """Every retained message the broker holds under the bridge's root and discovery prefix, now.
+
+    A new subscriber gets them at once; mosquitto queues them when it handles the SUBSCRIBE, so
+    a message the subscriber publishes afterwards to itself arrives after the last of them.
+    """
+    marker = f"test/retained-end/{unique_client_id()}"
+    probe = await MqttProbe.for_broker(broker, topics=("GivEnergy/#", "homeassistant/#", marker)).start()
+    try:
+        await probe.publish(marker, "end")
+        await probe.wait_for(marker)
+        return {m.topic: m.text for m in probe.received if m.retain}
+    finally:
+        await probe.stop()
+
+
+async def test_a_returning_broker_gets_every_retained_topic_back_promptly(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Every retained topic the bridge had published is back once ``bridge/state`` reads ``online``.
+
+    The bridge publishes ``online`` last on a connection, after discovery, every state value and
+    every availability. The wait for it is bounded generously (a safety net, not a measurement):
+    the reconnect is tried every 3 s at most while the broker is away, and the figure measured is
+    in the README.
+    """
+    async with bridge_rig(mosquitto, tmp_path) as rig:
+        await rig.checker.value(BRIDGE_CONFIG, lambda v: True)
+        before = await retained_topics(mosquitto)
+        assert before["GivEnergy/bridge/state"] == "online"
+        assert before[f"GivEnergy/{rig.serial}/availability"] == "online"
+        failures = rig.app.mqtt.stats.connect_failures
+        await mosquitto.stop()
+        # Away long enough for the bridge's wait between attempts to have grown to its cap.
+        await wait_until(lambda: rig.app.mqtt.stats.connect_failures >= failures + 4, 60, "four failed reconnects")
+        mark = rig.checker.published("GivEnergy/bridge/state")
+        await mosquitto.start()  # empty: persistence is off
+        await rig.checker.value("GivEnergy/bridge/state", lambda v: v == "online", after=mark, within=15)
+        after = await retained_topics(mosquitto)
+        assert sorted(set(before) - set(after)) == []
+        assert after["GivEnergy/bridge/state"] == "online"
+        assert after[f"GivEnergy/{rig.serial}/availability"] == "online"
