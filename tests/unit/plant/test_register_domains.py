@@ -87,19 +87,14 @@ THREE = [
 ]
 
 
-@pytest.mark.parametrize(("register", "low", "high", "impossible"), SINGLE)
-def test_single_phase_ranges(register: int, low: int, high: int, impossible: int) -> None:
-    assert reg.holds_valid(register, low, three_phase=False) is None
-    assert reg.holds_valid(register, high, three_phase=False) is None
-    why = reg.holds_valid(register, impossible, three_phase=False)
-    assert why is not None and f"HR{register}" in why and str(impossible) in why
-
-
-@pytest.mark.parametrize(("register", "low", "high", "impossible"), THREE)
-def test_three_phase_ranges(register: int, low: int, high: int, impossible: int) -> None:
-    assert reg.holds_valid(register, low, three_phase=True) is None
-    assert reg.holds_valid(register, high, three_phase=True) is None
-    why = reg.holds_valid(register, impossible, three_phase=True)
+@pytest.mark.parametrize(
+    ("register", "low", "high", "impossible", "three_phase"),
+    [(*case, False) for case in SINGLE] + [(*case, True) for case in THREE],
+)
+def test_ranges(register: int, low: int, high: int, impossible: int, three_phase: bool) -> None:
+    assert reg.holds_valid(register, low, three_phase=three_phase) is None
+    assert reg.holds_valid(register, high, three_phase=three_phase) is None
+    why = reg.holds_valid(register, impossible, three_phase=three_phase)
     assert why is not None and f"HR{register}" in why and str(impossible) in why
 
 
