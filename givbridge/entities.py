@@ -191,6 +191,7 @@ class EntityDefinition(_Strict):
     icon: str | None = Field(None, pattern=r"^mdi:[a-z0-9-]+$")
     bounds: Bounds | None = None
     counter: CounterKind | None = None
+    hold_decreases: bool = False
     deadband: float | None = Field(None, gt=0)
     # Controls
     command: str | None = Field(None, pattern=r"^[a-z][A-Za-z0-9]*$")
@@ -338,6 +339,8 @@ class EntityDefinition(_Strict):
             yield "counter (today/total) and state_class total_increasing go together"
         if self.counter == "today" and "Today" not in self.key:
             yield "a 'today' counter is named ..._Today_... in GivTCP"
+        if self.hold_decreases and self.counter is None:
+            yield "hold_decreases applies to counters only"
         if self.deadband is not None and self.unit is None and self.device_class is None:
             yield "a deadband needs a numeric value (a unit or device_class)"
 

@@ -26,6 +26,11 @@ their history:
   whose BMS restarts its counts resets only its own counters. A zero never counts towards a
   reset (a counter reading zero is what a dropout looks like); a counter that really
   restarted is followed from its first step;
+* **derived counters that can fall** (``hold_decreases`` in their definition: Load and
+  Self_Consumption, GivTCP's "forced never to decrease except at midnight"): PV minus export
+  really does fall while the battery exports, so a lower value is no fault and no reset. It is
+  held at the last published value, quietly, and followed again once the formula passes it;
+  a today one still resets at the inverter's midnight;
 * **whole samples** that cannot be real (every lifetime counter zero) are rejected outright.
 
 The guard's memory of last good counters is persisted by the caller so a restart compares
@@ -166,7 +171,7 @@ class SampleGuard:
             if definition is not None and definition.counter is not None and number is not None:
                 reading = None if reason or not fresh else number
                 accepted, counter_reason = self._counter(
-                    path, reading, definition.counter, taken_at, local, limits, resets
+                    path, reading, definition.counter, taken_at, local, limits, resets, hold=definition.hold_decreases
                 )
                 reason = reason or counter_reason
                 if accepted is not None:
@@ -190,23 +195,37 @@ class SampleGuard:
         local: datetime,
         limits: Mapping[str, float | None],
         resets: dict[str, tuple[float, float]],
+        *,
+        hold: bool = False,
     ) -> tuple[float | None, str | None]:
         """The value to publish for a counter, and why the reading was not used (if it was not).
 
-        An accepted reset is added to ``resets``.
+        An accepted reset is added to ``resets``. ``hold``: the counter is derived by a formula
+        that can legitimately fall, so a lower value is held rather than judged (see the module
+        docstring).
         """
         last = self._counters.get(path)
         if value is None:  # out of bounds, or not a new reading: hold what we had
             return (last.value if last else None), None
         if last is None:
-            return self._cold_start(path, value, at, local, limits), None
+            return self._cold_start(path, value, at, local, limits, hold=hold), None
         if at <= last.at:
             return last.value, None
         if value < last.value:
             day = reset_day(local)
-            if kind == "today" and midnight_window(local) and value <= _RESET_VALUE_KWH and last.reset_day != day:
+            # A held counter waits for midnight itself: just before it, its formula can fall
+            # below the reset threshold during a forced export, which is no reset.
+            at_midnight = midnight_window(local) and (local.hour == 0 or not hold)
+            if kind == "today" and at_midnight and value <= _RESET_VALUE_KWH and last.reset_day != day:
                 self._counters[path] = _Counter(value, at, reset_day=day)  # the inverter's midnight reset
                 return value, None
+            if hold:
+                # PV - export falls while the battery exports (down to the formula's floor of
+                # zero); the true self-consumption only grows, so max(published, PV - export)
+                # is still a valid lower bound of it: holding is the honest figure, not a fault
+                # to count and never a reset. A dropout's zero is held the same way.
+                last.pending = []
+                return last.value, None
             if last.value - value <= _NOISE_KWH + 1e-9:
                 # The firmware's 0.1 step back: hold quietly. It is in line with the last good
                 # value, so it ends any run of out-of-line readings.
@@ -247,11 +266,26 @@ class SampleGuard:
         return value, None
 
     def _cold_start(
-        self, path: str, value: float, at: datetime, local: datetime, limits: Mapping[str, float | None]
+        self,
+        path: str,
+        value: float,
+        at: datetime,
+        local: datetime,
+        limits: Mapping[str, float | None],
+        *,
+        hold: bool = False,
     ) -> float | None:
-        """Publish a counter only once readings agree, so a bad first one cannot become the baseline."""
+        """Publish a counter only once readings agree, so a bad first one cannot become the baseline.
+
+        A counter that may fall (``hold``) agrees when it moves no faster either way, else a long
+        forced export would keep it unpublished.
+        """
         candidates = [*self._candidates.get(path, []), (value, at)]
-        if not all(0 <= b - a <= self._allowed(path, limits, t1, t2) for (a, t1), (b, t2) in pairwise(candidates)):
+        floor = -1.0 if hold else 0.0
+        if not all(
+            floor * self._allowed(path, limits, t1, t2) <= b - a <= self._allowed(path, limits, t1, t2)
+            for (a, t1), (b, t2) in pairwise(candidates)
+        ):
             candidates = [(value, at)]
         if len(candidates) < _CONFIRMATIONS:
             self._candidates[path] = candidates

@@ -23,13 +23,17 @@ What givbridge adds is what the library does not say, each with its reason:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from givenergy_modbus.model.ems import EmsRegisterGetter
 from givenergy_modbus.model.inverter import SinglePhaseInverterRegisterGetter
 from givenergy_modbus.model.inverter_threephase import ThreePhaseInverterRegisterGetter
+from givenergy_modbus.model.register import Converter
 
+from givbridge.plant.derive import RATE_REGISTER_MAX
 from givbridge.plant.families import Family
+from givbridge.plant.vocab import PAUSE_MODES
 
 _SINGLE_PHASE: Any = SinglePhaseInverterRegisterGetter
 _THREE_PHASE: Any = ThreePhaseInverterRegisterGetter
@@ -180,3 +184,112 @@ RTC_SAFE_REGISTERS = frozenset(
     {20, 27, 50, 56, 57, 59, 94, 95, 96, 110, 111, 112, 116, 318, 319, 320}
     | {1002, 1108, 1110, 1111, 1112, 1114, 1118, 1119, 1122, 1123, 1141}
 )
+
+
+# --- the values a written-back register can hold ------------------------------------------------
+# A timed action saves a baseline read from the inverter and writes it back later; a value no
+# register of its kind can hold (a slot at 25:99, a flag of 7, a 300 % target) must never be
+# written. The library's converters say what a flag, a slot time and an enum are; the ranges of
+# the plain numbers are named here, by the library field that decodes them.
+
+#: What the inverter stores in a slot register it has never had programmed (the portal shows
+#: ``--:--``); the library's timeslot converter reads it as "no slot". Writing it back restores that.
+UNSET_SLOT_TIME = 60
+_PERCENT_FIELDS = frozenset(
+    {
+        "charge_target_soc",
+        "battery_soc_reserve",
+        "battery_reserve_soc",
+        "battery_charge_limit_ac",  # three-phase: % of the AC rating
+        "battery_discharge_limit_ac",
+        *(f"{kind}_target_soc_{n}" for kind in ("charge", "discharge") for n in range(1, TEN_SLOTS + 1)),
+    }
+)
+#: C/100 of the battery's capacity, 0 up to the inverter's maximum of C/2.
+_RATE_FIELDS = frozenset({"battery_charge_limit", "battery_discharge_limit"})
+_PAUSE_MODE_FIELD = "battery_pause_mode"
+
+
+@dataclass(frozen=True, slots=True)
+class ValueDomain:
+    """The raw values one holding register can legitimately hold."""
+
+    what: str
+    low: int
+    high: int
+    clock: bool = False  # HHMM: also a minute below 60, or the unset slot
+    choices: frozenset[int] | None = None  # an enum's values, where they leave gaps
+
+    def problem(self, value: int) -> str | None:
+        """None when ``value`` is one of these, else why not."""
+        if self.clock:
+            hour, minute = divmod(value, 100)
+            if value == UNSET_SLOT_TIME or (value >= 0 and hour < 24 and minute < 60):
+                return None
+            return f"{value} is not a time of day as HHMM (hour 0-23, minute 0-59)"
+        if self.choices is not None and value not in self.choices:
+            return f"{value} is not {self.what} ({sorted(self.choices)})"
+        if not self.low <= value <= self.high:
+            return f"{value} is not {self.what} ({self.low}-{self.high})"
+        return None
+
+
+_SLOT_TIME = ValueDomain("a slot time", 0, 2359, clock=True)
+_FLAG = ValueDomain("an on/off flag", 0, 1)
+_PERCENT = ValueDomain("a percentage", 0, 100)
+
+
+def _field_domain(definition: Any, field: str) -> ValueDomain | None:
+    """What the register(s) of one library field can hold, from its converter or its name."""
+    convert = definition.pre_conv[0] if isinstance(definition.pre_conv, tuple) else definition.pre_conv
+    if convert is Converter.timeslot:
+        return _SLOT_TIME
+    if convert is Converter.bool:
+        return _FLAG
+    enum = definition.post_conv
+    if isinstance(enum, type) and issubclass(enum, Enum) and issubclass(enum, int):
+        values = frozenset(int(member.value) for member in enum)
+        return ValueDomain(f"a {enum.__name__} value", min(values), max(values), choices=values)
+    if field in _PERCENT_FIELDS:
+        return _PERCENT
+    if field in _RATE_FIELDS:
+        return ValueDomain("a battery rate register", 0, RATE_REGISTER_MAX)
+    if field == _PAUSE_MODE_FIELD:
+        return ValueDomain("a battery pause mode", 0, len(PAUSE_MODES) - 1)
+    return None
+
+
+def _domains(layout: Any) -> dict[int, ValueDomain]:
+    """Every holding register of ``layout`` whose values givbridge can judge, by address."""
+    domains: dict[int, ValueDomain] = {}
+    ambiguous: set[int] = set()  # decoded by fields that disagree: judged by neither
+    for field, definition in layout.REGISTER_LUT.items():
+        registers = definition.registers
+        if not registers or any(register.reg_type != "HR" for register in registers):
+            continue
+        domain = _field_domain(definition, field)
+        if domain is None:
+            continue
+        for register in registers:
+            if domains.setdefault(int(register.index), domain) != domain:
+                ambiguous.add(int(register.index))
+    return {address: domain for address, domain in domains.items() if address not in ambiguous}
+
+
+_SINGLE_PHASE_DOMAINS = _domains(_SINGLE_PHASE)
+_THREE_PHASE_DOMAINS = _domains(_THREE_PHASE)
+
+
+def holds_valid(register: int, value: int, *, three_phase: bool) -> str | None:
+    """None when ``value`` is one ``register`` can legitimately hold, else why it cannot.
+
+    For a value read from the inverter that is to be written back (a timed action's
+    baseline). ``three_phase`` picks the layout the address is read on. A register givbridge
+    knows no domain for is refused too: nothing is written back unjudged.
+    """
+    domains = _THREE_PHASE_DOMAINS if three_phase else _SINGLE_PHASE_DOMAINS
+    domain = domains.get(register)
+    if domain is None:
+        return f"HR{register} has no known range of values, so it is not written back"
+    problem = domain.problem(value)
+    return f"HR{register}: {problem}" if problem else None

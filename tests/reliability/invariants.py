@@ -14,7 +14,9 @@ it arrives:
   in the device's ``Stats/Counter_Resets``, and every reset counted there by a decrease, in
   the same or the next snapshot (they are published in no set order). Judged by the
   ``Invertor_Time`` published with it (a snapshot's counters may come before its time, so a
-  decrease waits for the next inverter time before it is judged);
+  decrease waits for the next inverter time before it is judged). A derived counter that the
+  hygiene holds (``hold_decreases``: Load, Self_Consumption) may never be reset, so any other
+  decrease of one is a violation even when a reset was counted;
 * every command result ``ok`` corresponds to register values the simulator really holds,
   checked the moment the result arrives, for commands sent through :meth:`command` with the
   registers they must have set.
@@ -153,6 +155,7 @@ class _Decrease:
     kind: str
     before: _Reading
     value: float
+    held: bool = False  # a hold_decreases counter: no reset may excuse the decrease
 
 
 @dataclass(slots=True)
@@ -413,7 +416,7 @@ class InvariantChecker:
         key = f"{serial}/{path}"
         last = self._readings.get(key)
         if last is not None and value < last.value:
-            decrease = _Decrease(key, definition.counter, last, value)
+            decrease = _Decrease(key, definition.counter, last, value, held=definition.hold_decreases)
             if not self._reset(decrease, inverter_time):
                 self._decreases.setdefault(serial, []).append(decrease)
         if last is None or value != last.value or last.inverter_day is None:
@@ -433,7 +436,15 @@ class InvariantChecker:
         inverter_time = self._inverter_time.get(serial)
         waiting = self._decreases.pop(serial, [])
         for decrease in waiting:
-            if not self._reset(decrease, inverter_time):
+            if self._reset(decrease, inverter_time):
+                continue
+            if decrease.held:
+                when = inverter_time.isoformat() if inverter_time else "an unknown inverter time"
+                self._violation(
+                    f"{decrease.key} decreased from {decrease.before.value} to {decrease.value} at {when}: "
+                    "a derived counter may only be held, never go back"
+                )
+            else:
                 self._unmatched_decreases.setdefault(serial, []).append(_Unmatched(decrease))
 
     def _count_resets(self, serial: str, text: str) -> None:

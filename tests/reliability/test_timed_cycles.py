@@ -46,9 +46,9 @@ FAMILIES = (
     "ac-3ph",
 )
 FAULTS = ("zero", "crc", "garbage", "silent")
-# Short, so an expiry moves the clock little: a long forced export drives the derived
-# Self_Consumption_Energy counters (PV minus export) down, which the checker would flag.
-MINUTES = 5
+# Long enough that an expired forced export really drives the derived Self_Consumption counters
+# (PV minus export) down: the hygiene must hold them, and the checker flags any that go back.
+MINUTES = 30
 #: Answers that can only come from believing a read the poll path would refuse: the simulator
 #: takes every write in these scenarios.
 UNTRUE = ("not_persisted", "rejected")

@@ -259,6 +259,17 @@ def test_anchor_holders_and_merge_keys() -> None:
         ),
         (
             """
+            PV_Power:
+              platform: sensor
+              device_class: power
+              state_class: measurement
+              unit: W
+              hold_decreases: true
+            """,
+            "hold_decreases applies to counters only",
+        ),
+        (
+            """
             Battery_Calibration_Status:
               platform: sensor
               device_class: enum
