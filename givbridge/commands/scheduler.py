@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -64,6 +64,7 @@ from givbridge.commands.executor import confirm
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.timed import KINDS, TimedKind, kinds_for, next_change
 from givbridge.log import get_logger
+from givbridge.plant import registers as reg
 from givbridge.plant.snapshot import Scalar
 from givbridge.plant.writes import WritePlan
 from givbridge.store import JsonStore
@@ -311,10 +312,10 @@ class TimedActions:
         if conflicting:
             # Before reverting anything: refuse now, with nothing written, if the baseline
             # cannot be read cleanly at all.
-            await self._read_baseline(kind, runner, [*registers, *dev.CLOCK])
+            await self._read_baseline(kind, runner, registers)
         for other in conflicting:
             await self._revert_now(other, runner, reason=f"replaced by {kind.name}", announce=True)
-        values = await self._read_baseline(kind, runner, [*registers, *dev.CLOCK])
+        values = await self._read_baseline(kind, runner, registers)
         now = self.clock.now()
         clock = inverter_time(values)
         if clock is None:
@@ -371,16 +372,30 @@ class TimedActions:
         }
 
     @staticmethod
-    async def _read_baseline(kind: TimedKind, runner: InverterRunner, registers: list[int]) -> dict[int, int]:
-        """The registers ``kind`` will change, read cleanly from the inverter; else it is refused, nothing written."""
+    async def _read_baseline(kind: TimedKind, runner: InverterRunner, registers: Sequence[int]) -> dict[int, int]:
+        """``registers`` (what ``kind`` will change) and the clock, read cleanly; else refused, nothing written.
+
+        A value the register cannot legitimately hold (a slot time of 25:99, a flag of 7) is not a
+        baseline: writing it back at the end would be writing something nobody asked for.
+        """
         try:
-            return await runner.read_holding(registers)
+            values = await runner.read_holding([*registers, *dev.CLOCK])
         except UncleanRead as exc:
             raise CommandFailed(
                 ErrorCode.UNREACHABLE,
                 f"{kind.name} was not started and nothing was written: the inverter's current settings "
                 f"could not be read reliably ({exc})",
             ) from None
+        assert runner.context is not None
+        three_phase = dev.is_three_phase(runner.context)
+        impossible = [why for r in registers if (why := reg.holds_valid(r, values[r], three_phase=three_phase))]
+        if impossible:
+            raise CommandFailed(
+                ErrorCode.UNSUPPORTED,
+                f"{kind.name} was not started and nothing was written: the inverter holds values that could "
+                f"not be given back at its end ({'; '.join(impossible)})",
+            )
+        return values
 
     async def cancel(self, kind: TimedKind, runner: InverterRunner) -> dict[str, Any]:
         """Revert ``kind`` on ``runner``'s inverter now (``Cancel``, ``Normal`` or ``0``)."""

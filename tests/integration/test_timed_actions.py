@@ -422,3 +422,15 @@ async def test_a_baseline_that_cannot_be_read_cleanly_refuses_the_start_and_writ
     assert "nothing was written" in answer["error"]["message"] and "HR(240,60)" in answer["error"]["message"]
     assert rig.writes("hybrid-gen3") == writes
     rig.nothing_running()
+
+
+async def test_a_baseline_the_registers_cannot_hold_refuses_the_start_and_writes_nothing(rig: Rig) -> None:
+    # HR94 (charge slot 1 start) reads 25:99: no time to give back when the action ends.
+    rig.baseline("hybrid-gen3", {111: 30, 116: 80, 242: 90, 318: 0, 94: 2599, 95: 0, 96: 0})
+    writes = rig.writes("hybrid-gen3")
+    answer = await rig.send("hybrid-gen3", "forceCharge", "30")
+    assert answer["status"] == "error" and answer["error"]["code"] == "unsupported", answer
+    assert "nothing was written" in answer["error"]["message"] and "HR94" in answer["error"]["message"]
+    assert rig.writes("hybrid-gen3") == writes
+    rig.baseline("hybrid-gen3", {94: 0})
+    rig.nothing_running()
