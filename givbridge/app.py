@@ -16,12 +16,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from givbridge import __version__
-from givbridge.bridge import Bridge, InverterRunner
 from givbridge.clock import Clock, SystemClock
 from givbridge.clock_sync import ClockKeeper
 from givbridge.commands import CommandExecutor, CommandResult
 from givbridge.commands.scheduler import TimedActions
 from givbridge.config import Settings
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.supervisor import Bridge
 from givbridge.entities import EntityCatalogue, load_catalogue
 from givbridge.evc.charger import EvCharger
 from givbridge.evc.runner import ChargerRunner

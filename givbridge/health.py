@@ -29,7 +29,7 @@ from givbridge.log import get_logger
 from givbridge.store import JsonStore
 
 if TYPE_CHECKING:
-    from givbridge.bridge import InverterRunner
+    from givbridge.devices.inverter import InverterRunner
     from givbridge.evc.runner import ChargerRunner
     from givbridge.mqtt.client import MqttClient
 

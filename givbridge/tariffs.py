@@ -52,7 +52,7 @@ from givbridge.plant.snapshot import Scalar, Snapshot, as_number
 from givbridge.store import JsonStore, ThrottledSave
 
 if TYPE_CHECKING:
-    from givbridge.bridge import InverterRunner
+    from givbridge.devices.inverter import InverterRunner
 
 log = get_logger(__name__)
 

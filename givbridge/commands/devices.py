@@ -21,9 +21,9 @@ from givenergy_modbus.model.inverter import Model
 from givenergy_modbus.model.plant import PlantCapabilities
 from givenergy_modbus.model.slot_map import EMS_SLOTS, EXTENDED_SLOTS, SINGLE_PHASE_SLOTS, THREE_PHASE_SLOTS
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands.results import CommandFailed
 from givbridge.commands.spec import Applicability, unsupported
+from givbridge.devices.context import DeviceContext
 from givbridge.plant.families import FAMILIES, Family
 from givbridge.plant.writes import has_pause_registers, writable_registers
 

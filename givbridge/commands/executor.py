@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from givbridge.bridge import Bridge, InverterRunner, NotWritable, Unreachable, WriteOutcome, WriteStatus
 from givbridge.clock import Clock
 from givbridge.commands import docs
 from givbridge.commands.access import CACHED_READ, LOCAL, TOKEN_KEY, AccessPolicy, Caller, Clearance, Transport
@@ -47,6 +46,9 @@ from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode, 
 from givbridge.commands.schemas import Message, NoPayload, Payload, decode
 from givbridge.commands.spec import ActionContext, Command, PlanInput, Planned
 from givbridge.config import Settings
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import NotWritable, Unreachable, WriteOutcome, WriteStatus
+from givbridge.devices.supervisor import Bridge
 from givbridge.log import get_logger
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import unwritable

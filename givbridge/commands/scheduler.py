@@ -48,24 +48,19 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from givbridge.bridge import (
-    Backoff,
-    Bridge,
-    InverterRunner,
-    NotWritable,
-    Signal,
-    UncleanRead,
-    Unreachable,
-    WriteStatus,
-)
 from givbridge.clock import Clock
 from givbridge.commands import devices as dev
 from givbridge.commands.executor import confirm
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.timed import KINDS, TimedKind, kinds_for, next_change
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import NotWritable, UncleanRead, Unreachable, WriteStatus
+from givbridge.devices.supervisor import Bridge
 from givbridge.log import get_logger
 from givbridge.plant.snapshot import Scalar
 from givbridge.plant.writes import WritePlan
+from givbridge.runtime.backoff import Backoff
+from givbridge.runtime.signal import Signal
 from givbridge.store import JsonStore
 
 log = get_logger(__name__)

@@ -21,18 +21,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands.access import Clearance
 from givbridge.commands.results import CommandFailed, ErrorCode
 from givbridge.commands.schemas import Payload
+from givbridge.devices.context import DeviceContext
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan
 
 if TYPE_CHECKING:
-    from givbridge.bridge import Bridge, InverterRunner
     from givbridge.clock import Clock
     from givbridge.commands.scheduler import TimedActions
     from givbridge.config import Settings
+    from givbridge.devices.inverter import InverterRunner
+    from givbridge.devices.supervisor import Bridge
     from givbridge.evc.charger import EvCharger
     from givbridge.store import JsonStore
 

@@ -12,13 +12,14 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from givbridge.bridge import InverterRunner, Unreachable, WriteStatus
 from givbridge.commands import devices as dev
 from givbridge.commands.access import Clearance
 from givbridge.commands.results import CommandFailed, ErrorCode, json_safe
 from givbridge.commands.schemas import LogLevelPayload, NoPayload, SettingsPayload
 from givbridge.commands.spec import ActionContext, Command
 from givbridge.config import SAVED_SETTINGS, Settings
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import Unreachable, WriteStatus
 from givbridge.log import set_log_level
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan

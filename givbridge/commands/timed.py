@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands import devices as dev
 from givbridge.commands import rates
 from givbridge.commands.results import CommandFailed
@@ -43,6 +42,7 @@ from givbridge.commands.schemas import CANCEL, DurationPayload
 from givbridge.commands.slots import hhmm
 from givbridge.commands.spec import ActionContext, Applicability, Command, unsupported
 from givbridge.commands.targets import MIN_SOC, charge_target_writes
+from givbridge.devices.context import DeviceContext
 from givbridge.plant.writes import has_pause_registers
 
 if TYPE_CHECKING:

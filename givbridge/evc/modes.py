@@ -56,8 +56,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from givbridge.bridge import Unreachable
 from givbridge.clock import Clock
+from givbridge.devices.outcome import Unreachable
 from givbridge.evc import registers as reg
 from givbridge.log import get_logger
 from givbridge.plant.families import FAMILIES
@@ -66,7 +66,7 @@ from givbridge.plant.writes import WritePlan
 from givbridge.store import JsonStore
 
 if TYPE_CHECKING:
-    from givbridge.bridge import WriteOutcome
+    from givbridge.devices.outcome import WriteOutcome
 
 log = get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """The EV charger's device runner: one Modbus TCP connection, polling, writes with read-back, availability.
 
-It is the charger's counterpart of :class:`givbridge.bridge.InverterRunner` and reports the same
-way (``on_snapshot`` and ``on_availability`` signals, a :class:`~givbridge.bridge.Health`), so the
+It is the charger's counterpart of :class:`givbridge.devices.inverter.InverterRunner` and reports the same
+way (``on_snapshot`` and ``on_availability`` signals, a :class:`~givbridge.runtime.health.Health`), so the
 MQTT layer publishes, discovers and marks it available with the machinery the inverters use:
 
 * the charger is read every ``evc.poll_interval`` seconds, in GivTCP's two blocks
@@ -33,23 +33,20 @@ import structlog
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from givbridge.bridge import (
-    Backoff,
-    GuardMemory,
-    Health,
-    Signal,
-    Unreachable,
-    WriteOutcome,
-    honour_cancellation,
-)
 from givbridge.clock import Clock, SystemClock, local_zone
 from givbridge.config import EvcSettings, Settings
+from givbridge.devices.guard import GuardMemory
+from givbridge.devices.outcome import Unreachable, WriteOutcome
 from givbridge.entities import load_catalogue
 from givbridge.evc import registers as reg
 from givbridge.log import get_logger
 from givbridge.plant.hygiene import SampleGuard
 from givbridge.plant.snapshot import DeviceInfo, Scalar, Snapshot
 from givbridge.plant.writes import RegisterWrite, WritePlan
+from givbridge.runtime.backoff import Backoff
+from givbridge.runtime.health import Health
+from givbridge.runtime.signal import Signal
+from givbridge.runtime.tasks import honour_cancellation
 from givbridge.store import JsonStore
 
 log = get_logger(__name__)

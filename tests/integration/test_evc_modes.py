@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from givbridge.bridge import Bridge, InverterRunner
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.supervisor import Bridge
 from givbridge.evc.charger import EvCharger
 from givbridge.evc.modes import CAP_HEADROOM, ChargerView, Decision, SiteView, surplus_amps
 from givbridge.evc.registers import current_limit_plan

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from givenergy_modbus.model.inverter import Model
 
-from givbridge.bridge import InverterRunner, WriteStatus
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import WriteStatus
 from givbridge.plant.snapshot import Scalar, Snapshot
 from givbridge.plant.writes import WritePlan
 from givbridge.sim import SimulatedPlant, SimulatorServer

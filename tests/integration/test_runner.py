@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from givbridge.bridge import InverterRunner, NotWritable, Unreachable, WriteStatus
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import NotWritable, Unreachable, WriteStatus
 from givbridge.plant.writes import WritePlan
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from givbridge.bridge import Bridge
 from givbridge.clock import ScaledClock
 from givbridge.commands.executor import CommandExecutor
+from givbridge.devices.supervisor import Bridge
 from givbridge.entities import load_catalogue
 from givbridge.mqtt.discovery.documents import DiscoveryBuilder
 from givbridge.mqtt.topics import DiscoveryTopics, Topics

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands.devices import CLOCK
 from givbridge.commands.timed import TimedKind, kinds_for
+from givbridge.devices.context import DeviceContext
 from givbridge.sim import PROFILES
 from tests.brokers import Broker
 from tests.reliability.rig import Rig, bridge_rig

@@ -42,7 +42,7 @@ BIRTH_DELAY = (1.0, 5.0)  # seconds: HA's advice, so many bridges do not answer 
 
 
 class DeviceRunner(Protocol):
-    """What discovery needs of a device runner (``givbridge.bridge.InverterRunner``, or the EV charger's)."""
+    """What discovery needs of a device runner (``givbridge.devices.inverter.InverterRunner``, or the EV charger's)."""
 
     prefix: str
     snapshot: Snapshot | None

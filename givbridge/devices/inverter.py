@@ -1,4 +1,4 @@
-"""Device runners and the supervisor that ties the layers together.
+"""The inverter runner: one per configured inverter.
 
 One :class:`InverterRunner` per configured inverter owns the only connection to its
 dongle. Everything that touches the inverter goes through the runner's job queue and runs
@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any
 
 import structlog
 from givenergy_modbus.client.client import Client
@@ -41,25 +38,26 @@ from givenergy_modbus.exceptions import (
     RefreshPartiallySucceeded,
 )
 from givenergy_modbus.model.plant import Plant, PlantCapabilities
-from givenergy_modbus.model.register import HR, IR
+from givenergy_modbus.model.register import HR
 from givenergy_modbus.pdu import (
     ReadHoldingRegistersRequest,
     ReadHoldingRegistersResponse,
-    ReadInputRegistersResponse,
-    WriteHoldingRegisterResponse,
 )
-from pydantic import Field, PrivateAttr
 
 from givbridge import __version__
 from givbridge.clock import Clock, SystemClock, local_zone
 from givbridge.config import InverterSettings, Settings
+from givbridge.devices.context import DeviceContext
+from givbridge.devices.follower import SerialFollower
+from givbridge.devices.guard import GuardMemory
+from givbridge.devices.library import ObservedPlant, ReadVerdict, default_client
+from givbridge.devices.outcome import NotWritable, UncleanRead, Unreachable, WriteOutcome
 from givbridge.entities import load_catalogue
 from givbridge.log import get_logger
 from givbridge.plant.build import build_snapshot, supported_families
-from givbridge.plant.families import Family, UnknownModel, family_for
+from givbridge.plant.families import UnknownModel, family_for
 from givbridge.plant.hygiene import SampleGuard
 from givbridge.plant.snapshot import Scalar, Snapshot
-from givbridge.plant.topology import PlantTopology
 from givbridge.plant.writes import (
     RegisterWrite,
     RegisterWriteRequest,
@@ -69,13 +67,14 @@ from givbridge.plant.writes import (
     unwritable,
     writable_registers,
 )
-from givbridge.scan import find_serial
-from givbridge.store import JsonStore, ThrottledSave
-from givbridge.tariffs import Tariffs
+from givbridge.runtime.backoff import Backoff
+from givbridge.runtime.health import Health
+from givbridge.runtime.signal import Signal
+from givbridge.runtime.tasks import honour_cancellation
+from givbridge.store import JsonStore
 
 log = get_logger(__name__)
 
-T = TypeVar("T")
 
 # GivTCP reports its own version here and Predbat reads it: a value starting with "3" means
 # "v3 semantics" (watts for rates, the v3 REST shapes), which is what givbridge serves.
@@ -93,9 +92,6 @@ UNCLEAN_READ_RETRIES = 2
 # A bank too short for the library's dropout judgement, read all zero where it held data, is
 # believed only when this many answers in a row agree.
 ZERO_CONFIRMATIONS = 3
-# How often the hygiene's counter memory is written to disk (and always on disconnect):
-# often enough to survive a crash, rarely enough to spare SD cards.
-COUNTER_SAVE_INTERVAL = 60.0
 
 # GivTCP's list of registers whose writes do not wear EEPROM while Real Time Control is on;
 # writes to them then count as "safe" (Safe_Write_Count) rather than Write_Count.
@@ -103,243 +99,6 @@ RTC_SAFE_REGISTERS = frozenset(
     {20, 27, 50, 56, 57, 59, 94, 95, 96, 110, 111, 112, 116, 318, 319, 320}
     | {1002, 1108, 1110, 1111, 1112, 1114, 1118, 1119, 1122, 1123, 1141}
 )
-
-
-class Signal(Generic[T]):
-    """An awaitable fan-out of values to async listeners; a failing listener is logged, not fatal."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._listeners: list[Callable[[T], Awaitable[None]]] = []
-
-    def connect(self, listener: Callable[[T], Awaitable[None]]) -> None:
-        self._listeners.append(listener)
-
-    async def emit(self, value: T) -> None:
-        for listener in list(self._listeners):
-            try:
-                await listener(value)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("listener failed", signal=self.name, listener=getattr(listener, "__qualname__", None))
-
-
-class Unreachable(Exception):
-    """The inverter is not connected or did not answer."""
-
-
-class UncleanRead(Unreachable):
-    """The inverter answered a read of a bank only with data the poll path would not believe.
-
-    A dropout page, a spliced or incoherent bank (refused by the library, as on every poll), or
-    a short bank read all-zero over one that held data and not confirmed by reading it again.
-    Nothing may be planned or judged from such a read: it is retried, then this is raised.
-    """
-
-
-class NotWritable(Exception):
-    """The plan touches registers this model does not allow givbridge to write."""
-
-    def __init__(self, registers: list[int]) -> None:
-        super().__init__(f"registers {registers} are not writable on this model")
-        self.registers = registers
-
-
-class WriteStatus(StrEnum):
-    OK = "ok"  # every expected value read back
-    NOT_PERSISTED = "not_persisted"  # acknowledged, but the read-back shows another value
-    REJECTED = "rejected"  # the inverter answered the write with an error
-
-
-@dataclass(frozen=True, slots=True)
-class Mismatch:
-    register: int
-    wanted: int
-    actual: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class WriteOutcome:
-    """What happened to a :class:`WritePlan`, established by reading the registers back."""
-
-    status: WriteStatus
-    written: tuple[RegisterWrite, ...]  # writes that went on the wire
-    skipped: tuple[RegisterWrite, ...]  # already held, not re-written
-    readback: Mapping[int, int]  # register -> value read back afterwards
-    mismatches: tuple[Mismatch, ...] = ()
-    rejected: tuple[int, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status is WriteStatus.OK
-
-    @classmethod
-    def judge(
-        cls,
-        plan: WritePlan,
-        readback: Mapping[int, int],
-        *,
-        written: Sequence[RegisterWrite],
-        skipped: Sequence[RegisterWrite] = (),
-        rejected: Sequence[int] = (),
-    ) -> WriteOutcome:
-        """The outcome of ``plan`` from what was read back: a refusal first, then any value not held."""
-        mismatches = tuple(
-            Mismatch(w.register, w.value, readback.get(w.register))
-            for w in plan.expected
-            if readback.get(w.register) != w.value
-        )
-        if rejected:
-            status = WriteStatus.REJECTED
-        elif mismatches:
-            status = WriteStatus.NOT_PERSISTED
-        else:
-            status = WriteStatus.OK
-        return cls(status, tuple(written), tuple(skipped), readback, mismatches, tuple(rejected))
-
-
-@dataclass
-class Health:
-    """Connection and polling health of one device, published as diagnostics."""
-
-    connected: bool = False
-    available: bool = False
-    consecutive_failures: int = 0
-    polls_ok: int = 0
-    polls_partial: int = 0
-    polls_failed: int = 0
-    reconnects: int = 0
-    last_success: datetime | None = None
-    last_error: str | None = None
-    last_poll_seconds: float | None = None  # wall time of the last successful poll
-    last_poll_full: bool = False  # whether it also read the settings banks
-
-    def succeeded(self, at: datetime, *, partial: bool = False) -> bool:
-        """Count a successful poll; True when it makes the device available again."""
-        if partial:
-            self.polls_partial += 1
-        else:
-            self.polls_ok += 1
-        self.consecutive_failures = 0
-        self.last_error = None
-        self.last_success = at
-        became = not self.available
-        self.available = True
-        return became
-
-    def failed(self, reason: str, offline_after: int) -> bool:
-        """Count a failed poll; True when it makes the device unavailable (``offline_after`` in a row)."""
-        self.polls_failed += 1
-        self.consecutive_failures += 1
-        self.last_error = reason
-        went = self.available and self.consecutive_failures >= offline_after
-        if went:
-            self.available = False
-        return went
-
-
-@dataclass(frozen=True)
-class DeviceContext:
-    """What a command planner may know about the device besides its values."""
-
-    serial: str
-    family: Family
-    capabilities: PlantCapabilities
-    writable: frozenset[int]
-
-    @property
-    def model(self) -> Any:
-        return self.capabilities.device_type
-
-    @property
-    def arm_firmware(self) -> int | None:
-        firmware = self.capabilities.arm_firmware_version
-        return int(firmware) if firmware is not None else None
-
-
-class ReadVerdict(StrEnum):
-    """How a register read answered the runner may be used (see :meth:`ObservedPlant.verdict`)."""
-
-    CLEAN = "clean"  # the library committed it, as a poll would
-    REFUSED = "refused"  # the library refused it: a dropout, a splice, an incoherent or corrupt bank
-    # A bank too short for the library to judge (under 60 registers), read all zero where it held
-    # data: believable only if reading it again agrees.
-    UNCONFIRMED_ZERO = "unconfirmed_zero"
-
-
-class ObservedPlant(Plant):  # type: ignore[misc]  # untyped library base
-    """The library's Plant, also noting error responses to writes and the banks it refuses.
-
-    The library's request path retries an error response and finally reports a timeout, so
-    on its own a refused write looks like a silent inverter. Noting the error frames as they
-    are decoded lets the runner tell "the inverter refused HR(x)" from "no answer".
-
-    The library refuses, without saying so to the caller, the pages a dongle serves in place
-    of data: a full bank of zeros over a bank that held data, its known substituted page, a
-    spliced or incoherent bank. Its verdict on every read answer is noted here (whether it
-    committed the bank), so the runner's own reads judge exactly as the poll path does, and
-    ``dropouts`` counts the dropout pages for ``Stats/Dropout_Banks_Rejected``. CRC-failed
-    frames never reach a caller: the library drops them and the request times out and retries.
-    """
-
-    _refused: dict[int, int] = PrivateAttr(default_factory=dict)
-    _verdicts: dict[tuple[int, str, int, int], tuple[Any, ReadVerdict]] = PrivateAttr(default_factory=dict)
-    dropouts: int = Field(default=0, exclude=True)
-
-    def update(self, pdu: Any, *, received_at: datetime | None = None) -> None:
-        if isinstance(pdu, WriteHoldingRegisterResponse) and pdu.error:
-            self._refused[pdu.register] = self._refused.get(pdu.register, 0) + 1
-        key = _bank_key(pdu)
-        if key is None:
-            super().update(pdu, received_at=received_at)
-            return
-        stamped = self.register_block_updated_at.get(key)
-        zero_over_data = self._zero_over_data(pdu)
-        super().update(pdu, received_at=received_at)
-        restamped = self.register_block_updated_at.get(key)
-        if restamped is None or restamped is stamped:  # the library committed nothing
-            verdict = ReadVerdict.REFUSED
-            if zero_over_data or (isinstance(pdu, ReadInputRegistersResponse) and pdu.is_suspicious()):
-                self.dropouts += 1
-        elif zero_over_data:  # committed only because it is too short for the library to judge
-            verdict = ReadVerdict.UNCONFIRMED_ZERO
-        else:
-            verdict = ReadVerdict.CLEAN
-        self._verdicts[key] = (pdu, verdict)
-
-    def _zero_over_data(self, pdu: Any) -> bool:
-        """An answer of all zeros for registers the cache holds data in (the library's Pattern B, any size)."""
-        values: dict[int, int] = pdu.to_dict()
-        if not values or any(values.values()):
-            return False
-        kind = HR if isinstance(pdu, ReadHoldingRegistersResponse) else IR
-        cache = self.register_caches.get(pdu.device_address, {})
-        return any(cache.get(kind(register)) for register in values)
-
-    def verdict(self, pdu: Any) -> ReadVerdict:
-        """What the library made of the read answer ``pdu`` (REFUSED for one it never saw)."""
-        key = _bank_key(pdu)
-        noted = self._verdicts.get(key) if key is not None else None
-        if noted is None or noted[0] is not pdu:
-            return ReadVerdict.REFUSED
-        return noted[1]
-
-    def take_refusal(self, register: int) -> bool:
-        return self._refused.pop(register, 0) > 0
-
-
-def _bank_key(pdu: Any) -> tuple[int, str, int, int] | None:
-    """The library's key for the bank a read answer carries (as in ``register_block_updated_at``)."""
-    if isinstance(pdu, ReadHoldingRegistersResponse):
-        kind = "HR"
-    elif isinstance(pdu, ReadInputRegistersResponse):
-        kind = "IR"
-    else:
-        return None
-    if pdu.error or getattr(pdu, "crc_failed", False):
-        return None
-    return (pdu.device_address, kind, pdu.base_register, pdu.register_count)
 
 
 class _Stop(Exception):
@@ -356,107 +115,6 @@ class _Job:
 
 _WRITE_PRIORITY = 0
 _READ_PRIORITY = 1
-
-
-class GuardMemory:
-    """A device's :class:`SampleGuard`, with its last good values kept in the data dir.
-
-    Restored when the device is identified and saved at most every
-    :data:`COUNTER_SAVE_INTERVAL` (at once when forced, as on a disconnect), so a restart
-    cannot publish a spike either. Both kinds of device runner keep one.
-    """
-
-    def __init__(self, store: JsonStore, clock: Clock) -> None:
-        self.store = store
-        self.guard: SampleGuard | None = None
-        self._serial: str | None = None
-        self._saver = ThrottledSave(store, clock, COUNTER_SAVE_INTERVAL, "the counter history")
-
-    @staticmethod
-    def document(serial: str) -> str:
-        return f"counters-{serial}"
-
-    async def start(self, serial: str, guard: SampleGuard) -> None:
-        """Guard ``serial``'s values with ``guard``, restored from what was last saved for it."""
-        guard.restore(await asyncio.to_thread(self.store.load, self.document(serial)))
-        self.guard, self._serial = guard, serial
-        self._saver.reset()
-
-    async def save(self, *, force: bool = False) -> None:
-        if self.guard is None or self._serial is None:
-            return
-        await self._saver.save(self.document(self._serial), self.guard.state, force=force)
-
-
-def honour_cancellation() -> None:
-    """Raise CancelledError if this task was asked to stop but the request got lost on the way.
-
-    Python 3.11 lets a cancellation vanish when the awaited thing finishes in the same instant
-    (``asyncio.wait_for`` returning its result; a library catching CancelledError). A runner's
-    loop calls this between attempts, so stopping it never waits for a backoff and a reconnect.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-def is_library_orphan(context: Mapping[str, Any]) -> bool:
-    """An event-loop error report that is a known givenergy-modbus 2.13 leak, not a fault.
-
-    When the dongle drops the connection while a request is still queued for sending, the
-    library's ``_abort_connection`` fails both of that request's futures with ConnectionLost;
-    the sender gets it from one and then ``cancel()``s the other, which is already done, so
-    nobody retrieves its exception and asyncio reports it when the future is collected.
-    """
-    return context.get("message") == "Future exception was never retrieved" and isinstance(
-        context.get("exception"), ConnectionLost
-    )
-
-
-def quiet_library_orphans(loop: asyncio.AbstractEventLoop) -> None:
-    """Log :func:`is_library_orphan` reports at debug level instead of as errors with a traceback.
-
-    Without this, every dropped dongle connection ends in an ERROR "Future exception was never
-    retrieved" with a ConnectionLost traceback, though the runner already counted the drop and
-    reconnects. Every other report still goes to the loop's previous handler. Idempotent.
-    """
-    previous = loop.get_exception_handler()
-    if not isinstance(previous, _OrphanFilter):
-        loop.set_exception_handler(_OrphanFilter(previous))
-
-
-@dataclass(frozen=True, slots=True)
-class _OrphanFilter:
-    """The loop exception handler :func:`quiet_library_orphans` installs in front of ``previous``."""
-
-    previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
-
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if is_library_orphan(context):
-            log.debug("unanswered request of a dropped connection", error=str(context["exception"]))
-        elif self.previous is not None:
-            self.previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-
-class Backoff:
-    """Exponential reconnect delay with jitter, reset after a success."""
-
-    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-        self._rng = rng or random.Random()
-        self._attempt = 0
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-    def next(self) -> float:
-        base = min(self.maximum, self.minimum * 2.0**self._attempt)
-        self._attempt += 1
-        # Up to 20 % jitter so several bridges restarting together do not hit a dongle in step.
-        return min(self.maximum, base * (1 + 0.2 * self._rng.random()))
 
 
 class InverterRunner:
@@ -478,7 +136,7 @@ class InverterRunner:
         self.store = store or JsonStore(settings.data_dir)
         self.tz = local_zone(settings.timezone)
         self.prefix = settings.prefix_for(index)
-        self._client_factory = client_factory or _default_client
+        self._client_factory = client_factory or default_client
         self._plant = ObservedPlant()
         self._client: Client | None = None
         self._jobs: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
@@ -503,7 +161,7 @@ class InverterRunner:
         self.on_snapshot: Signal[Snapshot] = Signal("snapshot")
         self.on_availability: Signal[InverterRunner] = Signal("availability")
         self.label = f"{self.config.host}:{self.config.port}"
-        self._log = log.bind(inverter=self.label)
+        self.log = log.bind(inverter=self.label)
         self._counters: dict[str, int] = {"write_count": 0, "safe_write_count": 0}
         # follow_serial: the other runners (set by Bridge), whose connected addresses a search skips.
         self.peers: Sequence[InverterRunner] = ()
@@ -555,10 +213,10 @@ class InverterRunner:
 
     def move_to(self, host: str, why: str) -> None:
         """Talk to the inverter at ``host`` from the next connection on (``follow_serial``)."""
-        self._log.warning("inverter moved", serial=self.config.serial, old=self.config.host, new=host, why=why)
+        self.log.warning("inverter moved", serial=self.config.serial, old=self.config.host, new=host, why=why)
         self.config = self.config.model_copy(update={"host": host})
         self.label = f"{self.config.host}:{self.config.port}"
-        self._log = log.bind(inverter=self.label)
+        self.log = log.bind(inverter=self.label)
         structlog.contextvars.bind_contextvars(inverter=self.label)
 
     def request_restart(self) -> None:
@@ -577,14 +235,14 @@ class InverterRunner:
             except asyncio.CancelledError:
                 raise
             except _Stop as stop:
-                self._log.info("reconnecting", reason=str(stop))
+                self.log.info("reconnecting", reason=str(stop))
             except (CommunicationError, TimeoutError, OSError) as exc:
                 await self._record_failure(f"{type(exc).__name__}: {exc}")
             except _IdentityError as exc:
-                self._log.error("refusing device", error=str(exc))
+                self.log.error("refusing device", error=str(exc))
                 await self._record_failure(str(exc))
             except Exception as exc:  # a bug: log it loudly, keep the device alive
-                self._log.exception("device runner error")
+                self.log.exception("device runner error")
                 await self._record_failure(f"internal error: {exc!r}")
             finally:
                 await self._disconnect()
@@ -605,7 +263,7 @@ class InverterRunner:
         self.health.reconnects += 1
         client = self._client_factory(self.config.host, self.config.port, self._plant, polling.request_gap)
         self._client = client
-        self._log.info("connecting")
+        self.log.info("connecting")
         await client.connect()
         caps = await self._detect(client)
         cache = self._plant.register_caches.get(caps.inverter_address, {})
@@ -629,9 +287,9 @@ class InverterRunner:
         if self._hygiene.guard is None:
             await self._hygiene.start(serial, SampleGuard(load_catalogue(), self.tz, phases=family.phases))
         self.health.connected = True
-        self._log = log.bind(inverter=self.label, serial=serial)
+        self.log = log.bind(inverter=self.label, serial=serial)
         structlog.contextvars.bind_contextvars(serial=serial)
-        self._log.info("connected", model=family.display, firmware=caps.arm_firmware_version)
+        self.log.info("connected", model=family.display, firmware=caps.arm_firmware_version)
         self._next_fast = self._next_full = self.clock.monotonic()
 
     async def _detect(self, client: Client) -> PlantCapabilities:
@@ -650,7 +308,7 @@ class InverterRunner:
                 try:
                     prior = PlantCapabilities.from_dict(stored)
                 except Exception as exc:  # a stale or hand-edited file: detect afresh
-                    self._log.info("ignoring the remembered device layout", error=str(exc))
+                    self.log.info("ignoring the remembered device layout", error=str(exc))
         kwargs = {
             "timeout": polling.timeout,
             "retries": polling.retries + 2,
@@ -661,7 +319,7 @@ class InverterRunner:
             try:
                 caps = await client.detect(prior=prior, **kwargs)
             except PlantTopologyMismatch:
-                self._log.info("device layout changed since it was last seen; detecting afresh")
+                self.log.info("device layout changed since it was last seen; detecting afresh")
                 caps = await client.detect(**kwargs)
         else:
             caps = await client.detect(**kwargs)
@@ -681,7 +339,7 @@ class InverterRunner:
                 async with asyncio.timeout(5.0):
                     await client.close()
             except Exception as exc:  # a failed close must not wedge the runner
-                self._log.warning("closing the connection failed", error=repr(exc))
+                self.log.warning("closing the connection failed", error=repr(exc))
 
     def _fail_pending(self, exc: Exception) -> None:
         while not self._jobs.empty():
@@ -810,7 +468,7 @@ class InverterRunner:
     async def _record_success(self, partial: bool) -> None:
         self._backoff.reset()
         if self.health.succeeded(self.clock.now(), partial=partial):
-            self._log.info("device available")
+            self.log.info("device available")
             await self.on_availability.emit(self)
 
     async def _emit(self, snapshot: Snapshot) -> None:
@@ -822,16 +480,16 @@ class InverterRunner:
         """After a write: the state follows what was read back, never the intent."""
         snapshot, problem = self._build()
         if snapshot is None:
-            self._log.warning("read-back sample rejected; keeping the previous state", reason=problem)
+            self.log.warning("read-back sample rejected; keeping the previous state", reason=problem)
             return
         await self._emit(snapshot)
 
     async def _record_failure(self, reason: str) -> None:
         health = self.health
         went_offline = health.failed(reason, self.settings.polling.offline_after)
-        self._log.warning("device poll failed", reason=reason, consecutive=health.consecutive_failures)
+        self.log.warning("device poll failed", reason=reason, consecutive=health.consecutive_failures)
         if went_offline:
-            self._log.warning("device offline", after=health.consecutive_failures)
+            self.log.warning("device offline", after=health.consecutive_failures)
             await self.on_availability.emit(self)
 
     def _build(self) -> tuple[Snapshot | None, str | None]:
@@ -870,10 +528,10 @@ class InverterRunner:
         )
         cleaned = self._hygiene.guard.clean(built.values, taken_at=taken_at, serial=built.serial)
         if cleaned.sample_rejected is not None:
-            self._log.warning("sample rejected", reason=cleaned.sample_rejected)
+            self.log.warning("sample rejected", reason=cleaned.sample_rejected)
             return None, cleaned.sample_rejected
         if cleaned.rejected:
-            self._log.info("readings rejected", rejected=cleaned.rejected)
+            self.log.info("readings rejected", rejected=cleaned.rejected)
         values = dict(cleaned.values)
         values["Stats/Rejected_Values"] = self._hygiene.guard.rejected_values
         values["Stats/Rejected_Samples"] = self._hygiene.guard.rejected_samples
@@ -888,7 +546,7 @@ class InverterRunner:
             return None
         skew = round((inverter_time - taken_at).total_seconds())
         if abs(skew) > CLOCK_SKEW_WARNING and not self._skew_warned:
-            self._log.warning("inverter clock is off", skew_seconds=skew, inverter_time=inverter_time.isoformat())
+            self.log.warning("inverter clock is off", skew_seconds=skew, inverter_time=inverter_time.isoformat())
         self._skew_warned = abs(skew) > CLOCK_SKEW_WARNING
         return float(skew)
 
@@ -950,7 +608,7 @@ class InverterRunner:
             if base == 0:
                 self._clock_read_at = self.clock.now()
             return values
-        self._log.warning("no believable answer to a read", bank=f"HR({base},{count})", last=verdict.value)
+        self.log.warning("no believable answer to a read", bank=f"HR({base},{count})", last=verdict.value)
         raise UncleanRead(
             f"{self.label} answered every read of HR({base},{count}) with data that cannot be believed "
             f"(last: {'a dropout or corrupt bank' if verdict is ReadVerdict.REFUSED else 'unconfirmed zeros'})"
@@ -1008,7 +666,7 @@ class InverterRunner:
         for register in plan.registers:
             self._unconfirmed.discard(register)
         outcome = WriteOutcome.judge(plan, readback, written=written, skipped=skipped, rejected=rejected)
-        self._log.info(
+        self.log.info(
             "write confirmed" if outcome.ok else "write not confirmed",
             plan=plan.description,
             status=outcome.status.value,
@@ -1045,153 +703,3 @@ class InverterRunner:
 
 class _IdentityError(Exception):
     """The device at the configured address is not the one expected, or not a known model."""
-
-
-def _default_client(host: str, port: int, plant: Plant, request_gap: float) -> Client:
-    # The library's jitter on top of the gap spreads bursts; it scales with the gap so a
-    # small gap (a local simulator) is not dominated by it.
-    return Client(
-        host, port, connect_timeout=5.0, plant=plant, tx_message_wait=request_gap, tx_jitter=request_gap * 0.4
-    )
-
-
-class SerialFollower:
-    """``follow_serial``: find a runner's inverter again after DHCP has given it another address.
-
-    Once the inverter has not answered for ``lost_after`` seconds, the old address's /24 (or
-    the configured ``search_network``) is searched for its serial, skipping addresses other
-    runners are connected to (one connection per dongle), and again every ``search_every``
-    seconds while it stays lost. A find moves the runner there and is remembered in the data
-    dir, so a restart starts at the new address; a changed ``host`` in the settings wins
-    over the remembered one.
-    """
-
-    LOST_AFTER = 120.0
-    SEARCH_EVERY = 600.0
-
-    def __init__(self, runner: InverterRunner) -> None:
-        assert runner.config.serial is not None
-        self.runner = runner
-        self.serial = runner.config.serial
-        self.configured_host = runner.config.host
-        self.lost_after = self.LOST_AFTER
-        self.search_every = self.SEARCH_EVERY
-        self._started = runner.clock.now()
-        self._next_search: datetime | None = None
-
-    @property
-    def document(self) -> str:
-        return f"address-{self.serial}"
-
-    def network(self) -> ipaddress.IPv4Network:
-        configured = self.runner.config.search_network
-        if configured is not None:
-            return configured
-        return ipaddress.IPv4Interface(f"{self.configured_host}/24").network
-
-    async def restore(self) -> None:
-        """Start where the serial was last found, if the settings still name the address it moved from."""
-        stored = await asyncio.to_thread(self.runner.store.load, self.document)
-        host = stored.get("host")
-        if stored.get("configured_host") != self.configured_host or not isinstance(host, str) or not host:
-            return  # nothing remembered, or the settings have been changed since
-        if host != self.runner.config.host:
-            self.runner.move_to(host, "remembered from the last search")
-
-    async def search_if_lost(self) -> bool:
-        """Search if the inverter has been lost long enough; True when it was found somewhere else."""
-        runner = self.runner
-        if runner.health.consecutive_failures == 0:
-            return False
-        now = runner.clock.now()
-        lost_since = runner.health.last_success or self._started
-        if (now - lost_since).total_seconds() < self.lost_after:
-            return False
-        if self._next_search is not None and now < self._next_search:
-            return False
-        self._next_search = now + timedelta(seconds=self.search_every)
-        network = self.network()
-        busy = {peer.config.host for peer in runner.peers if peer is not runner and peer.health.connected}
-        runner._log.info("inverter lost; searching for its serial", serial=self.serial, network=str(network))
-        found = await find_serial(
-            self.serial, [network], port=runner.config.port, wait=runner.settings.polling.timeout, exclude=busy
-        )
-        if found is None:
-            runner._log.warning("serial not found; searching again later", serial=self.serial, network=str(network))
-            return False
-        if found.host == runner.config.host:
-            return False  # back where it was; the normal reconnect takes over
-        runner.move_to(found.host, f"found by searching {network}")
-        record = {"configured_host": self.configured_host, "host": found.host, "found": now.isoformat()}
-        try:
-            await asyncio.to_thread(runner.store.save, self.document, record)
-        except OSError as exc:
-            runner._log.warning("could not remember the new address", error=str(exc))
-        return True
-
-
-TOPOLOGY_DOCUMENT = "topology"
-
-
-class Bridge:
-    """Starts, supervises and stops every device runner.
-
-    It also keeps the :class:`~givbridge.plant.topology.PlantTopology`: which runners'
-    inverters are controlled by another runner's Gateway or EMS, learnt from the
-    controllers' snapshots before anyone else sees them, and remembered in the data dir.
-    """
-
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
-        self.settings = settings
-        self.clock = clock or SystemClock()
-        self.store = JsonStore(settings.data_dir)
-        self.runners = [
-            InverterRunner(settings, i, clock=self.clock, store=self.store)
-            for i, inverter in enumerate(settings.inverters)
-            if inverter.enabled
-        ]
-        self.topology = PlantTopology.from_record(self.store.load(TOPOLOGY_DOCUMENT))
-        for runner in self.runners:
-            runner.peers = self.runners
-            runner.on_snapshot.connect(self._learn_topology)  # first, so listeners see it up to date
-        # What energy costs (tariffs:): each runner's Energy/Rates/* and the switchRate command's state.
-        self.tariffs = (
-            Tariffs(settings.tariffs, self.runners, clock=self.clock, store=self.store) if settings.tariffs else None
-        )
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def _learn_topology(self, snapshot: Snapshot) -> None:
-        changed = self.topology.observe(snapshot.info)
-        serials = [runner.serial for runner in self.runners]
-        if all(serials):  # every runner identified: a controller not among them is no longer configured
-            changed |= self.topology.retain(serial for serial in serials if serial)
-        if not changed:
-            return
-        log.info(
-            "plant topology",
-            managed={unit: owner.serial for unit, owner in self.topology.owners.items()},
-        )
-        try:
-            await asyncio.to_thread(self.store.save, TOPOLOGY_DOCUMENT, self.topology.record())
-        except OSError as exc:
-            log.warning("could not remember the plant topology", error=str(exc))
-
-    def runner_for(self, serial: str) -> InverterRunner | None:
-        for runner in self.runners:
-            if runner.serial == serial:
-                return runner
-        return None
-
-    async def start(self) -> None:
-        quiet_library_orphans(asyncio.get_running_loop())
-        for runner in self.runners:
-            self._tasks.append(asyncio.create_task(runner.run(), name=f"runner {runner.label}"))
-
-    async def stop(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109 (bounded shutdown is the contract)
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout)
-        self._tasks.clear()
-        if self.tariffs is not None:
-            await self.tariffs.save_all()
