@@ -29,6 +29,7 @@ from givbridge.commands.schemas import (
     StatePayload,
 )
 from givbridge.commands.spec import ActionContext, Command, ReadbackCheck
+from givbridge.commands.writing import confirm
 from givbridge.evc import registers as reg
 from givbridge.evc.charger import EvCharger
 from givbridge.evc.modes import ModeSettings
@@ -63,8 +64,6 @@ async def _write(
     context: ActionContext, plan: WritePlan, names: tuple[str, ...], check: ReadbackCheck | None = None
 ) -> dict[str, Scalar]:
     """Write ``plan`` to the charger, confirm it from the read-back (and ``check``), answer with the fresh ``names``."""
-    from givbridge.commands.executor import confirm  # the executor imports the registry, which imports us
-
     runner = _charger(context).runner
     before = runner.snapshot
     outcome = await runner.write(plan)

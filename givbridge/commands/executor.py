@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -45,9 +45,10 @@ from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode, Transaction
 from givbridge.commands.schemas import Message, NoPayload, Payload, decode
 from givbridge.commands.spec import ActionContext, Command, PlanInput, Planned
+from givbridge.commands.writing import confirm, device_errors
 from givbridge.config import Settings
 from givbridge.devices.inverter import InverterRunner
-from givbridge.devices.outcome import NotWritable, Unreachable, WriteOutcome, WriteStatus
+from givbridge.devices.outcome import NotWritable
 from givbridge.devices.supervisor import Bridge
 from givbridge.log import get_logger
 from givbridge.plant.snapshot import Snapshot
@@ -224,7 +225,7 @@ class CommandExecutor:
                 if charger is not None
                 else contextlib.nullcontext()
             ):
-                with _device_errors():
+                with device_errors():
                     return await command.action(model, self._action_context(runner, clearance))
         # One command at a time per device: the runner's lock, which timed actions' reverts also take.
         device = f"inverter {runner.serial or runner.label}"
@@ -241,7 +242,7 @@ class CommandExecutor:
             reason = command.applies.reason(context)
             if reason is not None:
                 raise CommandFailed(ErrorCode.UNSUPPORTED, f"{command.name} does not apply here: {reason}")
-            with _device_errors():
+            with device_errors():
                 if command.action is not None:
                     return await command.action(model, self._action_context(runner, clearance))
                 assert command.plan is not None
@@ -334,44 +335,6 @@ class CommandExecutor:
 
 def _memory_document(serial: str) -> str:
     return f"commands-{serial}"
-
-
-@contextlib.contextmanager
-def _device_errors() -> Iterator[None]:
-    """The runner's exceptions as the results they mean."""
-    try:
-        yield
-    except PermissionError as exc:
-        raise CommandFailed(ErrorCode.READ_ONLY, str(exc)) from None
-    except NotWritable as exc:
-        listed = ", ".join(f"HR{r}" for r in exc.registers)
-        raise CommandFailed(
-            ErrorCode.UNSUPPORTED, f"{listed} not writable on this model (not in its write allowlist); nothing was sent"
-        ) from None
-    except Unreachable as exc:
-        raise CommandFailed(ErrorCode.UNREACHABLE, str(exc) or "the inverter did not answer") from None
-
-
-def confirm(outcome: WriteOutcome, device: str = "the inverter") -> None:
-    """Raise unless every expected value was read back (``device`` names the writer in the message)."""
-    if outcome.status is WriteStatus.REJECTED:
-        listed = ", ".join(f"HR{r}" for r in outcome.rejected)
-        raise CommandFailed(
-            ErrorCode.REJECTED,
-            f"{device} refused {listed}; later writes of the command were not sent",
-            {"registers": list(outcome.rejected)},
-        )
-    if outcome.status is WriteStatus.NOT_PERSISTED:
-        described = ", ".join(f"HR{m.register} wanted {m.wanted}, reads {m.actual}" for m in outcome.mismatches)
-        raise CommandFailed(
-            ErrorCode.NOT_PERSISTED,
-            f"{device} acknowledged the write but kept other values: {described}",
-            {
-                "registers": [
-                    {"register": m.register, "wanted": m.wanted, "actual": m.actual} for m in outcome.mismatches
-                ]
-            },
-        )
 
 
 def parse_payload(command: Command, message: Message) -> Payload:

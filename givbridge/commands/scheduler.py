@@ -50,9 +50,9 @@ from typing import Any
 
 from givbridge.clock import Clock
 from givbridge.commands import devices as dev
-from givbridge.commands.executor import confirm
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.timed import KINDS, TimedKind, kinds_for, next_change
+from givbridge.commands.writing import confirm
 from givbridge.devices.inverter import InverterRunner
 from givbridge.devices.outcome import NotWritable, UncleanRead, Unreachable, WriteStatus
 from givbridge.devices.supervisor import Bridge
@@ -294,9 +294,10 @@ class TimedActions:
 
     # ------------------------------------------------------------------ commands (device lock held)
 
-    async def begin(self, kind: TimedKind, minutes: int, runner: InverterRunner) -> dict[str, Any]:
-        """Start ``kind`` for ``minutes`` on ``runner``'s inverter, or run it ``minutes`` from now if it runs."""
+    async def begin(self, name: str, minutes: int, runner: InverterRunner) -> dict[str, Any]:
+        """Start the timed action ``name`` for ``minutes`` on ``runner``'s inverter (from now, if it runs)."""
         self._require_running()
+        kind = KINDS[name]
         context = runner.context
         assert context is not None, "the executor checks the device has been read"
         serial = context.serial
@@ -377,9 +378,10 @@ class TimedActions:
                 f"could not be read reliably ({exc})",
             ) from None
 
-    async def cancel(self, kind: TimedKind, runner: InverterRunner) -> dict[str, Any]:
-        """Revert ``kind`` on ``runner``'s inverter now (``Cancel``, ``Normal`` or ``0``)."""
+    async def cancel(self, name: str, runner: InverterRunner) -> dict[str, Any]:
+        """Revert the timed action ``name`` on ``runner``'s inverter now (``Cancel``, ``Normal`` or ``0``)."""
         self._require_running()
+        kind = KINDS[name]
         context = runner.context
         assert context is not None
         action = self._actions.get((context.serial, kind.name))

@@ -312,9 +312,9 @@ def _action(kind: TimedKind) -> Callable[[DurationPayload, ActionContext], Await
         if context.timed is None or context.runner is None:
             raise unsupported("timed actions need the running bridge (its scheduler carries out the revert)")
         if payload.duration == CANCEL:
-            return await context.timed.cancel(kind, context.runner)
+            return await context.timed.cancel(kind.name, context.runner)
         assert isinstance(payload.duration, int)
-        return await context.timed.begin(kind, payload.duration, context.runner)
+        return await context.timed.begin(kind.name, payload.duration, context.runner)
 
     run.__qualname__ = f"{kind.name}_action"
     return run
