@@ -21,11 +21,10 @@ from givbridge.clock_sync import ClockKeeper
 from givbridge.commands import CommandExecutor, CommandResult
 from givbridge.commands.scheduler import TimedActions
 from givbridge.config import Settings
-from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.core import DeviceRunner
 from givbridge.devices.supervisor import Bridge
 from givbridge.entities import EntityCatalogue, load_catalogue
 from givbridge.evc.charger import EvCharger
-from givbridge.evc.runner import ChargerRunner
 from givbridge.health import HealthWriter
 from givbridge.log import get_logger
 from givbridge.mqtt.client import MqttClient, Publication
@@ -234,14 +233,14 @@ class Application:
         log.debug("published", serial=snapshot.serial, messages=sent)
         self._publish_plant()
 
-    def _devices(self) -> list[InverterRunner | ChargerRunner]:
+    def _devices(self) -> list[DeviceRunner]:
         """Every device runner: the inverters', then the EV charger's."""
-        devices: list[InverterRunner | ChargerRunner] = list(self.bridge.runners)
+        devices: list[DeviceRunner] = list(self.bridge.runners)
         if self.charger is not None:
             devices.append(self.charger.runner)
         return devices
 
-    async def _on_availability(self, runner: InverterRunner | ChargerRunner) -> None:
+    async def _on_availability(self, runner: DeviceRunner) -> None:
         if runner.serial:
             self.state.device_availability(runner.serial, runner.health.available)
         self.state.bridge_info(self.info())

@@ -52,7 +52,7 @@ from givbridge.plant.snapshot import Scalar, Snapshot, as_number
 from givbridge.store import JsonStore, ThrottledSave
 
 if TYPE_CHECKING:
-    from givbridge.devices.inverter import InverterRunner
+    from givbridge.devices.core import DeviceRunner
 
 log = get_logger(__name__)
 
@@ -299,10 +299,19 @@ class TariffTracker:
         return rate_type_at(self.clock.now().astimezone(self.tz).time(), self.settings)
 
     def values(self) -> dict[str, Scalar]:
-        """This inverter's ``Energy/Rates/*`` (an extras provider for its runner)."""
+        """This inverter's ``Energy/Rates/*`` as last charged."""
         if self.state is None:
             return {}
         return published(self.state, self.rate_type(), self.settings)
+
+    async def enrich(self, snapshot: Snapshot) -> dict[str, Scalar]:
+        """The runner's pipeline stage: charge this snapshot's counters, then its ``Energy/Rates/*`` from them.
+
+        It runs on the cleaned snapshot before that is published, so the rates published with a
+        poll include the energy that poll counted.
+        """
+        await self.observe(snapshot)
+        return self.values()
 
     async def observe(self, snapshot: Snapshot) -> None:
         """Charge what the counters grew by since the previous snapshot."""
@@ -348,18 +357,17 @@ class Tariffs:
     """The tariff trackers of every inverter of a bridge."""
 
     def __init__(
-        self, settings: TariffSettings, runners: Sequence[InverterRunner], *, clock: Clock, store: JsonStore
+        self, settings: TariffSettings, runners: Sequence[DeviceRunner], *, clock: Clock, store: JsonStore
     ) -> None:
         self.settings = settings
         self._trackers: dict[int, TariffTracker] = {}
         for runner in runners:
             tracker = TariffTracker(settings, tz=runner.tz, clock=clock, store=store)
             tracker.serial = runner.config.serial  # known early when configured; else from the first snapshot
-            runner.on_snapshot.connect(tracker.observe)
-            runner.add_extras(tracker.values)
+            runner.add_enricher(tracker.enrich)
             self._trackers[id(runner)] = tracker
 
-    def for_runner(self, runner: InverterRunner) -> TariffTracker:
+    def for_runner(self, runner: DeviceRunner) -> TariffTracker:
         return self._trackers[id(runner)]
 
     def __iter__(self) -> Iterator[TariffTracker]:

@@ -29,7 +29,7 @@ from givbridge.commands.schemas import (
     StatePayload,
 )
 from givbridge.commands.spec import ActionContext, Command, ReadbackCheck
-from givbridge.commands.writing import confirm
+from givbridge.commands.writing import carry_out
 from givbridge.evc import registers as reg
 from givbridge.evc.charger import EvCharger
 from givbridge.evc.modes import ModeSettings
@@ -65,14 +65,9 @@ async def _write(
 ) -> dict[str, Scalar]:
     """Write ``plan`` to the charger, confirm it from the read-back (and ``check``), answer with the fresh ``names``."""
     runner = _charger(context).runner
-    before = runner.snapshot
-    outcome = await runner.write(plan)
-    confirm(outcome, DEVICE)
-    if check is not None and (problem := check(outcome.readback, context.clock.now().astimezone(runner.tz))):
-        raise CommandFailed(ErrorCode.NOT_PERSISTED, problem)
-    after = runner.snapshot
+    applied = await carry_out(runner, plan, clock=context.clock, check=check, name=DEVICE)
     # Confirmed from the registers; report values only from a snapshot read after the write.
-    return _leaves(after if after is not before else None, *names)
+    return _leaves(applied.snapshot, *names)
 
 
 async def set_charge_control(payload: ChargeControlPayload, context: ActionContext) -> Mapping[str, Any]:

@@ -45,14 +45,13 @@ from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode, Transaction
 from givbridge.commands.schemas import Message, NoPayload, Payload, decode
 from givbridge.commands.spec import ActionContext, Command, PlanInput, Planned
-from givbridge.commands.writing import confirm, device_errors
+from givbridge.commands.writing import carry_out, device_errors
 from givbridge.config import Settings
+from givbridge.devices.core import DeviceRunner
 from givbridge.devices.inverter import InverterRunner
-from givbridge.devices.outcome import NotWritable
 from givbridge.devices.supervisor import Bridge
 from givbridge.log import get_logger
 from givbridge.plant.snapshot import Snapshot
-from givbridge.plant.writes import unwritable
 from givbridge.store import JsonStore
 
 if TYPE_CHECKING:
@@ -254,17 +253,9 @@ class CommandExecutor:
     async def _write(
         self, command: Command, model: Payload, runner: InverterRunner, planned: Planned
     ) -> Mapping[str, Any]:
-        assert runner.context is not None
-        refused = unwritable(planned.plan, runner.context.writable)
-        if refused:
-            raise NotWritable(refused)
-        before = runner.snapshot
-        outcome = await runner.write(planned.plan)
-        confirm(outcome)
-        if planned.check is not None and (problem := planned.check(outcome.readback, self._now(runner))):
-            raise CommandFailed(ErrorCode.NOT_PERSISTED, problem)
-        snapshot = runner.snapshot  # rebuilt by the runner from the read-back
-        if snapshot is None or snapshot is before:
+        applied = await carry_out(runner, planned.plan, clock=self.clock, check=planned.check)
+        snapshot = applied.snapshot  # rebuilt by the runner from the read-back
+        if snapshot is None:
             # The registers were confirmed, but the runner kept its previous values (its hygiene
             # rejected the read-back sample): report nothing rather than values from before the write.
             log.warning("no fresh values after a confirmed write", command=command.name)
@@ -306,7 +297,7 @@ class CommandExecutor:
         async with self._reported:
             self._reported.notify_all()
 
-    async def _on_availability(self, runner: InverterRunner) -> None:
+    async def _on_availability(self, runner: DeviceRunner) -> None:
         await self._notify()
 
     def _now(self, runner: InverterRunner) -> datetime:

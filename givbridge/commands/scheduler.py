@@ -52,12 +52,12 @@ from givbridge.clock import Clock
 from givbridge.commands import devices as dev
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.timed import KINDS, TimedKind, kinds_for, next_change
-from givbridge.commands.writing import confirm
+from givbridge.commands.writing import carry_out, confirm
 from givbridge.devices.inverter import InverterRunner
 from givbridge.devices.outcome import NotWritable, UncleanRead, Unreachable, WriteStatus
 from givbridge.devices.supervisor import Bridge
 from givbridge.log import get_logger
-from givbridge.plant.snapshot import Scalar
+from givbridge.plant.snapshot import Scalar, Snapshot
 from givbridge.plant.writes import WritePlan
 from givbridge.runtime.backoff import Backoff
 from givbridge.runtime.signal import Signal
@@ -190,9 +190,8 @@ def _leaves(values: Mapping[str, Scalar]) -> dict[str, Scalar]:
     return {path.rsplit("/", 1)[-1]: value for path, value in values.items()}
 
 
-def _read_back(kind: TimedKind, runner: InverterRunner) -> dict[str, Scalar]:
-    """The values ``kind`` writes as the runner last read them back, by leaf name."""
-    snapshot = runner.snapshot
+def _read_back(kind: TimedKind, snapshot: Snapshot | None) -> dict[str, Scalar]:
+    """The values ``kind`` writes as ``snapshot`` (rebuilt from a read-back) holds them, by leaf name."""
     if snapshot is None:
         return {}
     return _leaves({path: snapshot[path] for path in kind.reported if path in snapshot})
@@ -341,7 +340,7 @@ class TimedActions:
             self._actions[key] = action
         await self._save()  # before anything is written: from here on a crash still reverts
         try:
-            confirm(await runner.write(plan))
+            applied = await carry_out(runner, plan, clock=self.clock)
         except Exception as exc:
             if before is not None:  # the extension failed: it keeps running as it was
                 self._actions[key] = before
@@ -359,7 +358,7 @@ class TimedActions:
         log.info("timed action started", action=kind.name, serial=serial, minutes=minutes, ends=ends.isoformat())
         await self._announce(serial, kind)
         return {
-            **_read_back(kind, runner),
+            **_read_back(kind, applied.snapshot),
             **_leaves(kind.state(action.ends, self.clock.now())),
             "state": Phase.RUNNING.value,
             "ends": action.ends.astimezone(runner.tz),
@@ -440,13 +439,17 @@ class TimedActions:
             )
         remaining = list(reversed(restore))  # the enables were written last: undo them first
         refused: list[tuple[int, int]] = []
+        latest = runner.snapshot  # what the answer reports when nothing is written back
         while remaining:
             try:
-                outcome = await runner.write(WritePlan.of(remaining, f"revert {action.kind}"))
+                applied = await runner.apply(WritePlan.of(remaining, f"revert {action.kind}"))
             except NotWritable as exc:  # the model changed under us (a firmware update): skip those
                 refused += [pair for pair in remaining if pair[0] in exc.registers]
                 remaining = [pair for pair in remaining if pair[0] not in exc.registers]
                 continue
+            outcome = applied.outcome
+            if applied.snapshot is not None:
+                latest = applied.snapshot
             if outcome.status is WriteStatus.REJECTED:
                 # The inverter will not take that value back; restore the rest (a refusal stops a plan).
                 refused += [pair for pair in remaining if pair[0] in outcome.rejected]
@@ -466,7 +469,7 @@ class TimedActions:
         )
         await self._announce(action.serial, kind)
         data: dict[str, Any] = {
-            **_read_back(kind, runner),
+            **_read_back(kind, latest),
             **_leaves(kind.state(None, self.clock.now())),
             "state": "reverted",
             "reason": reason,

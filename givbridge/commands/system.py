@@ -84,7 +84,7 @@ async def reboot(payload: NoPayload, context: ActionContext) -> Mapping[str, Any
     failed_before, connects_before = health.polls_failed, health.reconnects
     gone = False
     try:
-        outcome = await runner.write(WritePlan.of([(dev.REBOOT, REBOOT_VALUE)], "reboot", skip_unchanged=False))
+        applied = await runner.apply(WritePlan.of([(dev.REBOOT, REBOOT_VALUE)], "reboot", skip_unchanged=False))
     except Unreachable:
         # The inverter went down as it acknowledged the write (or before): the read-back, or
         # the acknowledgement itself, got no answer. Either way it is gone for now, and only
@@ -93,7 +93,7 @@ async def reboot(payload: NoPayload, context: ActionContext) -> Mapping[str, Any
         answered_after = clock.now()
     else:
         # HR163 is a command register and does not read back as 100; only a refusal counts.
-        if outcome.status is WriteStatus.REJECTED:
+        if applied.outcome.status is WriteStatus.REJECTED:
             raise CommandFailed(ErrorCode.REJECTED, "the inverter refused the reboot (HR163 = 100)")
 
     def went_away() -> bool:

@@ -11,8 +11,32 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from givbridge.clock import Clock
 from givbridge.commands.results import CommandFailed, ErrorCode
-from givbridge.devices.outcome import NotWritable, Unreachable, WriteOutcome, WriteStatus
+from givbridge.commands.spec import ReadbackCheck
+from givbridge.devices.core import DeviceRunner
+from givbridge.devices.outcome import Applied, NotWritable, Unreachable, WriteOutcome, WriteStatus
+from givbridge.plant.writes import WritePlan
+
+
+async def carry_out(
+    device: DeviceRunner,
+    plan: WritePlan,
+    *,
+    clock: Clock,
+    check: ReadbackCheck | None = None,
+    name: str = "the inverter",
+) -> Applied:
+    """Apply ``plan`` to ``device`` and raise unless the read-back confirms it (and passes ``check``).
+
+    ``check`` is given the registers read back and the time now in the device's zone; ``name``
+    names the device in the messages. The answer carries the snapshot rebuilt from the read-back.
+    """
+    applied = await device.apply(plan)
+    confirm(applied.outcome, name)
+    if check is not None and (problem := check(applied.outcome.readback, clock.now().astimezone(device.tz))):
+        raise CommandFailed(ErrorCode.NOT_PERSISTED, problem)
+    return applied
 
 
 @contextlib.contextmanager

@@ -1,32 +1,32 @@
-"""The inverter runner: one per configured inverter.
+"""The inverter runner: one per configured inverter, on the shared device-runner core.
 
 One :class:`InverterRunner` per configured inverter owns the only connection to its
-dongle. Everything that touches the inverter goes through the runner's job queue and runs
-one job at a time, so two commands never interleave their registers and a poll never lands
-between a write and its read-back:
+dongle. Everything that touches the inverter goes through the core's job queue
+(:class:`~givbridge.devices.core.RunnerCore`) and runs one job at a time, so two commands
+never interleave their registers and a poll never lands between a write and its read-back.
+What is the inverter's own:
 
 * polls are tiered: the measurement banks (input registers) every ``poll_interval``; the
-  settings banks (holding registers) every ``settings_interval`` and right after a write;
-  identity once per connection (``detect``);
-* writes (:meth:`InverterRunner.write`) jump the queue, leave out values the inverter
-  already holds, and are confirmed by re-reading the written banks from the inverter. The
-  outcome says exactly which registers stuck, which the inverter refused and which it
-  silently ignored;
-* a failed poll counts towards availability; after ``offline_after`` consecutive failures
-  the device is offline and the connection is rebuilt, with exponential backoff between
-  attempts. A dropped connection is rebuilt at once.
+  settings banks (holding registers) every ``settings_interval`` and soon after a write;
+  identity once per connection (``detect``, with the layout remembered across restarts);
+* a write (:meth:`~givbridge.devices.core.RunnerCore.apply`) leaves out values the inverter
+  already holds and is confirmed by re-reading the written banks, judged exactly as a poll
+  judges them (a dropout or spliced bank is read again, never believed). The outcome says
+  which registers stuck, which the inverter refused and which it silently ignored;
+* the snapshot is built from the library's Plant with the bridge's diagnostics (``Stats/*``)
+  and cleaned by the device's hygiene before the core's enrichers and publish stage;
+* after ``offline_after`` consecutive failed polls the connection is rebuilt; a dropped
+  connection is rebuilt at once; ``follow_serial`` looks for a moved inverter.
 
-Runners publish through :class:`Signal` callbacks; they know nothing of MQTT or HTTP.
+Runners publish through :class:`~givbridge.runtime.signal.Signal` callbacks; they know nothing of MQTT or HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 import structlog
 from givenergy_modbus.client.client import Client
@@ -48,10 +48,10 @@ from givbridge import __version__
 from givbridge.clock import Clock, SystemClock, local_zone
 from givbridge.config import InverterSettings, Settings
 from givbridge.devices.context import DeviceContext
+from givbridge.devices.core import READ_PRIORITY, RunnerCore
 from givbridge.devices.follower import SerialFollower
-from givbridge.devices.guard import GuardMemory
 from givbridge.devices.library import ObservedPlant, ReadVerdict, default_client
-from givbridge.devices.outcome import NotWritable, UncleanRead, Unreachable, WriteOutcome
+from givbridge.devices.outcome import UncleanRead, Unreachable, WriteOutcome
 from givbridge.entities import load_catalogue
 from givbridge.log import get_logger
 from givbridge.plant.build import build_snapshot, supported_families
@@ -64,13 +64,8 @@ from givbridge.plant.writes import (
     WritePlan,
     blocks_for,
     has_pause_registers,
-    unwritable,
     writable_registers,
 )
-from givbridge.runtime.backoff import Backoff
-from givbridge.runtime.health import Health
-from givbridge.runtime.signal import Signal
-from givbridge.runtime.tasks import honour_cancellation
 from givbridge.store import JsonStore
 
 log = get_logger(__name__)
@@ -105,20 +100,11 @@ class _Stop(Exception):
     """Internal: the connection must be rebuilt."""
 
 
-@dataclass(order=True)
-class _Job:
-    priority: int
-    seq: int
-    run: Callable[[], Awaitable[Any]] = field(compare=False)
-    future: asyncio.Future[Any] = field(compare=False)
-
-
-_WRITE_PRIORITY = 0
-_READ_PRIORITY = 1
-
-
-class InverterRunner:
+class InverterRunner(RunnerCore):
     """Owns one inverter: connection, polling, writes, availability."""
+
+    session_enders = (ConnectionLost, _Stop)
+    config: InverterSettings
 
     def __init__(
         self,
@@ -129,38 +115,30 @@ class InverterRunner:
         store: JsonStore | None = None,
         client_factory: Callable[[str, int, Plant, float], Client] | None = None,
     ) -> None:
-        self.settings = settings
         self.index = index
-        self.config: InverterSettings = settings.inverters[index]
-        self.clock = clock or SystemClock()
-        self.store = store or JsonStore(settings.data_dir)
-        self.tz = local_zone(settings.timezone)
-        self.prefix = settings.prefix_for(index)
+        self.config = settings.inverters[index]
+        self.label = f"{self.config.host}:{self.config.port}"
+        super().__init__(
+            settings,
+            clock=clock or SystemClock(),
+            store=store or JsonStore(settings.data_dir),
+            tz=local_zone(settings.timezone),
+            prefix=settings.prefix_for(index),
+        )
         self._client_factory = client_factory or default_client
         self._plant = ObservedPlant()
         self._client: Client | None = None
-        self._jobs: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
-        self._seq = 0
-        self._backoff = Backoff(settings.polling.backoff_min, settings.polling.backoff_max)
         self._next_fast = 0.0
         self._next_full = 0.0
         self._last_snapshot_at: datetime | None = None
         self._clock_read_at: datetime | None = None  # when HR(0,60), with the inverter clock, was read
-        # Data hygiene, per device (see plant/hygiene.py), and its counters kept in the data dir.
-        self._hygiene = GuardMemory(self.store, self.clock)
         self._skew_warned = False
         self._unconfirmed: set[int] = set()  # written registers whose read-back failed
-        self._extras: list[Callable[[], Mapping[str, Scalar]]] = []
         self._restart = asyncio.Event()
         # Held by whoever carries out a change on this device (a command, a timed action's
         # revert), so two changes never interleave and each plans from the state the last left.
         self.command_lock = asyncio.Lock()
-        self.health = Health()
         self.context: DeviceContext | None = None
-        self.snapshot: Snapshot | None = None
-        self.on_snapshot: Signal[Snapshot] = Signal("snapshot")
-        self.on_availability: Signal[InverterRunner] = Signal("availability")
-        self.label = f"{self.config.host}:{self.config.port}"
         self.log = log.bind(inverter=self.label)
         self._counters: dict[str, int] = {"write_count": 0, "safe_write_count": 0}
         # follow_serial: the other runners (set by Bridge), whose connected addresses a search skips.
@@ -173,20 +151,10 @@ class InverterRunner:
     def serial(self) -> str | None:
         return self.context.serial if self.context else self.config.serial
 
-    def add_extras(self, provider: Callable[[], Mapping[str, Scalar]]) -> None:
-        """Contribute bridge-side values (timed actions, tariffs, ...) to every snapshot."""
-        self._extras.append(provider)
-
-    async def write(self, plan: WritePlan) -> WriteOutcome:
-        """Execute ``plan`` ahead of any waiting poll; confirm it by reading it back."""
-        if self.settings.read_only:
-            raise PermissionError("givbridge is in read-only mode")
-        return await self._submit(_WRITE_PRIORITY, lambda: self._do_write(plan))  # type: ignore[no-any-return]
-
     async def read_holding(self, registers: Iterable[int]) -> dict[int, int]:
         """Fresh values of ``registers`` read from the inverter now (not from any cache)."""
         wanted = sorted(set(registers))
-        return await self._submit(_READ_PRIORITY, lambda: self._read_blocks(wanted))  # type: ignore[no-any-return]
+        return await self._submit(READ_PRIORITY, lambda: self._read_blocks(wanted))  # type: ignore[no-any-return]
 
     #: The full read in flight for ``refresh_all``, shared by everyone who asks while it runs.
     _full_read: asyncio.Future[Snapshot] | None = None
@@ -205,7 +173,7 @@ class InverterRunner:
             return snapshot
 
         if self._full_read is None or self._full_read.done():
-            self._full_read = asyncio.ensure_future(self._submit(_READ_PRIORITY, fresh))
+            self._full_read = asyncio.ensure_future(self._submit(READ_PRIORITY, fresh))
             # Retrieve the outcome even if every caller has given up waiting (no "never retrieved").
             self._full_read.add_done_callback(lambda done: done.cancelled() or done.exception())
         # One caller giving up (a closed HTTP request) must not cancel the read the others await.
@@ -222,39 +190,46 @@ class InverterRunner:
     def request_restart(self) -> None:
         """Drop the connection and start over (the ``restart`` command)."""
         self._restart.set()
+        self._wake.set()
 
-    async def run(self) -> None:
-        """Connect, poll and serve jobs until cancelled; never returns on its own."""
+    # ----------------------------------------------------------------- the core's hooks
+
+    async def _before_run(self) -> None:
         if self.follower is not None:
             await self.follower.restore()
         structlog.contextvars.bind_contextvars(inverter=self.label)
-        while True:
-            try:
-                await self._connect()
-                await self._serve()
-            except asyncio.CancelledError:
-                raise
-            except _Stop as stop:
-                self.log.info("reconnecting", reason=str(stop))
-            except (CommunicationError, TimeoutError, OSError) as exc:
-                await self._record_failure(f"{type(exc).__name__}: {exc}")
-            except _IdentityError as exc:
-                self.log.error("refusing device", error=str(exc))
-                await self._record_failure(str(exc))
-            except Exception as exc:  # a bug: log it loudly, keep the device alive
-                self.log.exception("device runner error")
-                await self._record_failure(f"internal error: {exc!r}")
-            finally:
-                await self._disconnect()
-            honour_cancellation()
-            if self._restart.is_set():
-                self._restart.clear()
-                self._backoff.reset()
-                continue
-            if self.follower is not None and await self.follower.search_if_lost():
-                self._backoff.reset()
-                continue  # found at a new address: connect there at once
-            await self.clock.sleep(self._backoff.next())
+
+    async def _session_failed(self, exc: Exception) -> None:
+        if isinstance(exc, _Stop):
+            self.log.info("reconnecting", reason=str(exc))
+        elif isinstance(exc, CommunicationError | TimeoutError | OSError):
+            await self._record_failure(f"{type(exc).__name__}: {exc}")
+        elif isinstance(exc, _IdentityError):
+            self.log.error("refusing device", error=str(exc))
+            await self._record_failure(str(exc))
+        else:
+            await super()._session_failed(exc)
+
+    async def _reconnect_at_once(self) -> bool:
+        if self._restart.is_set():
+            self._restart.clear()
+            return True
+        # follow_serial: found at a new address: connect there at once
+        return self.follower is not None and await self.follower.search_if_lost()
+
+    def _check_session(self) -> None:
+        if self._restart.is_set():
+            raise _Stop("restart requested")
+
+    def _next_poll_at(self) -> float:
+        return min(self._next_fast, self._next_full)
+
+    async def _scheduled_poll(self) -> None:
+        await self._poll(full=self._next_full <= self.clock.monotonic())
+
+    def _writable(self) -> frozenset[int]:
+        assert self.context is not None
+        return self.context.writable
 
     # ----------------------------------------------------------------- connection
 
@@ -341,68 +316,6 @@ class InverterRunner:
             except Exception as exc:  # a failed close must not wedge the runner
                 self.log.warning("closing the connection failed", error=repr(exc))
 
-    def _fail_pending(self, exc: Exception) -> None:
-        while not self._jobs.empty():
-            job = self._jobs.get_nowait()
-            if not job.future.done():
-                job.future.set_exception(exc)
-
-    # ----------------------------------------------------------------- job loop
-
-    async def _submit(self, priority: int, run: Callable[[], Awaitable[Any]]) -> Any:
-        if self._client is None or not self.health.connected:
-            raise Unreachable(f"{self.label} is not connected")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._seq += 1
-        await self._jobs.put(_Job(priority, self._seq, run, future))
-        return await future
-
-    async def _serve(self) -> None:
-        while True:
-            if self._restart.is_set():
-                raise _Stop("restart requested")
-            job = await self._next_job()
-            if job is None:
-                full = self._next_full <= self.clock.monotonic()
-                await self._poll(full=full)
-                continue
-            if job.future.cancelled():
-                continue  # its command was cut off or its caller left: nobody wants it carried out now
-            try:
-                result = await job.run()
-            except (ConnectionLost, _Stop) as exc:
-                if not job.future.done():
-                    job.future.set_exception(Unreachable(str(exc)))
-                raise
-            except Exception as exc:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            else:
-                if not job.future.done():
-                    job.future.set_result(result)
-
-    async def _next_job(self) -> _Job | None:
-        """The next queued job, or None when a poll is due first."""
-        if not self._jobs.empty():
-            return self._jobs.get_nowait()
-        delay = min(self._next_fast, self._next_full) - self.clock.monotonic()
-        if delay <= 0:
-            return None
-        getter = asyncio.ensure_future(self._jobs.get())
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        restart = asyncio.ensure_future(self._restart.wait())
-        try:
-            await asyncio.wait({getter, sleeper, restart}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            restart.cancel()
-            getter.cancel()
-        if getter.done() and not getter.cancelled():
-            return getter.result()
-        if self._restart.is_set():
-            raise _Stop("restart requested")
-        return None
-
     # ----------------------------------------------------------------- polling
 
     async def _poll(self, *, full: bool) -> Snapshot | None:
@@ -445,8 +358,7 @@ class InverterRunner:
             await self._failed_poll(f"sample rejected: {problem}")
             return None
         await self._record_success(partial)
-        await self._emit(snapshot)
-        return snapshot
+        return await self.publish(snapshot)
 
     async def _failed_poll(self, reason: str) -> None:
         await self._record_failure(reason)
@@ -464,33 +376,6 @@ class InverterRunner:
         if has_pause_registers(self.context.family) and not caps.has_ac_config_block:
             with contextlib.suppress(TimeoutError, UncleanRead):  # the poll keeps the last good bank
                 await self._read_block(300, 60)
-
-    async def _record_success(self, partial: bool) -> None:
-        self._backoff.reset()
-        if self.health.succeeded(self.clock.now(), partial=partial):
-            self.log.info("device available")
-            await self.on_availability.emit(self)
-
-    async def _emit(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        await self.on_snapshot.emit(snapshot)
-        await self._hygiene.save()
-
-    async def _publish_readback(self) -> None:
-        """After a write: the state follows what was read back, never the intent."""
-        snapshot, problem = self._build()
-        if snapshot is None:
-            self.log.warning("read-back sample rejected; keeping the previous state", reason=problem)
-            return
-        await self._emit(snapshot)
-
-    async def _record_failure(self, reason: str) -> None:
-        health = self.health
-        went_offline = health.failed(reason, self.settings.polling.offline_after)
-        self.log.warning("device poll failed", reason=reason, consecutive=health.consecutive_failures)
-        if went_offline:
-            self.log.warning("device offline", after=health.consecutive_failures)
-            await self.on_availability.emit(self)
 
     def _build(self) -> tuple[Snapshot | None, str | None]:
         """A snapshot of what the library holds now, cleaned; or None and why it was rejected."""
@@ -516,8 +401,7 @@ class InverterRunner:
             "Stats/Battery_Data_Unchanged": self._battery_unchanged_seconds(),
             "Stats/Poll_Duration": self.health.last_poll_seconds,
         }
-        for provider in self._extras:
-            extras.update(provider())
+        extras.update(self._extra_values())
         built = build_snapshot(
             plant,
             family=self.context.family,
@@ -625,11 +509,9 @@ class InverterRunner:
             raise Unreachable(f"{self.label} did not answer a read of HR{registers}") from exc
         return {r: values[r] for r in registers}
 
-    async def _do_write(self, plan: WritePlan) -> WriteOutcome:
+    async def _write_now(self, plan: WritePlan) -> WriteOutcome:
+        """Send ``plan`` (leaving out values already held) and judge it from the banks read back."""
         assert self.context is not None
-        refused = unwritable(plan, self.context.writable)
-        if refused:
-            raise NotWritable(refused)
         client = self._require_client()
         polling = self.settings.polling
         cache = self._plant.register_caches.get(self.context.capabilities.inverter_address, {})
@@ -678,8 +560,13 @@ class InverterRunner:
         # read them all soon, but not between the commands of a burst (Predbat sends several
         # in a row; each would otherwise wait behind a full poll).
         self._next_full = min(self._next_full, self.clock.monotonic() + SETTLE_AFTER_WRITE)
-        await self._publish_readback()
         return outcome
+
+    async def _rebuild(self) -> Snapshot | None:
+        snapshot, problem = self._build()
+        if snapshot is None:
+            self.log.warning("read-back sample rejected", reason=problem)
+        return snapshot
 
     # ----------------------------------------------------------------- write counters
 

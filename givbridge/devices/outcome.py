@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import (
     RegisterWrite,
     WritePlan,
@@ -88,3 +89,14 @@ class WriteOutcome:
         else:
             status = WriteStatus.OK
         return cls(status, tuple(written), tuple(skipped), readback, mismatches, tuple(rejected))
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A plan carried out: its outcome, and the device's snapshot rebuilt from the read-back.
+
+    ``snapshot`` is None when the read-back sample was rejected (the state stays as it was).
+    """
+
+    outcome: WriteOutcome
+    snapshot: Snapshot | None

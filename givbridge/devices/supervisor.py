@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from givbridge.clock import Clock, SystemClock
 from givbridge.config import Settings
 from givbridge.devices.inverter import InverterRunner
 from givbridge.devices.library import quiet_library_orphans
 from givbridge.log import get_logger
-from givbridge.plant.snapshot import Snapshot
+from givbridge.plant.snapshot import Scalar, Snapshot
 from givbridge.plant.topology import PlantTopology
 from givbridge.store import JsonStore
 from givbridge.tariffs import Tariffs
@@ -40,20 +41,24 @@ class Bridge:
         self.topology = PlantTopology.from_record(self.store.load(TOPOLOGY_DOCUMENT))
         for runner in self.runners:
             runner.peers = self.runners
-            runner.on_snapshot.connect(self._learn_topology)  # first, so listeners see it up to date
-        # What energy costs (tariffs:): each runner's Energy/Rates/* and the switchRate command's state.
+            # A pipeline stage before the snapshot is published, so whoever receives it sees the
+            # topology it implies (a Gateway's units read-only from its first snapshot on).
+            runner.add_enricher(self._learn_topology)
+        # What energy costs (tariffs:): each runner's Energy/Rates/* (a later pipeline stage) and the
+        # switchRate command's state.
         self.tariffs = (
             Tariffs(settings.tariffs, self.runners, clock=self.clock, store=self.store) if settings.tariffs else None
         )
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def _learn_topology(self, snapshot: Snapshot) -> None:
+    async def _learn_topology(self, snapshot: Snapshot) -> Mapping[str, Scalar]:
+        """Learn who controls whom from a controller's snapshot; it adds no values."""
         changed = self.topology.observe(snapshot.info)
         serials = [runner.serial for runner in self.runners]
         if all(serials):  # every runner identified: a controller not among them is no longer configured
             changed |= self.topology.retain(serial for serial in serials if serial)
         if not changed:
-            return
+            return {}
         log.info(
             "plant topology",
             managed={unit: owner.serial for unit, owner in self.topology.owners.items()},
@@ -62,6 +67,7 @@ class Bridge:
             await asyncio.to_thread(self.store.save, TOPOLOGY_DOCUMENT, self.topology.record())
         except OSError as exc:
             log.warning("could not remember the plant topology", error=str(exc))
+        return {}
 
     def runner_for(self, serial: str) -> InverterRunner | None:
         for runner in self.runners:

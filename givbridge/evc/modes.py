@@ -66,7 +66,7 @@ from givbridge.plant.writes import WritePlan
 from givbridge.store import JsonStore
 
 if TYPE_CHECKING:
-    from givbridge.devices.outcome import WriteOutcome
+    from givbridge.devices.outcome import Applied
 
 log = get_logger(__name__)
 
@@ -348,7 +348,7 @@ class Charger(Protocol):
 
     snapshot: Snapshot | None
 
-    async def write(self, plan: WritePlan) -> WriteOutcome: ...
+    async def apply(self, plan: WritePlan) -> Applied: ...
 
     def add_extras(self, provider: Callable[[], Mapping[str, Scalar]]) -> None: ...
 
@@ -514,7 +514,7 @@ class ModesController:
             plans.append(reg.charge_control_plan(START))
         for plan in plans:
             try:
-                outcome = await self.charger.write(plan)
+                outcome = (await self.charger.apply(plan)).outcome
             except PermissionError:
                 log.warning("charger modes cannot act: givbridge is read-only")
                 return False
