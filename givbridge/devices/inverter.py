@@ -33,7 +33,6 @@ from givenergy_modbus.client.client import Client
 from givenergy_modbus.exceptions import (
     CommunicationError,
     ConnectionLost,
-    PlantTopologyMismatch,
     RefreshFailed,
     RefreshPartiallySucceeded,
 )
@@ -41,7 +40,6 @@ from givenergy_modbus.model.plant import Plant, PlantCapabilities
 from givenergy_modbus.model.register import HR
 from givenergy_modbus.pdu import (
     ReadHoldingRegistersRequest,
-    ReadHoldingRegistersResponse,
 )
 
 from givbridge import __version__
@@ -50,8 +48,15 @@ from givbridge.config import InverterSettings, Settings
 from givbridge.devices.context import DeviceContext
 from givbridge.devices.core import READ_PRIORITY, RunnerCore
 from givbridge.devices.follower import SerialFollower
-from givbridge.devices.library import ObservedPlant, ReadVerdict, default_client
+from givbridge.devices.library import (
+    ObservedPlant,
+    battery_unchanged_seconds,
+    default_client,
+    detect_remembered,
+    read_bank,
+)
 from givbridge.devices.outcome import UncleanRead, Unreachable, WriteOutcome
+from givbridge.devices.write_counters import WriteCounters
 from givbridge.entities import load_catalogue
 from givbridge.log import get_logger
 from givbridge.plant.build import build_snapshot, supported_families
@@ -81,19 +86,6 @@ CLOCK_SKEW_WARNING = 300.0
 # After a write, the whole settings bank set is re-read this many seconds later, unless the
 # next scheduled settings read comes sooner.
 SETTLE_AFTER_WRITE = 10.0
-# A read answered with a bank the poll path would not believe is read again this many times
-# more than ``polling.retries`` (such an answer costs a round trip, not a timeout).
-UNCLEAN_READ_RETRIES = 2
-# A bank too short for the library's dropout judgement, read all zero where it held data, is
-# believed only when this many answers in a row agree.
-ZERO_CONFIRMATIONS = 3
-
-# GivTCP's list of registers whose writes do not wear EEPROM while Real Time Control is on;
-# writes to them then count as "safe" (Safe_Write_Count) rather than Write_Count.
-RTC_SAFE_REGISTERS = frozenset(
-    {20, 27, 50, 56, 57, 59, 94, 95, 96, 110, 111, 112, 116, 318, 319, 320}
-    | {1002, 1108, 1110, 1111, 1112, 1114, 1118, 1119, 1122, 1123, 1141}
-)
 
 
 class _Stop(Exception):
@@ -140,7 +132,7 @@ class InverterRunner(RunnerCore):
         self.command_lock = asyncio.Lock()
         self.context: DeviceContext | None = None
         self.log = log.bind(inverter=self.label)
-        self._counters: dict[str, int] = {"write_count": 0, "safe_write_count": 0}
+        self._counters = WriteCounters(self.store)
         # follow_serial: the other runners (set by Bridge), whose connected addresses a search skips.
         self.peers: Sequence[InverterRunner] = ()
         self.follower = SerialFollower(self) if self.config.follow_serial and self.config.serial else None
@@ -258,7 +250,7 @@ class InverterRunner(RunnerCore):
             capabilities=caps,
             writable=writable_registers(caps.device_type, caps.arm_firmware_version, family),
         )
-        self._counters = await asyncio.to_thread(self._load_counters, serial)
+        await self._counters.load(serial)
         if self._hygiene.guard is None:
             await self._hygiene.start(serial, SampleGuard(load_catalogue(), self.tz, phases=family.phases))
         self.health.connected = True
@@ -268,38 +260,11 @@ class InverterRunner(RunnerCore):
         self._next_fast = self._next_full = self.clock.monotonic()
 
     async def _detect(self, client: Client) -> PlantCapabilities:
-        """The device's layout: a fast check of the remembered one, else a full probe.
-
-        A full detect probes every possible battery and meter address, most of which stay
-        silent until the probe times out; remembering what was found (in memory across
-        reconnects, on disk across restarts) turns later detects into a quick confirmation.
-        """
-        polling = self.settings.polling
-        document = self._layout_doc()
+        """The device's layout, remembered in memory across reconnects and on disk across restarts."""
         prior = self._plant.capabilities
-        if prior is None:
-            stored = (await asyncio.to_thread(self.store.load, document)).get("capabilities")
-            if isinstance(stored, dict):
-                try:
-                    prior = PlantCapabilities.from_dict(stored)
-                except Exception as exc:  # a stale or hand-edited file: detect afresh
-                    self.log.info("ignoring the remembered device layout", error=str(exc))
-        kwargs = {
-            "timeout": polling.timeout,
-            "retries": polling.retries + 2,
-            "probe_timeout": polling.probe_timeout,
-        }
-        caps: PlantCapabilities
-        if prior is not None:
-            try:
-                caps = await client.detect(prior=prior, **kwargs)
-            except PlantTopologyMismatch:
-                self.log.info("device layout changed since it was last seen; detecting afresh")
-                caps = await client.detect(**kwargs)
-        else:
-            caps = await client.detect(**kwargs)
-        await asyncio.to_thread(self.store.save, document, {"capabilities": caps.to_dict()})
-        return caps
+        return await detect_remembered(
+            client, prior, self.store, self._layout_doc(), self.settings.polling, log=self.log
+        )
 
     def _layout_doc(self) -> str:
         return f"layout-{self.config.host}_{self.config.port}".replace(":", "_")
@@ -389,8 +354,8 @@ class InverterRunner(RunnerCore):
             "Stats/status": "online",
             "Stats/Time_Since_Last_Update": round((taken_at - previous).total_seconds(), 1) if previous else 0.0,
             "Stats/GivTCP_Version": GIVTCP_COMPAT_VERSION,
-            "Stats/Write_Count": self._counters["write_count"],
-            "Stats/Safe_Write_Count": self._counters["safe_write_count"],
+            "Stats/Write_Count": self._counters.write_count,
+            "Stats/Safe_Write_Count": self._counters.safe_write_count,
             "Stats/Poll_Failures": self.health.polls_failed,
             "Stats/Reconnects": max(0, self.health.reconnects - 1),
             # The library's own hygiene: frames it refused before they reached us.
@@ -398,7 +363,7 @@ class InverterRunner(RunnerCore):
             "Stats/Battery_Splices_Rejected": sum(plant.splice_reject_count.values()),
             "Stats/Read_Retries": sum(plant.retry_count.values()),
             "Stats/Dropout_Banks_Rejected": plant.dropouts,
-            "Stats/Battery_Data_Unchanged": self._battery_unchanged_seconds(),
+            "Stats/Battery_Data_Unchanged": battery_unchanged_seconds(plant, self.context.capabilities),
             "Stats/Poll_Duration": self.health.last_poll_seconds,
         }
         extras.update(self._extra_values())
@@ -434,22 +399,6 @@ class InverterRunner(RunnerCore):
         self._skew_warned = abs(skew) > CLOCK_SKEW_WARNING
         return float(skew)
 
-    def _battery_unchanged_seconds(self) -> float | None:
-        """How long the LV packs' data has read byte-identical (the longest of them), in seconds.
-
-        A frozen BMS cache reads the same for hours, but so can a healthy idle pack between
-        the dongle's refreshes: this is a number to watch, not a verdict (the library makes
-        none either). Measured on the library's own clock, which stamped the banks.
-        """
-        if self.context is None:
-            return None
-        ages = [
-            self._plant.content_unchanged_seconds(address, "IR", 60, 60)
-            for address in self.context.capabilities.lv_battery_addresses
-        ]
-        known = [age for age in ages if age is not None]
-        return float(round(max(known))) if known else None
-
     # ----------------------------------------------------------------- reads and writes
 
     def _require_client(self) -> Client:
@@ -458,45 +407,24 @@ class InverterRunner(RunnerCore):
         return self._client
 
     async def _read_block(self, base: int, count: int) -> dict[int, int]:
-        """HR(base, count) as the poll path would believe it, read again while it is not.
-
-        An answer the library refuses is read again, up to ``polling.retries`` +
-        :data:`UNCLEAN_READ_RETRIES` times (each attempt itself retries a silence or a bad CRC
-        as a poll does). A short bank read all zero over data is believed only when
-        :data:`ZERO_CONFIRMATIONS` answers in a row agree. Raises :class:`UncleanRead`
-        when no answer could be believed.
-        """
-        client = self._require_client()
-        polling = self.settings.polling
+        """HR(base, count) as the poll path would believe it (see :func:`~givbridge.devices.library.read_bank`)."""
         assert self.context is not None
-        request = ReadHoldingRegistersRequest(
-            base_register=base, register_count=count, device_address=self.context.capabilities.inverter_address
-        )
-        zeros = 0
-        verdict = ReadVerdict.REFUSED
-        for _ in range(polling.retries + UNCLEAN_READ_RETRIES + 1):
-            response = await client.send_request_and_await_response(
-                request, timeout=polling.timeout, retries=polling.retries
+        polling = self.settings.polling
+        try:
+            values = await read_bank(
+                self._require_client(),
+                self._plant,
+                ReadHoldingRegistersRequest(
+                    base_register=base, register_count=count, device_address=self.context.capabilities.inverter_address
+                ),
+                polling,
             )
-            if not isinstance(response, ReadHoldingRegistersResponse):
-                raise Unreachable(f"unexpected answer to a read of HR({base},{count}): {response}")
-            values: dict[int, int] = response.to_dict()
-            verdict = self._plant.verdict(response)
-            if verdict is ReadVerdict.REFUSED:
-                zeros = 0
-                continue
-            if verdict is ReadVerdict.UNCONFIRMED_ZERO or (zeros and not any(values.values())):
-                zeros += 1
-                if zeros < ZERO_CONFIRMATIONS:
-                    continue
-            if base == 0:
-                self._clock_read_at = self.clock.now()
-            return values
-        self.log.warning("no believable answer to a read", bank=f"HR({base},{count})", last=verdict.value)
-        raise UncleanRead(
-            f"{self.label} answered every read of HR({base},{count}) with data that cannot be believed "
-            f"(last: {'a dropout or corrupt bank' if verdict is ReadVerdict.REFUSED else 'unconfirmed zeros'})"
-        )
+        except UncleanRead as exc:
+            self.log.warning("no believable answer to a read", bank=f"HR({base},{count})", last=str(exc))
+            raise UncleanRead(f"{self.label} answered every read of HR({base},{count}) with {exc}") from None
+        if base == 0:
+            self._clock_read_at = self.clock.now()
+        return values
 
     async def _read_blocks(self, registers: list[int]) -> dict[int, int]:
         """Read the banks holding ``registers`` (whole banks, so each can be judged), all in flight together."""
@@ -537,7 +465,7 @@ class InverterRunner(RunnerCore):
                     break  # later writes of the plan depend on this one
                 raise Unreachable(f"{self.label} did not acknowledge HR({write.register})") from exc
             written.append(write)
-            await self._count_write(write.register)
+            await self._counters.count(write.register, rtc_on=self._rtc_on())
         try:
             readback = await self._read_blocks(sorted(plan.registers))
         except Unreachable as exc:
@@ -562,30 +490,16 @@ class InverterRunner(RunnerCore):
         self._next_full = min(self._next_full, self.clock.monotonic() + SETTLE_AFTER_WRITE)
         return outcome
 
+    def _rtc_on(self) -> bool:
+        """Whether Real Time Control (HR166) is on, as last read."""
+        assert self.context is not None
+        return bool(self._plant.register_caches.get(self.context.capabilities.inverter_address, {}).get(HR(166)))
+
     async def _rebuild(self) -> Snapshot | None:
         snapshot, problem = self._build()
         if snapshot is None:
             self.log.warning("read-back sample rejected", reason=problem)
         return snapshot
-
-    # ----------------------------------------------------------------- write counters
-
-    @staticmethod
-    def _counters_doc(serial: str) -> str:
-        return f"writes-{serial}"
-
-    def _load_counters(self, serial: str) -> dict[str, int]:
-        stored = self.store.load(self._counters_doc(serial))
-        return {key: int(stored.get(key, 0)) for key in ("write_count", "safe_write_count")}
-
-    async def _count_write(self, register: int) -> None:
-        """Count a register write the way GivTCP does, persistently (EEPROM wear tracking)."""
-        assert self.context is not None
-        caps = self.context.capabilities
-        rtc_on = bool(self._plant.register_caches.get(caps.inverter_address, {}).get(HR(166)))
-        key = "safe_write_count" if rtc_on and register in RTC_SAFE_REGISTERS else "write_count"
-        self._counters[key] += 1
-        await asyncio.to_thread(self.store.save, self._counters_doc(self.context.serial), dict(self._counters))
 
 
 class _IdentityError(Exception):

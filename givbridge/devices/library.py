@@ -16,20 +16,26 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import structlog
 from givenergy_modbus.client.client import Client
 from givenergy_modbus.exceptions import (
     ConnectionLost,
+    PlantTopologyMismatch,
 )
-from givenergy_modbus.model.plant import Plant
+from givenergy_modbus.model.plant import Plant, PlantCapabilities
 from givenergy_modbus.model.register import HR, IR
 from givenergy_modbus.pdu import (
+    ReadHoldingRegistersRequest,
     ReadHoldingRegistersResponse,
     ReadInputRegistersResponse,
     WriteHoldingRegisterResponse,
 )
 from pydantic import Field, PrivateAttr
 
+from givbridge.config import PollingSettings
+from givbridge.devices.outcome import UncleanRead, Unreachable
 from givbridge.log import get_logger
+from givbridge.store import JsonStore
 
 log = get_logger(__name__)
 
@@ -105,6 +111,49 @@ class ObservedPlant(Plant):  # type: ignore[misc]  # untyped library base
         return self._refused.pop(register, 0) > 0
 
 
+# A read answered with a bank the poll path would not believe is read again this many times
+# more than ``polling.retries`` (such an answer costs a round trip, not a timeout).
+UNCLEAN_READ_RETRIES = 2
+# A bank too short for the library's dropout judgement, read all zero where it held data, is
+# believed only when this many answers in a row agree.
+ZERO_CONFIRMATIONS = 3
+
+
+async def read_bank(
+    client: Client, plant: ObservedPlant, request: ReadHoldingRegistersRequest, polling: PollingSettings
+) -> dict[int, int]:
+    """The bank ``request`` reads, as the poll path would believe it, read again while it is not.
+
+    An answer the library refuses is read again, up to ``polling.retries`` + :data:`UNCLEAN_READ_RETRIES`
+    times (each attempt itself retries a silence or a bad CRC as a poll does). A short bank read
+    all zero over data is believed only when :data:`ZERO_CONFIRMATIONS` answers in a row agree.
+    Raises :class:`~givbridge.devices.outcome.UncleanRead` (saying what the last answer was) when
+    no answer could be believed, :class:`~givbridge.devices.outcome.Unreachable` for an answer
+    that is not a read of holding registers.
+    """
+    zeros = 0
+    verdict = ReadVerdict.REFUSED
+    for _ in range(polling.retries + UNCLEAN_READ_RETRIES + 1):
+        response = await client.send_request_and_await_response(
+            request, timeout=polling.timeout, retries=polling.retries
+        )
+        if not isinstance(response, ReadHoldingRegistersResponse):
+            bank = f"HR({request.base_register},{request.register_count})"
+            raise Unreachable(f"unexpected answer to a read of {bank}: {response}")
+        values: dict[int, int] = response.to_dict()
+        verdict = plant.verdict(response)
+        if verdict is ReadVerdict.REFUSED:
+            zeros = 0
+            continue
+        if verdict is ReadVerdict.UNCONFIRMED_ZERO or (zeros and not any(values.values())):
+            zeros += 1
+            if zeros < ZERO_CONFIRMATIONS:
+                continue
+        return values
+    last = "a dropout or corrupt bank" if verdict is ReadVerdict.REFUSED else "unconfirmed zeros"
+    raise UncleanRead(f"data that cannot be believed (last: {last})")
+
+
 def _bank_key(pdu: Any) -> tuple[int, str, int, int] | None:
     """The library's key for the bank a read answer carries (as in ``register_block_updated_at``)."""
     if isinstance(pdu, ReadHoldingRegistersResponse):
@@ -164,3 +213,55 @@ def default_client(host: str, port: int, plant: Plant, request_gap: float) -> Cl
     return Client(
         host, port, connect_timeout=5.0, plant=plant, tx_message_wait=request_gap, tx_jitter=request_gap * 0.4
     )
+
+
+async def detect_remembered(
+    client: Client,
+    prior: PlantCapabilities | None,
+    store: JsonStore,
+    document: str,
+    polling: PollingSettings,
+    *,
+    log: structlog.stdlib.BoundLogger,
+) -> PlantCapabilities:
+    """The device's layout: a fast check of ``prior`` (else the one in ``document``), else a full probe.
+
+    A full detect probes every possible battery and meter address, most of which stay silent
+    until the probe times out; remembering what was found turns later detects into a quick
+    confirmation. What is found is saved in ``document`` for the next start.
+    """
+    if prior is None:
+        stored = (await asyncio.to_thread(store.load, document)).get("capabilities")
+        if isinstance(stored, dict):
+            try:
+                prior = PlantCapabilities.from_dict(stored)
+            except Exception as exc:  # a stale or hand-edited file: detect afresh
+                log.info("ignoring the remembered device layout", error=str(exc))
+    kwargs = {
+        "timeout": polling.timeout,
+        "retries": polling.retries + 2,
+        "probe_timeout": polling.probe_timeout,
+    }
+    caps: PlantCapabilities
+    if prior is not None:
+        try:
+            caps = await client.detect(prior=prior, **kwargs)
+        except PlantTopologyMismatch:
+            log.info("device layout changed since it was last seen; detecting afresh")
+            caps = await client.detect(**kwargs)
+    else:
+        caps = await client.detect(**kwargs)
+    await asyncio.to_thread(store.save, document, {"capabilities": caps.to_dict()})
+    return caps
+
+
+def battery_unchanged_seconds(plant: Plant, capabilities: PlantCapabilities) -> float | None:
+    """How long the LV packs' data has read byte-identical (the longest of them), in seconds.
+
+    A frozen BMS cache reads the same for hours, but so can a healthy idle pack between the
+    dongle's refreshes: this is a number to watch, not a verdict (the library makes none either).
+    Measured on the library's own clock, which stamped the banks.
+    """
+    ages = [plant.content_unchanged_seconds(address, "IR", 60, 60) for address in capabilities.lv_battery_addresses]
+    known = [age for age in ages if age is not None]
+    return float(round(max(known))) if known else None
