@@ -46,9 +46,11 @@ class Bridge:
             runner.add_enricher(self._learn_topology)
         # What energy costs (tariffs:): each runner's Energy/Rates/* (a later pipeline stage) and the
         # switchRate command's state.
-        self.tariffs = (
-            Tariffs(settings.tariffs, self.runners, clock=self.clock, store=self.store) if settings.tariffs else None
-        )
+        self.tariffs = Tariffs(settings.tariffs, clock=self.clock, store=self.store) if settings.tariffs else None
+        if self.tariffs is not None:
+            for runner in self.runners:
+                tracker = self.tariffs.track(runner, tz=runner.tz, serial=runner.config.serial)
+                runner.add_enricher(tracker.enrich)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _learn_topology(self, snapshot: Snapshot) -> Mapping[str, Scalar]:
