@@ -32,7 +32,7 @@ from givbridge.commands.spec import ActionContext, Command, ReadbackCheck
 from givbridge.commands.writing import carry_out
 from givbridge.evc import registers as reg
 from givbridge.evc.charger import EvCharger
-from givbridge.evc.modes import ModeSettings
+from givbridge.evc.rules import ModeSettings
 from givbridge.plant.snapshot import Scalar, Snapshot
 from givbridge.plant.writes import WritePlan
 

@@ -23,8 +23,8 @@ from givbridge.clock import ScaledClock
 from givbridge.devices.inverter import InverterRunner
 from givbridge.devices.supervisor import Bridge
 from givbridge.evc.charger import EvCharger
-from givbridge.evc.modes import CAP_HEADROOM, ChargerView, Decision, SiteView, surplus_amps
 from givbridge.evc.registers import current_limit_plan
+from givbridge.evc.rules import CAP_HEADROOM, ChargerView, Decision, SiteView, surplus_amps
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
 from tests.integration.bridge_helpers import bridge_settings, first_snapshot
