@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from givbridge.clock import Clock
+from givbridge.devices.core import DeviceRunner
 from givbridge.devices.outcome import Unreachable
 from givbridge.evc import registers as reg
 from givbridge.evc.rules import (
@@ -35,7 +36,7 @@ from givbridge.plant.writes import WritePlan
 from givbridge.store import JsonStore
 
 if TYPE_CHECKING:
-    from givbridge.devices.outcome import Applied
+    pass
 
 log = get_logger(__name__)
 
@@ -45,26 +46,10 @@ STORE_DOCUMENT = "evc-modes"
 # --------------------------------------------------------------------------- the controller
 
 
-class Charger(Protocol):
-    """What the controller needs of :class:`~givbridge.evc.runner.ChargerRunner`."""
-
-    snapshot: Snapshot | None
-
-    async def apply(self, plan: WritePlan) -> Applied: ...
-
-    def add_extras(self, provider: Callable[[], Mapping[str, Scalar]]) -> None: ...
+class Charger(DeviceRunner, Protocol):
+    """What the controller needs of the charger's runner: a device, that can also republish its values."""
 
     async def republish(self) -> None: ...
-
-
-class Inverter(Protocol):
-    """What the controller needs of an inverter runner: its serial and latest snapshot (staleness is checked here)."""
-
-    @property
-    def snapshot(self) -> Snapshot | None: ...
-
-    @property
-    def serial(self) -> str | None: ...
 
 
 @dataclass
@@ -83,7 +68,7 @@ class ModesController:
     def __init__(
         self,
         charger: Charger,
-        inverters: Sequence[Inverter],
+        inverters: Sequence[DeviceRunner],
         store: JsonStore,
         clock: Clock,
         *,
@@ -170,7 +155,7 @@ class ModesController:
     def _stale_after(self) -> float:
         return max(STALE_AFTER, 3 * self.interval)
 
-    def _inverter(self) -> Inverter | None:
+    def _inverter(self) -> DeviceRunner | None:
         for inverter in self.inverters:
             if self.inverter_serial is None or inverter.serial == self.inverter_serial:
                 return inverter
