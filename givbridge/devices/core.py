@@ -21,7 +21,7 @@ command executor, health, the charger's modes) uses it through :class:`DeviceRun
   result once on ``on_snapshot``. Whatever listens there sees the final snapshot; nothing
   depends on the order listeners were connected in.
 
-A runner supplies the device's own steps: ``_connect``, ``_disconnect``, ``_poll``,
+A runner supplies the device's own steps: ``_connect``, ``_close``, ``_scheduled_poll``,
 ``_write_now`` (send a plan and read it back), ``_rebuild`` (a snapshot from what the
 read-back left) and ``_session_failed`` (what a failure of a session means).
 """
@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from givbridge.clock import Clock
+from givbridge.clock import Clock, SystemClock, local_zone
 from givbridge.config import EvcSettings, InverterSettings, Settings
 from givbridge.devices.guard import GuardMemory
 from givbridge.devices.outcome import Applied, NotWritable, Unreachable, WriteOutcome
@@ -109,11 +109,11 @@ class RunnerCore(ABC):
     config: InverterSettings | EvcSettings
     label: str
 
-    def __init__(self, settings: Settings, *, clock: Clock, store: JsonStore, tz: tzinfo, prefix: str) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None, store: JsonStore | None, prefix: str) -> None:
         self.settings = settings
-        self.clock = clock
-        self.store = store
-        self.tz = tz
+        self.clock = clock or SystemClock()
+        self.store = store or JsonStore(settings.data_dir)
+        self.tz: tzinfo = local_zone(settings.timezone)
         self.prefix = prefix
         self.health = Health()
         self.snapshot: Snapshot | None = None
@@ -192,8 +192,16 @@ class RunnerCore(ABC):
     @abstractmethod
     async def _connect(self) -> None: ...
 
+    async def _disconnect(self) -> None:
+        """After a session: keep the hygiene's memory, fail what waits for the device, close the link."""
+        await self._hygiene.save(force=True)
+        self.health.connected = False
+        self._fail_pending(Unreachable(f"lost the connection to {self.label}"))
+        await self._close()
+
     @abstractmethod
-    async def _disconnect(self) -> None: ...
+    async def _close(self) -> None:
+        """Close the connection (if any) and forget it; never raises."""
 
     @abstractmethod
     async def _scheduled_poll(self) -> None:

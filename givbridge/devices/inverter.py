@@ -43,7 +43,7 @@ from givenergy_modbus.pdu import (
 )
 
 from givbridge import __version__
-from givbridge.clock import Clock, SystemClock, local_zone
+from givbridge.clock import Clock
 from givbridge.config import InverterSettings, Settings
 from givbridge.devices.context import DeviceContext
 from givbridge.devices.core import READ_PRIORITY, RunnerCore
@@ -110,13 +110,7 @@ class InverterRunner(RunnerCore):
         self.index = index
         self.config = settings.inverters[index]
         self.label = f"{self.config.host}:{self.config.port}"
-        super().__init__(
-            settings,
-            clock=clock or SystemClock(),
-            store=store or JsonStore(settings.data_dir),
-            tz=local_zone(settings.timezone),
-            prefix=settings.prefix_for(index),
-        )
+        super().__init__(settings, clock=clock, store=store, prefix=settings.prefix_for(index))
         self._client_factory = client_factory or default_client
         self._plant = ObservedPlant()
         self._client: Client | None = None
@@ -269,11 +263,8 @@ class InverterRunner(RunnerCore):
     def _layout_doc(self) -> str:
         return f"layout-{self.config.host}_{self.config.port}".replace(":", "_")
 
-    async def _disconnect(self) -> None:
-        await self._hygiene.save(force=True)
-        self.health.connected = False
+    async def _close(self) -> None:
         client, self._client = self._client, None
-        self._fail_pending(Unreachable(f"lost the connection to {self.label}"))
         if client is not None:
             try:
                 async with asyncio.timeout(5.0):

@@ -35,7 +35,7 @@ import structlog
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from givbridge.clock import Clock, SystemClock, local_zone
+from givbridge.clock import Clock
 from givbridge.config import EvcSettings, Settings
 from givbridge.devices.core import READ_PRIORITY, RunnerCore
 from givbridge.devices.outcome import Unreachable, WriteOutcome
@@ -96,13 +96,7 @@ class ChargerRunner(RunnerCore):
             raise ValueError("settings have no evc section")
         self.config = settings.evc
         self.label = f"EV charger {self.config.host}:{self.config.port}"
-        super().__init__(
-            settings,
-            clock=clock or SystemClock(),
-            store=store or JsonStore(settings.data_dir),
-            tz=local_zone(settings.timezone),
-            prefix=reg.PREFIX,
-        )
+        super().__init__(settings, clock=clock, store=store, prefix=reg.PREFIX)
         self._client_factory = client_factory or _default_client
         self._client: AsyncModbusTcpClient | None = None
         self._registers: dict[int, int] = {}
@@ -227,11 +221,8 @@ class ChargerRunner(RunnerCore):
         self._next_poll = 0.0  # read it at once
         self.log.info("connected to the charger")
 
-    async def _disconnect(self) -> None:
-        await self._hygiene.save(force=True)
-        self.health.connected = False
+    async def _close(self) -> None:
         client, self._client = self._client, None
-        self._fail_pending(Unreachable(f"lost the connection to {self.label}"))
         if client is not None:
             client.close()
 
