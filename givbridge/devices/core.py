@@ -17,9 +17,9 @@ command executor, health, the charger's modes) uses it through :class:`DeviceRun
   together with the outcome (:class:`~givbridge.devices.outcome.Applied`);
 * the snapshot pipeline, explicit and ordered: a runner reads and builds a snapshot (with the
   bridge-side ``extras``), its hygiene cleans it, then :meth:`RunnerCore.publish` runs the
-  enrichers in the order they were added (tariffs, ...) on that cleaned snapshot and emits the
-  result once on ``on_snapshot``. Whatever listens there sees the final snapshot; nothing
-  depends on the order listeners were connected in.
+  enrichers in the order they were added (tariffs, ...) on that cleaned snapshot (what they
+  add meets the hygiene's bounds too) and emits the result once on ``on_snapshot``. Whatever
+  listens there sees the final snapshot; nothing depends on the order listeners were connected in.
 
 A runner supplies the device's own steps: ``_connect``, ``_close``, ``_scheduled_poll``,
 ``_write_now`` (send a plan and read it back), ``_rebuild`` (a snapshot from what the
@@ -305,8 +305,14 @@ class RunnerCore(ABC):
     async def publish(self, cleaned: Snapshot) -> Snapshot:
         """The pipeline's last stages: enrich the cleaned snapshot, then emit it, once."""
         snapshot = cleaned
+        guard = self._hygiene.guard
         for enricher in self._enrichers:
             added = await enricher(snapshot)
+            if added and guard is not None:  # what a stage adds meets the same bounds as what was read
+                checked = guard.clean(added, taken_at=snapshot.taken_at, serial=snapshot.serial)
+                if checked.rejected:
+                    self.log.info("readings rejected", rejected=checked.rejected)
+                added = checked.values
             if added:
                 snapshot = replace(snapshot, values={**snapshot.values, **added})
         self.snapshot = snapshot

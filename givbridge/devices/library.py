@@ -4,6 +4,9 @@
   read answer, so the runner's own reads judge a bank exactly as a poll does;
 * :func:`quiet_library_orphans`: a loop exception handler that quietens a known leak of the
   library's (a future failed on a dropped connection that nobody retrieves);
+* :func:`read_bank`: a holding-register bank read until the library would believe it;
+* :func:`detect_remembered`: the library's detection, hinted with the layout found last time;
+* :func:`battery_unchanged_seconds`: how long the packs' data has not changed, from the library's stamps;
 * :func:`default_client`: the library client as the runner builds it.
 """
 
