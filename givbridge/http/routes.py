@@ -36,7 +36,7 @@ from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.spec import Command
 from givbridge.config import Settings
-from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.core import DeviceRunner
 from givbridge.health import HealthWriter, evaluate
 from givbridge.http import browser, openapi
 from givbridge.http.browser import JSON_TYPE, BrowserGuard, body_type_refusal, media_type
@@ -61,7 +61,7 @@ class Services:
 
     settings: Settings
     executor: CommandExecutor
-    runners: Sequence[InverterRunner]
+    runners: Sequence[DeviceRunner]
     health: HealthWriter
     clock: Clock
     registry: Registry = REGISTRY
