@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from givbridge.clock import Clock, SystemClock
 from givbridge.sim import physics
-from givbridge.sim.physics import Controls, Energy, Environment, PlantState, Rating, Site, Window
+from givbridge.sim.physics import Controls, Energy, Environment, PlantState, Rating, Window
 from givbridge.sim.profiles import (
     BAMS_ADDRESS,
     BMS_ADDRESS,
@@ -63,6 +63,7 @@ from givbridge.sim.render_hv import (
 from givbridge.sim.render_meter import Meter, MeterRole, meter_product_registers, meter_registers
 from givbridge.sim.render_rollups import Unit, ems_input_registers, gateway_input_registers
 from givbridge.sim.render_three_phase import three_phase_input_registers
+from givbridge.sim.weather import Site
 from givbridge.sim.writes import CLOCK_REGISTERS, REBOOT_REGISTER, WriteOutcome, classify_write
 
 #: HR and IR are the inverter's holding and input registers; MR the meters' product registers.
