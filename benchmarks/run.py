@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from givbridge.bridge import InverterRunner
 from givbridge.clock import SystemClock
 from givbridge.config import MqttSettings, Settings
+from givbridge.devices.inverter import InverterRunner
 from givbridge.mqtt.broker import EmbeddedBroker
 from givbridge.mqtt.client import Message, MqttClient
 from givbridge.plant.snapshot import Snapshot

@@ -19,15 +19,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from givbridge import __version__
-from givbridge.bridge import Bridge, InverterRunner
 from givbridge.clock import Clock, SystemClock
 from givbridge.clock_sync import ClockKeeper
 from givbridge.commands import CommandExecutor, CommandResult
 from givbridge.commands.scheduler import TimedActions
 from givbridge.config import Settings
+from givbridge.devices.core import DeviceRunner
+from givbridge.devices.supervisor import Bridge
 from givbridge.entities import EntityCatalogue, load_catalogue
 from givbridge.evc.charger import EvCharger
-from givbridge.evc.runner import ChargerRunner
 from givbridge.health import HealthWriter
 from givbridge.log import get_logger
 from givbridge.mqtt.availability import DeviceAvailability
@@ -257,9 +257,9 @@ class Application:
             await self.availability.update(snapshot.serial, True)
         await self._update_plant()
 
-    def _devices(self) -> list[InverterRunner | ChargerRunner]:
+    def _devices(self) -> list[DeviceRunner]:
         """Every device runner: the inverters', then the EV charger's."""
-        devices: list[InverterRunner | ChargerRunner] = list(self.bridge.runners)
+        devices: list[DeviceRunner] = list(self.bridge.runners)
         if self.charger is not None:
             devices.append(self.charger.runner)
         return devices
@@ -269,7 +269,7 @@ class Application:
         ids = [runner.serial for runner in self._devices() if runner.serial]
         return [*ids, PLANT_ID] if self.plant_summary else ids
 
-    async def _on_availability(self, runner: InverterRunner | ChargerRunner) -> None:
+    async def _on_availability(self, runner: DeviceRunner) -> None:
         # Unavailable is said at once; available waits for the snapshot that follows (_on_snapshot).
         if runner.serial and not runner.health.available:
             await self.availability.update(runner.serial, False)

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from givbridge.bridge import Bridge
 from givbridge.clock import Clock
 from givbridge.commands.executor import CommandExecutor
 from givbridge.config import Settings
+from givbridge.devices.supervisor import Bridge
 from givbridge.log import get_logger
 from givbridge.plant.snapshot import Snapshot
 from givbridge.store import JsonStore

@@ -29,8 +29,7 @@ from givbridge.log import get_logger
 from givbridge.store import JsonStore
 
 if TYPE_CHECKING:
-    from givbridge.bridge import InverterRunner
-    from givbridge.evc.runner import ChargerRunner
+    from givbridge.devices.core import DeviceRunner
     from givbridge.mqtt.client import MqttClient
 
 log = get_logger(__name__)
@@ -43,7 +42,7 @@ def default_max_age(interval: float) -> float:
     return 3 * interval + 10
 
 
-def _device(runner: InverterRunner | ChargerRunner) -> dict[str, Any]:
+def _device(runner: DeviceRunner) -> dict[str, Any]:
     health = runner.health
     return {
         "host": runner.config.host,
@@ -64,10 +63,10 @@ class HealthWriter:
         store: JsonStore,
         *,
         mqtt: MqttClient,
-        runners: Sequence[InverterRunner],
+        runners: Sequence[DeviceRunner],
         interval: float,
         clock: Clock | None = None,
-        charger: ChargerRunner | None = None,
+        charger: DeviceRunner | None = None,
     ) -> None:
         self.store = store
         self.mqtt = mqtt

@@ -8,7 +8,7 @@ prometheus_client's global one, so several applications (or tests) in one proces
 Nearly everything is read when scraped, from what the bridge keeps anyway, so polling pays
 nothing for it:
 
-* each device's :class:`~givbridge.bridge.Health` (polls by outcome, reconnects, availability,
+* each device's :class:`~givbridge.runtime.health.Health` (polls by outcome, reconnects, availability,
   connection, last success);
 * the ``Stats/...`` values of its latest snapshot (the library's CRC failures, retries and
   refused dropouts, hygiene rejections, write counters, clock skew), the same numbers the
@@ -73,7 +73,7 @@ WRITE_COUNTERS: Mapping[str, str] = {"Write_Count": "eeprom", "Safe_Write_Count"
 
 
 class DeviceHealth(Protocol):
-    """What is read of a device's health (a :class:`~givbridge.bridge.Health`)."""
+    """What is read of a device's health (a :class:`~givbridge.runtime.health.Health`)."""
 
     @property
     def connected(self) -> bool: ...

@@ -40,19 +40,16 @@ while the bridge was down (if that was less than :data:`MAX_GAP`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from givbridge.clock import Clock
 from givbridge.config import TariffSettings
 from givbridge.log import get_logger
 from givbridge.plant.snapshot import Scalar, Snapshot, as_number
 from givbridge.store import JsonStore, ThrottledSave
-
-if TYPE_CHECKING:
-    from givbridge.bridge import InverterRunner
 
 log = get_logger(__name__)
 
@@ -299,10 +296,19 @@ class TariffTracker:
         return rate_type_at(self.clock.now().astimezone(self.tz).time(), self.settings)
 
     def values(self) -> dict[str, Scalar]:
-        """This inverter's ``Energy/Rates/*`` (an extras provider for its runner)."""
+        """This inverter's ``Energy/Rates/*`` as last charged."""
         if self.state is None:
             return {}
         return published(self.state, self.rate_type(), self.settings)
+
+    async def enrich(self, snapshot: Snapshot) -> dict[str, Scalar]:
+        """The runner's pipeline stage: charge this snapshot's counters, then its ``Energy/Rates/*`` from them.
+
+        It runs on the cleaned snapshot before that is published, so the rates published with a
+        poll include the energy that poll counted.
+        """
+        await self.observe(snapshot)
+        return self.values()
 
     async def observe(self, snapshot: Snapshot) -> None:
         """Charge what the counters grew by since the previous snapshot."""
@@ -345,22 +351,26 @@ class TariffTracker:
 
 
 class Tariffs:
-    """The tariff trackers of every inverter of a bridge."""
+    """The tariff trackers of every inverter of a bridge, one per device (whatever object stands for it)."""
 
-    def __init__(
-        self, settings: TariffSettings, runners: Sequence[InverterRunner], *, clock: Clock, store: JsonStore
-    ) -> None:
+    def __init__(self, settings: TariffSettings, *, clock: Clock, store: JsonStore) -> None:
         self.settings = settings
+        self.clock = clock
+        self.store = store
         self._trackers: dict[int, TariffTracker] = {}
-        for runner in runners:
-            tracker = TariffTracker(settings, tz=runner.tz, clock=clock, store=store)
-            tracker.serial = runner.config.serial  # known early when configured; else from the first snapshot
-            runner.on_snapshot.connect(tracker.observe)
-            runner.add_extras(tracker.values)
-            self._trackers[id(runner)] = tracker
 
-    def for_runner(self, runner: InverterRunner) -> TariffTracker:
-        return self._trackers[id(runner)]
+    def track(self, device: object, *, tz: tzinfo, serial: str | None) -> TariffTracker:
+        """A new tracker for ``device`` (``serial`` when known early; else from its first snapshot).
+
+        Its :meth:`TariffTracker.enrich` is a stage of the device's snapshot pipeline.
+        """
+        tracker = TariffTracker(self.settings, tz=tz, clock=self.clock, store=self.store)
+        tracker.serial = serial
+        self._trackers[id(device)] = tracker
+        return tracker
+
+    def for_runner(self, device: object) -> TariffTracker:
+        return self._trackers[id(device)]
 
     def __iter__(self) -> Iterator[TariffTracker]:
         return iter(self._trackers.values())

@@ -30,12 +30,11 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import SecretStr
 
 if TYPE_CHECKING:
-    from givbridge.commands.spec import Command
     from givbridge.config import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -106,6 +105,19 @@ class Decision:
     clearance: Clearance
     refusal: Refusal | None = None
     cached: bool = False
+
+
+class Command(Protocol):
+    """What the policy looks at in a command's definition (a :class:`~givbridge.commands.spec.Command`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def writes(self) -> bool: ...
 
 
 def is_data_read(command: Command) -> bool:

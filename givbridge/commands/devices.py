@@ -21,12 +21,11 @@ from givenergy_modbus.model.inverter import Model
 from givenergy_modbus.model.plant import PlantCapabilities
 from givenergy_modbus.model.slot_map import EMS_SLOTS, EXTENDED_SLOTS, SINGLE_PHASE_SLOTS, THREE_PHASE_SLOTS
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands.results import CommandFailed
 from givbridge.commands.spec import Applicability, unsupported
+from givbridge.devices.context import DeviceContext
 from givbridge.plant import registers as reg
 from givbridge.plant.families import FAMILIES, Family
-from givbridge.plant.registers import CLOCK as CLOCK  # the timed-action scheduler reads it as dev.CLOCK
 from givbridge.plant.registers import PAUSE_REGISTERS, ControlRegisters, has_pause_registers
 from givbridge.plant.writes import writable_registers
 

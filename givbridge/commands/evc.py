@@ -29,9 +29,10 @@ from givbridge.commands.schemas import (
     StatePayload,
 )
 from givbridge.commands.spec import ActionContext, Command, ReadbackCheck
+from givbridge.commands.writing import carry_out
 from givbridge.evc import registers as reg
 from givbridge.evc.charger import EvCharger
-from givbridge.evc.modes import ModeSettings
+from givbridge.evc.rules import ModeSettings
 from givbridge.plant.snapshot import Scalar, Snapshot
 from givbridge.plant.writes import WritePlan
 
@@ -63,17 +64,10 @@ async def _write(
     context: ActionContext, plan: WritePlan, names: tuple[str, ...], check: ReadbackCheck | None = None
 ) -> dict[str, Scalar]:
     """Write ``plan`` to the charger, confirm it from the read-back (and ``check``), answer with the fresh ``names``."""
-    from givbridge.commands.executor import confirm  # the executor imports the registry, which imports us
-
     runner = _charger(context).runner
-    before = runner.snapshot
-    outcome = await runner.write(plan)
-    confirm(outcome, DEVICE)
-    if check is not None and (problem := check(outcome.readback, context.clock.now().astimezone(runner.tz))):
-        raise CommandFailed(ErrorCode.NOT_PERSISTED, problem)
-    after = runner.snapshot
+    applied = await carry_out(runner, plan, clock=context.clock, check=check, name=DEVICE)
     # Confirmed from the registers; report values only from a snapshot read after the write.
-    return _leaves(after if after is not before else None, *names)
+    return _leaves(applied.snapshot, *names)
 
 
 async def set_charge_control(payload: ChargeControlPayload, context: ActionContext) -> Mapping[str, Any]:

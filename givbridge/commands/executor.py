@@ -30,14 +30,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from givbridge.bridge import Bridge, InverterRunner, NotWritable, Signal, Unreachable, WriteOutcome, WriteStatus
 from givbridge.clock import Clock
 from givbridge.commands import docs
 from givbridge.commands.access import CACHED_READ, LOCAL, TOKEN_KEY, AccessPolicy, Caller, Clearance, Transport
@@ -46,10 +45,14 @@ from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode, Transaction
 from givbridge.commands.schemas import Message, NoPayload, Payload, UnreadablePayload, decode
 from givbridge.commands.spec import ActionContext, Command, PlanInput, Planned
+from givbridge.commands.writing import carry_out, device_errors
 from givbridge.config import Settings
+from givbridge.devices.core import DeviceRunner
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.supervisor import Bridge
 from givbridge.log import get_logger
 from givbridge.plant.snapshot import Snapshot
-from givbridge.plant.writes import unwritable
+from givbridge.runtime.signal import Signal
 from givbridge.store import JsonStore
 
 if TYPE_CHECKING:
@@ -227,7 +230,7 @@ class CommandExecutor:
                 if charger is not None
                 else contextlib.nullcontext()
             ):
-                with _device_errors():
+                with device_errors():
                     return await command.action(model, self._action_context(runner, clearance))
         # One command at a time per device: the runner's lock, which timed actions' reverts also take.
         device = f"inverter {runner.serial or runner.label}"
@@ -244,7 +247,7 @@ class CommandExecutor:
             reason = command.applies.reason(context)
             if reason is not None:
                 raise CommandFailed(ErrorCode.UNSUPPORTED, f"{command.name} does not apply here: {reason}")
-            with _device_errors():
+            with device_errors():
                 if command.action is not None:
                     return await command.action(model, self._action_context(runner, clearance))
                 assert command.plan is not None
@@ -256,17 +259,9 @@ class CommandExecutor:
     async def _write(
         self, command: Command, model: Payload, runner: InverterRunner, planned: Planned
     ) -> Mapping[str, Any]:
-        assert runner.context is not None
-        refused = unwritable(planned.plan, runner.context.writable)
-        if refused:
-            raise NotWritable(refused)
-        before = runner.snapshot
-        outcome = await runner.write(planned.plan)
-        confirm(outcome)
-        if planned.check is not None and (problem := planned.check(outcome.readback, self._now(runner))):
-            raise CommandFailed(ErrorCode.NOT_PERSISTED, problem)
-        snapshot = runner.snapshot  # rebuilt by the runner from the read-back
-        if snapshot is None or snapshot is before:
+        applied = await carry_out(runner, planned.plan, clock=self.clock, check=planned.check)
+        snapshot = applied.snapshot  # rebuilt by the runner from the read-back
+        if snapshot is None:
             # The registers were confirmed, but the runner kept its previous values (its hygiene
             # rejected the read-back sample): report nothing rather than values from before the write.
             log.warning("no fresh values after a confirmed write", command=command.name)
@@ -308,7 +303,7 @@ class CommandExecutor:
         async with self._reported:
             self._reported.notify_all()
 
-    async def _on_availability(self, runner: InverterRunner) -> None:
+    async def _on_availability(self, runner: DeviceRunner) -> None:
         await self._notify()
 
     def _now(self, runner: InverterRunner) -> datetime:
@@ -337,44 +332,6 @@ class CommandExecutor:
 
 def _memory_document(serial: str) -> str:
     return f"commands-{serial}"
-
-
-@contextlib.contextmanager
-def _device_errors() -> Iterator[None]:
-    """The runner's exceptions as the results they mean."""
-    try:
-        yield
-    except PermissionError as exc:
-        raise CommandFailed(ErrorCode.READ_ONLY, str(exc)) from None
-    except NotWritable as exc:
-        listed = ", ".join(f"HR{r}" for r in exc.registers)
-        raise CommandFailed(
-            ErrorCode.UNSUPPORTED, f"{listed} not writable on this model (not in its write allowlist); nothing was sent"
-        ) from None
-    except Unreachable as exc:
-        raise CommandFailed(ErrorCode.UNREACHABLE, str(exc) or "the inverter did not answer") from None
-
-
-def confirm(outcome: WriteOutcome, device: str = "the inverter") -> None:
-    """Raise unless every expected value was read back (``device`` names the writer in the message)."""
-    if outcome.status is WriteStatus.REJECTED:
-        listed = ", ".join(f"HR{r}" for r in outcome.rejected)
-        raise CommandFailed(
-            ErrorCode.REJECTED,
-            f"{device} refused {listed}; later writes of the command were not sent",
-            {"registers": list(outcome.rejected)},
-        )
-    if outcome.status is WriteStatus.NOT_PERSISTED:
-        described = ", ".join(f"HR{m.register} wanted {m.wanted}, reads {m.actual}" for m in outcome.mismatches)
-        raise CommandFailed(
-            ErrorCode.NOT_PERSISTED,
-            f"{device} acknowledged the write but kept other values: {described}",
-            {
-                "registers": [
-                    {"register": m.register, "wanted": m.wanted, "actual": m.actual} for m in outcome.mismatches
-                ]
-            },
-        )
 
 
 def parse_payload(command: Command, message: Message) -> Payload:

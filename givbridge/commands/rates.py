@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands import devices as dev
 from givbridge.commands.schemas import (
     ActivePowerRatePayload,
@@ -22,6 +21,7 @@ from givbridge.commands.schemas import (
     DischargeRatePayload,
 )
 from givbridge.commands.spec import Command, PlanInput, Planned, invalid, unsupported
+from givbridge.devices.context import DeviceContext
 from givbridge.plant import derive
 from givbridge.plant import registers as reg
 from givbridge.plant.snapshot import Snapshot

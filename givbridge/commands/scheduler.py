@@ -45,135 +45,26 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from givbridge.bridge import (
-    Backoff,
-    Bridge,
-    InverterRunner,
-    NotWritable,
-    Signal,
-    UncleanRead,
-    Unreachable,
-    WriteStatus,
-)
 from givbridge.clock import Clock
 from givbridge.commands import devices as dev
-from givbridge.commands.executor import confirm
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.timed import KINDS, TimedKind, kinds_for, next_change
+from givbridge.commands.timed_record import DOCUMENT, RECORD_FORMAT, Action, Key, Phase, inverter_time
+from givbridge.commands.writing import carry_out, confirm
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import NotWritable, UncleanRead, Unreachable, WriteStatus
+from givbridge.devices.supervisor import Bridge
 from givbridge.log import get_logger
 from givbridge.plant import registers as reg
-from givbridge.plant.snapshot import Scalar
+from givbridge.plant.snapshot import Scalar, Snapshot
 from givbridge.plant.writes import WritePlan
+from givbridge.runtime.backoff import Backoff
+from givbridge.runtime.signal import Signal
 from givbridge.store import JsonStore
 
 log = get_logger(__name__)
-
-#: The data-directory document holding every running action (``timed-actions.json``).
-DOCUMENT = "timed-actions"
-_FORMAT = 1
-
-Key = tuple[str, str]  # (inverter serial, command name)
-
-
-class Phase(StrEnum):
-    RUNNING = "running"  # written; counting down
-    PENDING = "pending"  # due (ended, cancelled or replaced) but not reverted yet: retrying
-
-
-@dataclass
-class Action:
-    """One running timed action, as kept in memory and in :data:`DOCUMENT`."""
-
-    kind: str
-    serial: str
-    baseline: tuple[tuple[int, int], ...]  # (register, value) as read before the first write, in writing order
-    started: datetime
-    ends: datetime  # on the bridge's clock
-    minutes: int
-    phase: Phase = Phase.RUNNING
-    reason: str = "ended"  # why it is (to be) reverted
-    attempts: int = 0  # failed revert attempts
-    error: str | None = None  # the last one's problem
-    # (register, value) the action wrote last; None for a record saved before givbridge kept it.
-    written: tuple[tuple[int, int], ...] | None = None
-
-    @property
-    def key(self) -> Key:
-        return (self.serial, self.kind)
-
-    def changed(self) -> tuple[tuple[int, int], ...]:
-        """The baseline of the registers the action changed (in writing order): what a revert may write back."""
-        if self.written is None:
-            return self.baseline
-        wrote = dict(self.written)
-        return tuple((register, value) for register, value in self.baseline if wrote.get(register, value) != value)
-
-    def revert_plan(self, current: Mapping[int, int]) -> tuple[list[tuple[int, int]], dict[int, int]]:
-        """What to write back, given the ``current`` values of :meth:`changed`, and what to leave alone.
-
-        A register still holding what the action wrote goes back to its baseline. One holding
-        something else was changed by someone since: it is left alone (returned with its value),
-        unless it already holds its baseline again, which needs no write either.
-        """
-        changed = self.changed()
-        if self.written is None:  # an old record: it cannot tell, so it restores as before
-            return list(changed), {}
-        wrote = dict(self.written)
-        restore = [(register, value) for register, value in changed if current[register] == wrote[register]]
-        left = {
-            register: current[register]
-            for register, value in changed
-            if current[register] not in (wrote[register], value)
-        }
-        return restore, left
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "action": self.kind,
-            "serial": self.serial,
-            "baseline": [list(pair) for pair in self.baseline],
-            "started": self.started.isoformat(),
-            "ends": self.ends.isoformat(),
-            "minutes": self.minutes,
-            "state": self.phase.value,
-            "reason": self.reason,
-            "attempts": self.attempts,
-            "error": self.error,
-            **({"written": [list(pair) for pair in self.written]} if self.written is not None else {}),
-        }
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Action:
-        """The action a record describes; raises ValueError (or KeyError/TypeError) when it is not one."""
-        kind = str(record["action"])
-        if kind not in KINDS:
-            raise ValueError(f"unknown timed action {kind!r}")
-        baseline = tuple((int(register), int(value)) for register, value in record["baseline"])
-        if not baseline or any(not 0 <= value <= 0xFFFF for _, value in baseline):
-            raise ValueError("the baseline is empty or holds a value that is not a register word")
-        written = record.get("written")
-        wrote = None if written is None else tuple((int(register), int(value)) for register, value in written)
-        if wrote is not None and any(not 0 <= value <= 0xFFFF for _, value in wrote):
-            raise ValueError("a written value is not a register word")
-        started, ends = datetime.fromisoformat(record["started"]), datetime.fromisoformat(record["ends"])
-        if started.tzinfo is None or ends.tzinfo is None:
-            raise ValueError("times must carry their offset")
-        return cls(
-            kind=kind,
-            serial=str(record["serial"]),
-            baseline=baseline,
-            started=started,
-            ends=ends,
-            minutes=int(record["minutes"]),
-            phase=Phase(record.get("state", Phase.RUNNING)),
-            reason=str(record.get("reason") or "ended"),
-            attempts=int(record.get("attempts") or 0),
-            error=record.get("error"),
-            written=wrote,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,23 +73,13 @@ class _Reverted:
     refused: tuple[tuple[int, int], ...]  # baseline values the inverter would not take back
 
 
-def inverter_time(values: Mapping[int, int]) -> datetime | None:
-    """The inverter's wall-clock time from HR35-40, or None when they do not hold a date."""
-    try:
-        year, month, day, hour, minute, second = (values[r] for r in dev.CLOCK)
-        return datetime(2000 + year, month, day, hour, minute, second)
-    except (KeyError, ValueError):
-        return None
-
-
 def _leaves(values: Mapping[str, Scalar]) -> dict[str, Scalar]:
     """Snapshot paths as the leaf names results use."""
     return {path.rsplit("/", 1)[-1]: value for path, value in values.items()}
 
 
-def _read_back(kind: TimedKind, runner: InverterRunner) -> dict[str, Scalar]:
-    """The values ``kind`` writes as the runner last read them back, by leaf name."""
-    snapshot = runner.snapshot
+def _read_back(kind: TimedKind, snapshot: Snapshot | None) -> dict[str, Scalar]:
+    """The values ``kind`` writes as ``snapshot`` (rebuilt from a read-back) holds them, by leaf name."""
     if snapshot is None:
         return {}
     return _leaves({path: snapshot[path] for path in kind.reported if path in snapshot})
@@ -300,9 +181,10 @@ class TimedActions:
 
     # ------------------------------------------------------------------ commands (device lock held)
 
-    async def begin(self, kind: TimedKind, minutes: int, runner: InverterRunner) -> dict[str, Any]:
-        """Start ``kind`` for ``minutes`` on ``runner``'s inverter, or run it ``minutes`` from now if it runs."""
+    async def begin(self, name: str, minutes: int, runner: InverterRunner) -> dict[str, Any]:
+        """Start the timed action ``name`` for ``minutes`` on ``runner``'s inverter (from now, if it runs)."""
         self._require_running()
+        kind = KINDS[name]
         context = runner.context
         assert context is not None, "the executor checks the device has been read"
         serial = context.serial
@@ -346,7 +228,7 @@ class TimedActions:
             self._actions[key] = action
         await self._save()  # before anything is written: from here on a crash still reverts
         try:
-            confirm(await runner.write(plan))
+            applied = await carry_out(runner, plan, clock=self.clock)
         except Exception as exc:
             if before is not None:  # the extension failed: it keeps running as it was
                 self._actions[key] = before
@@ -364,7 +246,7 @@ class TimedActions:
         log.info("timed action started", action=kind.name, serial=serial, minutes=minutes, ends=ends.isoformat())
         await self._announce(serial, kind)
         return {
-            **_read_back(kind, runner),
+            **_read_back(kind, applied.snapshot),
             **_leaves(kind.state(action.ends, self.clock.now())),
             "state": Phase.RUNNING.value,
             "ends": action.ends.astimezone(runner.tz),
@@ -379,7 +261,7 @@ class TimedActions:
         baseline: writing it back at the end would be writing something nobody asked for.
         """
         try:
-            values = await runner.read_holding([*registers, *dev.CLOCK])
+            values = await runner.read_holding([*registers, *reg.CLOCK])
         except UncleanRead as exc:
             raise CommandFailed(
                 ErrorCode.UNREACHABLE,
@@ -397,9 +279,10 @@ class TimedActions:
             )
         return values
 
-    async def cancel(self, kind: TimedKind, runner: InverterRunner) -> dict[str, Any]:
-        """Revert ``kind`` on ``runner``'s inverter now (``Cancel``, ``Normal`` or ``0``)."""
+    async def cancel(self, name: str, runner: InverterRunner) -> dict[str, Any]:
+        """Revert the timed action ``name`` on ``runner``'s inverter now (``Cancel``, ``Normal`` or ``0``)."""
         self._require_running()
+        kind = KINDS[name]
         context = runner.context
         assert context is not None
         action = self._actions.get((context.serial, kind.name))
@@ -458,13 +341,17 @@ class TimedActions:
             )
         remaining = list(reversed(restore))  # the enables were written last: undo them first
         refused: list[tuple[int, int]] = []
+        latest = runner.snapshot  # what the answer reports when nothing is written back
         while remaining:
             try:
-                outcome = await runner.write(WritePlan.of(remaining, f"revert {action.kind}"))
+                applied = await runner.apply(WritePlan.of(remaining, f"revert {action.kind}"))
             except NotWritable as exc:  # the model changed under us (a firmware update): skip those
                 refused += [pair for pair in remaining if pair[0] in exc.registers]
                 remaining = [pair for pair in remaining if pair[0] not in exc.registers]
                 continue
+            outcome = applied.outcome
+            if applied.snapshot is not None:
+                latest = applied.snapshot
             if outcome.status is WriteStatus.REJECTED:
                 # The inverter will not take that value back; restore the rest (a refusal stops a plan).
                 refused += [pair for pair in remaining if pair[0] in outcome.rejected]
@@ -484,7 +371,7 @@ class TimedActions:
         )
         await self._announce(action.serial, kind)
         data: dict[str, Any] = {
-            **_read_back(kind, runner),
+            **_read_back(kind, latest),
             **_leaves(kind.state(None, self.clock.now())),
             "state": "reverted",
             "reason": reason,
@@ -628,7 +515,7 @@ class TimedActions:
 
     async def _write(self) -> None:
         async with self._save_lock:
-            document = {"format": _FORMAT, "actions": [action.record() for action in self._actions.values()]}
+            document = {"format": RECORD_FORMAT, "actions": [action.record() for action in self._actions.values()]}
             try:
                 await asyncio.to_thread(self.store.save, DOCUMENT, document)
             except OSError as exc:

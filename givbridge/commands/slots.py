@@ -12,7 +12,6 @@ import functools
 from collections.abc import Callable
 from datetime import time
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands import devices as dev
 from givbridge.commands.schemas import (
     ChargeSlotPayload,
@@ -26,6 +25,7 @@ from givbridge.commands.schemas import (
 )
 from givbridge.commands.spec import Command, PlanInput, Planned
 from givbridge.commands.targets import MIN_SOC, charge_target_writes
+from givbridge.devices.context import DeviceContext
 from givbridge.plant import registers as reg
 from givbridge.plant.writes import WritePlan
 

@@ -19,20 +19,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands.access import Clearance
 from givbridge.commands.results import CommandFailed, ErrorCode
 from givbridge.commands.schemas import Payload
+from givbridge.devices.context import DeviceContext
 from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan
 
 if TYPE_CHECKING:
-    from givbridge.bridge import Bridge, InverterRunner
     from givbridge.clock import Clock
-    from givbridge.commands.scheduler import TimedActions
     from givbridge.config import Settings
+    from givbridge.devices.inverter import InverterRunner
+    from givbridge.devices.supervisor import Bridge
     from givbridge.evc.charger import EvCharger
     from givbridge.store import JsonStore
 
@@ -84,6 +84,14 @@ Until = Callable[[Callable[[], bool], float], Awaitable[bool]]
 next reported (a snapshot or an availability change) within ``seconds`` of clock time."""
 
 
+class TimedService(Protocol):
+    """What the timed-action commands ask of the scheduler that runs them (commands/scheduler.py)."""
+
+    async def begin(self, name: str, minutes: int, runner: InverterRunner) -> dict[str, Any]: ...
+
+    async def cancel(self, name: str, runner: InverterRunner) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ActionContext:
     """What an action may use: the addressed runner (if any) and the bridge's services."""
@@ -94,7 +102,7 @@ class ActionContext:
     clock: Clock
     store: JsonStore
     until: Until
-    timed: TimedActions | None = None  # the timed actions' scheduler, when the application runs one
+    timed: TimedService | None = None  # the timed actions' scheduler, when the application runs one
     charger: EvCharger | None = None  # the EV charger, when one is configured (settings.evc)
     clearance: Clearance = Clearance.NONE  # how far the caller is trusted (access-widening settings need TOKEN)
 

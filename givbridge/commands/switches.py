@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands import devices as dev
 from givbridge.commands.schemas import StatePayload
 from givbridge.commands.spec import Command, PlanInput, Planned
+from givbridge.devices.context import DeviceContext
 from givbridge.plant import registers as reg
 from givbridge.plant.writes import WritePlan
 

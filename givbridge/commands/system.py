@@ -12,13 +12,14 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from givbridge.bridge import InverterRunner, Unreachable, WriteStatus
 from givbridge.commands import devices as dev
 from givbridge.commands.access import Clearance
 from givbridge.commands.results import CommandFailed, ErrorCode, json_safe
 from givbridge.commands.schemas import LogLevelPayload, NoPayload, SettingsPayload
 from givbridge.commands.spec import ActionContext, Command
 from givbridge.config import SAVED_SETTINGS, Settings
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import Unreachable, WriteStatus
 from givbridge.log import set_log_level
 from givbridge.plant import registers as reg
 from givbridge.plant.snapshot import Snapshot
@@ -83,7 +84,7 @@ async def reboot(payload: NoPayload, context: ActionContext) -> Mapping[str, Any
     failed_before, connects_before = health.polls_failed, health.reconnects
     gone = False
     try:
-        outcome = await runner.write(WritePlan.of([(reg.REBOOT, reg.REBOOT_VALUE)], "reboot", skip_unchanged=False))
+        applied = await runner.apply(WritePlan.of([(reg.REBOOT, reg.REBOOT_VALUE)], "reboot", skip_unchanged=False))
     except Unreachable:
         # The inverter went down as it acknowledged the write (or before): the read-back, or
         # the acknowledgement itself, got no answer. Either way it is gone for now, and only
@@ -92,7 +93,7 @@ async def reboot(payload: NoPayload, context: ActionContext) -> Mapping[str, Any
         answered_after = clock.now()
     else:
         # HR163 is a command register and does not read back as 100; only a refusal counts.
-        if outcome.status is WriteStatus.REJECTED:
+        if applied.outcome.status is WriteStatus.REJECTED:
             raise CommandFailed(ErrorCode.REJECTED, "the inverter refused the reboot (HR163 = 100)")
 
     def went_away() -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands import devices as dev
 from givbridge.commands.schemas import (
     ChargeTargetPayload,
@@ -17,6 +16,7 @@ from givbridge.commands.schemas import (
     SlotDischargeTargetPayload,
 )
 from givbridge.commands.spec import Command, PlanInput, Planned, unsupported
+from givbridge.devices.context import DeviceContext
 from givbridge.plant import registers as reg
 from givbridge.plant.writes import WritePlan
 

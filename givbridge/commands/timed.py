@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands import devices as dev
 from givbridge.commands import rates
 from givbridge.commands.results import CommandFailed
@@ -43,6 +42,7 @@ from givbridge.commands.schemas import CANCEL, DurationPayload
 from givbridge.commands.slots import hhmm
 from givbridge.commands.spec import ActionContext, Applicability, Command, unsupported
 from givbridge.commands.targets import MIN_SOC, charge_target_writes
+from givbridge.devices.context import DeviceContext
 from givbridge.plant import registers as reg
 from givbridge.plant.derive import RATE_REGISTER_MAX
 
@@ -315,9 +315,9 @@ def _action(kind: TimedKind) -> Callable[[DurationPayload, ActionContext], Await
         if context.timed is None or context.runner is None:
             raise unsupported("timed actions need the running bridge (its scheduler carries out the revert)")
         if payload.duration == CANCEL:
-            return await context.timed.cancel(kind, context.runner)
+            return await context.timed.cancel(kind.name, context.runner)
         assert isinstance(payload.duration, int)
-        return await context.timed.begin(kind, payload.duration, context.runner)
+        return await context.timed.begin(kind.name, payload.duration, context.runner)
 
     run.__qualname__ = f"{kind.name}_action"
     return run

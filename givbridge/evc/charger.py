@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from givbridge.clock import Clock
 from givbridge.config import Settings
-from givbridge.evc.modes import Inverter, ModesController
+from givbridge.devices.core import DeviceRunner
+from givbridge.evc.modes import ModesController
 from givbridge.evc.runner import ChargerRunner
 from givbridge.store import JsonStore
 
@@ -20,7 +21,9 @@ class EvCharger:
     (:attr:`commands`), like an inverter's.
     """
 
-    def __init__(self, settings: Settings, *, clock: Clock, store: JsonStore, inverters: Sequence[Inverter]) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Clock, store: JsonStore, inverters: Sequence[DeviceRunner]
+    ) -> None:
         assert settings.evc is not None
         self.runner = ChargerRunner(settings, clock=clock, store=store)
         self.modes = ModesController(

@@ -1,15 +1,16 @@
 """The EV charger's device runner: one Modbus TCP connection, polling, writes with read-back, availability.
 
-It is the charger's counterpart of :class:`givbridge.bridge.InverterRunner` and reports the same
-way (``on_snapshot`` and ``on_availability`` signals, a :class:`~givbridge.bridge.Health`), so the
-MQTT layer publishes, discovers and marks it available with the machinery the inverters use:
+It is built on the same core as :class:`givbridge.devices.inverter.InverterRunner`
+(:class:`~givbridge.devices.core.RunnerCore`: connection loop, job queue, availability, the one
+write path and the snapshot pipeline), so the MQTT layer publishes, discovers and marks it
+available with the machinery the inverters use:
 
 * the charger is read every ``evc.poll_interval`` seconds, in GivTCP's two blocks
   (:data:`~givbridge.evc.registers.READ_BLOCKS`), into a :class:`~givbridge.plant.snapshot.Snapshot`
   of GivTCP-named values under ``Charger/`` (plus the bridge-side mode settings and a few
   ``Stats``), cleaned by the same hygiene rules as an inverter's (bounds, a meter that only
   counts up);
-* a write (:meth:`ChargerRunner.write`) runs between polls, never during one; every register of
+* a write (:meth:`~givbridge.devices.core.RunnerCore.apply`) runs between polls, never during one; every register of
   a plan goes out in as few Modbus requests as it has contiguous runs, then the plan's expected
   registers are read back from the charger and a fresh snapshot is published from the new
   values: the outcome says whether the values stuck, were refused, or were acknowledged and
@@ -25,30 +26,24 @@ GivTCP does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from givbridge.bridge import (
-    Backoff,
-    GuardMemory,
-    Health,
-    Signal,
-    Unreachable,
-    WriteOutcome,
-    honour_cancellation,
-)
-from givbridge.clock import Clock, SystemClock, local_zone
+from givbridge.clock import Clock
 from givbridge.config import EvcSettings, Settings
+from givbridge.devices.core import READ_PRIORITY, RunnerCore
+from givbridge.devices.outcome import Unreachable, WriteOutcome
 from givbridge.entities import load_catalogue
 from givbridge.evc import registers as reg
 from givbridge.log import get_logger
 from givbridge.plant.hygiene import SampleGuard
-from givbridge.plant.snapshot import DeviceInfo, Scalar, Snapshot
+from givbridge.plant.snapshot import DeviceInfo, Snapshot
 from givbridge.plant.writes import RegisterWrite, WritePlan
 from givbridge.store import JsonStore
 
@@ -82,8 +77,12 @@ def contiguous_runs(writes: Iterable[RegisterWrite]) -> list[tuple[int, list[int
     return runs
 
 
-class ChargerRunner:
+class ChargerRunner(RunnerCore):
     """Owns the EV charger: connection, polling, writes, availability."""
+
+    noun = "charger"
+    session_enders = (_Lost,)
+    config: EvcSettings
 
     def __init__(
         self,
@@ -95,28 +94,15 @@ class ChargerRunner:
     ) -> None:
         if settings.evc is None:
             raise ValueError("settings have no evc section")
-        self.settings = settings
-        self.config: EvcSettings = settings.evc
-        self.clock = clock or SystemClock()
-        self.store = store or JsonStore(settings.data_dir)
-        self.tz = local_zone(settings.timezone)
-        self.prefix = reg.PREFIX
+        self.config = settings.evc
         self.label = f"EV charger {self.config.host}:{self.config.port}"
-        self.health = Health()
-        self.snapshot: Snapshot | None = None
-        self.on_snapshot: Signal[Snapshot] = Signal("charger snapshot")
-        self.on_availability: Signal[ChargerRunner] = Signal("charger availability")
+        super().__init__(settings, clock=clock, store=store, prefix=reg.PREFIX)
         self._client_factory = client_factory or _default_client
         self._client: AsyncModbusTcpClient | None = None
-        self._lock = asyncio.Lock()  # one exchange at a time: a poll, or a write and its read-back
-        self._backoff = Backoff(settings.polling.backoff_min, settings.polling.backoff_max)
         self._registers: dict[int, int] = {}
         self._serial: str | None = None
-        self._extras: list[Callable[[], Mapping[str, Scalar]]] = []
-        # Data hygiene, per device (see plant/hygiene.py), and its counters kept in the data dir.
-        self._hygiene = GuardMemory(self.store, self.clock)
-        self._poll_now = asyncio.Event()
-        self._log = log.bind(charger=self.label)
+        self._next_poll = 0.0
+        self.log = log.bind(charger=self.label)
 
     # ----------------------------------------------------------------- public API
 
@@ -124,86 +110,100 @@ class ChargerRunner:
     def serial(self) -> str | None:
         return self._serial or self.config.serial
 
-    def add_extras(self, provider: Callable[[], Mapping[str, Scalar]]) -> None:
-        """Contribute bridge-side values (the emulated modes' settings) to every snapshot."""
-        self._extras.append(provider)
-
-    async def write(self, plan: WritePlan) -> WriteOutcome:
-        """Send ``plan``, read its expected registers back, publish the new values; see the module docstring."""
-        if self.settings.read_only:
-            raise PermissionError("givbridge is in read-only mode")
-        async with self._lock:
-            client = self._require_client()
-            written: list[RegisterWrite] = []
-            rejected: list[int] = []
-            for first, values in contiguous_runs(plan.writes):
-                response = await self._exchange(
-                    functools.partial(client.write_registers, first, values, device_id=reg.DEVICE_ID)
-                )
-                if response.isError():
-                    rejected.extend(range(first, first + len(values)))
-                    self._log.warning(
-                        "charger refused a write",
-                        register=first,
-                        values=values,
-                        exception_code=getattr(response, "exception_code", None),
-                    )
-                    break  # later writes of the plan depend on this one
-                written.extend(w for w in plan.writes if first <= w.register < first + len(values))
-            readback = await self._read_registers(sorted(plan.registers))
-            outcome = WriteOutcome.judge(plan, readback, written=written, rejected=rejected)
-            self._log.info(
-                "charger write confirmed" if outcome.ok else "charger write not confirmed",
-                plan=plan.description,
-                status=outcome.status.value,
-                written=[(w.register, w.value) for w in written],
-                mismatches=[(m.register, m.wanted, m.actual) for m in outcome.mismatches],
-            )
-            # The state follows what the charger holds now, never the intent.
-            await self._poll_locked()
-        return outcome
-
     async def refresh(self) -> Snapshot:
         """Read the charger now and publish the result."""
-        async with self._lock:
-            self._require_client()
-            snapshot = await self._poll_locked()
-        if snapshot is None:
-            raise Unreachable(self.health.last_error or f"{self.label} did not answer")
-        return snapshot
+
+        async def fresh() -> Snapshot:
+            snapshot = await self._poll()
+            if snapshot is None:
+                raise Unreachable(self.health.last_error or f"{self.label} did not answer")
+            return snapshot
+
+        return await self._submit(READ_PRIORITY, fresh)  # type: ignore[no-any-return]
 
     async def republish(self) -> None:
         """Publish the last values again with fresh bridge-side extras (a mode setting changed)."""
-        async with self._lock:
-            if not self._registers or self._serial is None:
+        if self.health.connected:
+            with contextlib.suppress(Unreachable):  # dropped meanwhile: nothing else runs now
+                await self._submit(READ_PRIORITY, self._republish_now)
                 return
-            snapshot = self._build()
-            if snapshot is not None:
-                await self._emit(snapshot)
+        await self._republish_now()
 
-    async def run(self) -> None:
-        """Connect, poll and reconnect until cancelled; never returns on its own."""
+    async def _republish_now(self) -> None:
+        if not self._registers or self._serial is None:
+            return
+        snapshot = self._build()
+        if snapshot is not None:
+            await self.publish(snapshot)
+
+    # ----------------------------------------------------------------- the core's hooks
+
+    async def _before_run(self) -> None:
         structlog.contextvars.bind_contextvars(charger=self.label)
-        while True:
-            try:
-                client = await self._connect()
-                await self._serve(client)
-            except asyncio.CancelledError:
-                raise
-            except _Lost as lost:
-                if not lost.counted:
-                    await self._record_failure(str(lost))
-            except Exception as exc:  # a bug: log it loudly, keep the runner alive
-                self._log.exception("charger runner error")
-                await self._record_failure(f"internal error: {exc!r}")
-            finally:
-                await self._disconnect()
-            honour_cancellation()
-            await self.clock.sleep(self._backoff.next())
+
+    async def _session_failed(self, exc: Exception) -> None:
+        if isinstance(exc, _Lost):
+            if not exc.counted:
+                await self._record_failure(str(exc))
+        else:
+            await super()._session_failed(exc)
+
+    def _check_session(self) -> None:
+        if self._client is None:
+            raise _Lost("the connection was dropped", counted=True)
+
+    def _next_poll_at(self) -> float:
+        return self._next_poll
+
+    async def _scheduled_poll(self) -> None:
+        client = self._client
+        await self._poll()
+        if self._client is not client:
+            raise _Lost("the connection was dropped", counted=True)
+        if self.health.consecutive_failures >= self.settings.polling.offline_after:
+            raise _Lost("too many failed polls", counted=True)
+        self._next_poll = self.clock.monotonic() + self.config.poll_interval
+
+    def _writable(self) -> frozenset[int]:
+        return reg.WRITABLE
+
+    async def _write_now(self, plan: WritePlan) -> WriteOutcome:
+        """Send ``plan`` in as few requests as it has contiguous runs, then read its registers back."""
+        client = self._require_client()
+        written: list[RegisterWrite] = []
+        rejected: list[int] = []
+        for first, values in contiguous_runs(plan.writes):
+            response = await self._exchange(
+                functools.partial(client.write_registers, first, values, device_id=reg.DEVICE_ID)
+            )
+            if response.isError():
+                rejected.extend(range(first, first + len(values)))
+                self.log.warning(
+                    "charger refused a write",
+                    register=first,
+                    values=values,
+                    exception_code=getattr(response, "exception_code", None),
+                )
+                break  # later writes of the plan depend on this one
+            written.extend(w for w in plan.writes if first <= w.register < first + len(values))
+        readback = await self._read_registers(sorted(plan.registers))
+        outcome = WriteOutcome.judge(plan, readback, written=written, rejected=rejected)
+        self.log.info(
+            "charger write confirmed" if outcome.ok else "charger write not confirmed",
+            plan=plan.description,
+            status=outcome.status.value,
+            written=[(w.register, w.value) for w in written],
+            mismatches=[(m.register, m.wanted, m.actual) for m in outcome.mismatches],
+        )
+        return outcome
+
+    async def _rebuild(self) -> Snapshot | None:
+        # The state follows what the charger holds now, never the intent: read all of it again.
+        return await self._read_and_build()
 
     # ----------------------------------------------------------------- connection and polling
 
-    async def _connect(self) -> AsyncModbusTcpClient:
+    async def _connect(self) -> None:
         polling = self.settings.polling
         self.health.reconnects += 1
         client = self._client_factory(self.config.host, self.config.port, polling.timeout, polling.retries)
@@ -218,37 +218,13 @@ class ChargerRunner:
             raise _Lost(f"cannot connect to {self.label}")
         self._client = client
         self.health.connected = True
-        self._log.info("connected to the charger")
-        return client
+        self._next_poll = 0.0  # read it at once
+        self.log.info("connected to the charger")
 
-    async def _disconnect(self) -> None:
-        await self._hygiene.save(force=True)
-        self.health.connected = False
+    async def _close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             client.close()
-
-    async def _serve(self, client: AsyncModbusTcpClient) -> None:
-        while True:
-            async with self._lock:
-                if self._client is not client:
-                    raise _Lost("the connection was dropped", counted=True)
-                await self._poll_locked()
-            if self._client is not client:
-                raise _Lost("the connection was dropped", counted=True)
-            if self.health.consecutive_failures >= self.settings.polling.offline_after:
-                raise _Lost("too many failed polls", counted=True)
-            await self._wait_for_next_poll()
-
-    async def _wait_for_next_poll(self) -> None:
-        sleeper = asyncio.ensure_future(self.clock.sleep(self.config.poll_interval))
-        asked = asyncio.ensure_future(self._poll_now.wait())
-        try:
-            await asyncio.wait({sleeper, asked}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            asked.cancel()
-        self._poll_now.clear()
 
     def _require_client(self) -> AsyncModbusTcpClient:
         if self._client is None or not self.health.connected:
@@ -266,7 +242,7 @@ class ChargerRunner:
             self.health.connected = False
             if client is not None:
                 client.close()
-            self._poll_now.set()  # the serving loop notices at once and reconnects
+            self._wake.set()  # the serving loop notices at once and reconnects
             raise Unreachable(f"{self.label} did not answer: {exc}") from exc
 
     async def _read_registers(self, wanted: Iterable[int]) -> dict[int, int]:
@@ -286,8 +262,13 @@ class ChargerRunner:
         self._registers.update(values)
         return {r: values[r] for r in sorted(wanted) if r in values}
 
-    async def _poll_locked(self) -> Snapshot | None:
-        """One full read (the caller holds the lock); None when it failed (already counted)."""
+    async def _poll(self) -> Snapshot | None:
+        """One full read, published; None when it failed (already counted)."""
+        snapshot = await self._read_and_build()
+        return None if snapshot is None else await self.publish(snapshot)
+
+    async def _read_and_build(self) -> Snapshot | None:
+        """Read every block and build a cleaned snapshot from it; None when that failed (already counted)."""
         started = self.clock.monotonic()
         try:
             await self._read_registers(r for base, count in reg.READ_BLOCKS for r in range(base, base + count))
@@ -303,7 +284,7 @@ class ChargerRunner:
             return None
         if self._serial != serial:
             self._serial = serial
-            self._log = log.bind(charger=self.label, serial=serial)
+            self.log = log.bind(charger=self.label, serial=serial)
             await self._hygiene.start(serial, SampleGuard(load_catalogue(), self.tz))
         self.health.last_poll_seconds = round(self.clock.monotonic() - started, 3)
         snapshot = self._build()
@@ -311,15 +292,13 @@ class ChargerRunner:
             await self._record_failure("sample rejected")
             return None
         await self._record_success()
-        await self._emit(snapshot)
         return snapshot
 
     def _build(self) -> Snapshot | None:
         assert self._serial is not None and self._hygiene.guard is not None
         taken_at = self.clock.now()
         values = reg.decode(self._registers, self.tz)
-        for provider in self._extras:
-            values.update(provider())
+        values.update(self._extra_values())
         values.update(
             {
                 "Stats/Last_Updated_Time": taken_at.astimezone(self.tz),
@@ -331,30 +310,9 @@ class ChargerRunner:
         )
         cleaned = self._hygiene.guard.clean(values, taken_at=taken_at, serial=self._serial)
         if cleaned.sample_rejected is not None:
-            self._log.warning("charger sample rejected", reason=cleaned.sample_rejected)
+            self.log.warning("charger sample rejected", reason=cleaned.sample_rejected)
             return None
         if cleaned.rejected:
-            self._log.info("charger readings rejected", rejected=cleaned.rejected)
+            self.log.info("charger readings rejected", rejected=cleaned.rejected)
         info = DeviceInfo(serial=self._serial, model=reg.CHARGER_MODEL, family=reg.CHARGER_FAMILY)
         return Snapshot(info=info, taken_at=taken_at, values=cleaned.values)
-
-    async def _emit(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        await self.on_snapshot.emit(snapshot)
-        await self._hygiene.save()
-
-    # ----------------------------------------------------------------- health
-
-    async def _record_success(self) -> None:
-        self._backoff.reset()
-        if self.health.succeeded(self.clock.now()):
-            self._log.info("charger available")
-            await self.on_availability.emit(self)
-
-    async def _record_failure(self, reason: str) -> None:
-        health = self.health
-        went_offline = health.failed(reason, self.settings.polling.offline_after)
-        self._log.warning("charger poll failed", reason=reason, consecutive=health.consecutive_failures)
-        if went_offline:
-            self._log.warning("charger offline", after=health.consecutive_failures)
-            await self.on_availability.emit(self)

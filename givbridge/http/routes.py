@@ -28,7 +28,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from givbridge.bridge import InverterRunner
 from givbridge.clock import Clock
 from givbridge.commands import docs
 from givbridge.commands.access import AccessPolicy, Caller, Refusal, Transport, is_data_read, needs_permission
@@ -37,6 +36,7 @@ from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.spec import Command
 from givbridge.config import Settings
+from givbridge.devices.core import DeviceRunner
 from givbridge.health import HealthWriter, evaluate
 from givbridge.http import browser, openapi
 from givbridge.http.browser import JSON_TYPE, BrowserGuard, body_type_refusal, media_type
@@ -65,7 +65,7 @@ class Services:
 
     settings: Settings
     executor: CommandExecutor
-    runners: Sequence[InverterRunner]
+    runners: Sequence[DeviceRunner]
     health: HealthWriter
     clock: Clock
     registry: Registry = REGISTRY

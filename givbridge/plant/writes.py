@@ -28,7 +28,7 @@ from givenergy_modbus.pdu.write_registers import WriteHoldingRegister, WriteHold
 
 from givbridge.plant import registers as reg
 from givbridge.plant.families import Family
-from givbridge.plant.registers import has_pause_registers as has_pause_registers  # bridge.py imports it from here
+from givbridge.plant.registers import has_pause_registers
 
 
 def writable_registers(model: Model, arm_firmware: int | None, family: Family) -> frozenset[int]:

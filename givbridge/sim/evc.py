@@ -46,7 +46,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from givbridge.clock import Clock
 from givbridge.evc import registers as reg
 from givbridge.scan import decode_charger_clock
-from givbridge.sim.physics import MAX_STEP_SECONDS, grid_voltage
+from givbridge.sim.physics import MAX_STEP_SECONDS
+from givbridge.sim.weather import grid_voltage
 
 REGISTER_COUNT = 120  # HR0-119: everything GivTCP's two reads cover, and a little more
 DEFAULT_SERIAL = "GE2239EVC01"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import calendar
 import random
-import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -29,11 +28,11 @@ from zoneinfo import ZoneInfo
 from givbridge.clock import Clock, SystemClock
 from givbridge.plant import registers as reg
 from givbridge.sim import physics
-from givbridge.sim.physics import Controls, Energy, Environment, PlantState, Rating, Site, Window
+from givbridge.sim.assembly import Storage, assemble, rating_for
+from givbridge.sim.physics import Controls, Energy, Environment, PlantState, Rating, Window
 from givbridge.sim.profiles import (
     BAMS_ADDRESS,
     BMS_ADDRESS,
-    CELLS_PER_MODULE,
     FIRST_BCU_ADDRESS,
     FIRST_MODULE_ADDRESS,
     FIRST_PACK_ADDRESS,
@@ -43,7 +42,6 @@ from givbridge.sim.profiles import (
     InverterProfile,
     Layout,
     SlotRegisters,
-    profile_for,
 )
 from givbridge.sim.render import (
     Pack,
@@ -51,7 +49,6 @@ from givbridge.sim.render import (
     inverter_input_registers,
     pack_output_mv,
     pack_registers,
-    serial_registers,
 )
 from givbridge.sim.render_hv import (
     Module,
@@ -63,15 +60,14 @@ from givbridge.sim.render_hv import (
     stack_volts,
 )
 from givbridge.sim.render_meter import Meter, MeterRole, meter_product_registers, meter_registers
-from givbridge.sim.render_rollups import Unit, ems_input_registers, gateway_input_registers
+from givbridge.sim.render_rollups import ems_input_registers, gateway_input_registers
 from givbridge.sim.render_three_phase import three_phase_input_registers
+from givbridge.sim.weather import Site
 from givbridge.sim.writes import WriteOutcome, WriteRecord, classify_write
 
 #: HR and IR are the inverter's holding and input registers; MR the meters' product registers.
 RegisterKind = Literal["HR", "IR", "MR"]
 
-# Inverters, Gateways, packs and modules: two letters, YYWW, a letter, three digits. EMS: EMS + 7 digits.
-_SERIAL_PATTERN = re.compile(r"[A-Z]{2}\d{4}[A-Z]\d{3}|[A-Z]{3}\d{7}")
 _METER_PRODUCT_BANK = range(60, 69)
 #: How many writes :attr:`SimulatedPlant.write_log` keeps (a long ``simulate`` run stays small).
 WRITE_LOG_SIZE = 100_000
@@ -84,31 +80,6 @@ class Unanswered(Enum):
 
     SILENT = "silent"  # no reply at all: the client times out
     ERROR = "error"  # an error response (error flag, 0x12 padding)
-
-
-def _lifetime_counters(
-    years: float, pv_kwp: float, batteries: int, rng: random.Random, *, ac_coupled_pv: bool
-) -> Energy:
-    """Lifetime totals (Wh) for a unit ``years`` in service: typical UK yields, +-15 % per unit."""
-
-    def per_year(kwh: float) -> float:
-        return kwh * years * rng.uniform(0.85, 1.15) * 1000
-
-    pv = per_year(850 * pv_kwp)
-    # Capped so the uint16 lifetime registers (IR180/181, pack IR105/106) keep headroom to grow.
-    charged = min(per_year(380 * (1 + 0.3 * (batteries - 1))), 5_000_000.0) if batteries else 0.0
-    ac_charge = per_year(700) if batteries else 0.0
-    # With a separate PV inverter the unit only ever converts battery energy.
-    inverter_out = charged * 0.85 if ac_coupled_pv else pv * 0.93 + charged * 0.85
-    return Energy(
-        pv_total=pv,
-        import_total=per_year(2600),
-        export_total=pv * 0.35,
-        ac_charge_total=max(ac_charge, charged * 1.05) if ac_coupled_pv else ac_charge,
-        inverter_out_total=inverter_out,
-        battery_charge_total=charged,
-        battery_discharge_total=charged * 0.92,
-    )
 
 
 def _scaled(energy: Energy, keep: float, *, totals_only: bool) -> Energy:
@@ -132,15 +103,6 @@ class _Page:
     banks: tuple[range, ...]
     render: Callable[[], dict[int, int]]
     product: Callable[[], dict[int, int]] | None = None  # meter product registers (MR)
-
-
-@dataclass(frozen=True, slots=True)
-class Storage:
-    """What a plant stores energy in: LV packs, one HV stack, or managed units (EMS, Gateway)."""
-
-    packs: tuple[Pack, ...] = ()
-    stack: Stack | None = None
-    units: tuple[Unit, ...] = ()
 
 
 def _blank(bank: range) -> Callable[[], dict[int, int]]:
@@ -177,7 +139,7 @@ class SimulatedPlant:
         self._holding = holding
         self._clock_offset = timedelta()
         self._offline_until: datetime | None = None
-        self._rating = self._rating_for(profile, storage)
+        self._rating = rating_for(profile, storage)
         # Fault hooks, driven by givbridge.sim.faults.Faults.
         self._frozen = False
         self.persist_writes = True
@@ -221,165 +183,32 @@ class SimulatedPlant:
         the inverters an EMS manages / the All-in-Ones a Gateway parallels (each with its
         battery); None is the model's usual. ``meters`` is how many energy meters the site
         has at 0x01 upwards (None: the model's usual). Everything not given is derived from
-        ``seed``: serials, pack spread, weather, household and lifetime counters, so the same
-        arguments always build the same plant.
+        ``seed`` (see :func:`~givbridge.sim.assembly.assemble`), so the same arguments always
+        build the same plant.
         """
-        profile = profile_for(family)
-        count = profile.default_batteries if batteries is None else batteries
-        lowest = 1 if profile.unit is not None else 0
-        if not lowest <= count <= profile.max_batteries:
-            raise ValueError(f"batteries must be {lowest}-{profile.max_batteries} on {family}, not {count}")
-        if not 0 <= start_soc <= 100:
-            raise ValueError(f"start_soc must be 0-100, not {start_soc}")
-        meter_addresses = cls._meter_addresses(profile, meters)
-        rng = random.Random(seed)
-        numbers = rng.sample(range(1000), 2 + max(count, 6) + 1)
-        week = profile.serial_week
-        serial = serial or f"{profile.serial_prefix}{week}{profile.serial_letter}{numbers[0]:03d}"
-        if not _SERIAL_PATTERN.fullmatch(serial):
-            raise ValueError(
-                f"{serial!r} is not a GivEnergy serial (two letters, 4 digits, a letter, 3 digits; or EMS + 7 digits)"
-            )
-        dongle_serial = f"{profile.dongle_prefix}{week}G{numbers[1]:03d}"
-        storage = cls._build_storage(profile, count, week, numbers[2:], rng)
-
-        holding = {register: 0 for bank in profile.holding_served for register in bank}
-        holding.update(profile.holding_defaults)
-        holding[0] = profile.device_type_code
-        holding[19] = profile.dsp_firmware
-        holding[21] = profile.arm_firmware
-        holding.update(zip(range(13, 18), serial_registers(serial), strict=True))
-        if storage.packs:
-            # HR8-12 and HR18 mirror pack 1 (serial, BMS firmware); HR55 is the whole bank's Ah.
-            holding.update(zip(range(8, 13), serial_registers(storage.packs[0].serial), strict=True))
-            holding[18] = storage.packs[0].spec.bms_firmware
-        elif storage.stack is not None:
-            # HV models put the BCU's serial where LV ones put pack 1's (All-in-One, 3PH captures).
-            holding.update(zip(range(8, 13), serial_registers(storage.stack.bcu_serial), strict=True))
-            holding[18] = storage.stack.spec.hr18
-        if profile.reports_capacity_ah:
-            if profile.pack is not None:
-                holding[55] = profile.pack.design_ah * count
-            elif profile.hv is not None:
-                holding[55] = profile.hv.module_ah  # modules in series: the stack's Ah is one module's
-        else:
-            holding[55] = 0
-
-        kwp = pv_kwp if pv_kwp is not None else profile.pv_kwp
-        meter_plan = tuple(
-            (address, cls._meter_role(profile, n), round(rng.uniform(0.04, 0.12), 3))
-            for n, address in enumerate(meter_addresses)
+        parts = assemble(
+            family,
+            batteries=batteries,
+            serial=serial,
+            seed=seed,
+            start_soc=start_soc,
+            pv_kwp=pv_kwp,
+            meters=meters,
         )
         return cls(
-            profile=profile,
+            profile=parts.profile,
             clock=clock if clock is not None else SystemClock(),
             zone=ZoneInfo(tz),
-            site=Site(seed=seed, pv_kwp=kwp),
-            serial=serial,
-            dongle_serial=dongle_serial,
-            storage=storage,
-            meter_plan=meter_plan,
-            holding=holding,
-            soc=float(start_soc) if count else 0.0,
-            lifetime=_lifetime_counters(
-                profile.years_in_service, kwp, count, rng, ac_coupled_pv=profile.pv_coupling == "ac"
-            ),
-            operating_hours=profile.years_in_service * 8760 * rng.uniform(0.97, 1.0),
-            rng=rng,
-        )
-
-    @staticmethod
-    def _meter_addresses(profile: InverterProfile, meters: int | None) -> tuple[int, ...]:
-        """Where the site's meters sit: the model's usual addresses first, then 0x01 upwards."""
-        if meters is None:
-            return profile.default_meters
-        if not 0 <= meters <= len(METER_ADDRESSES):
-            raise ValueError(f"meters must be 0-{len(METER_ADDRESSES)}, not {meters}")
-        order = (*profile.default_meters, *(a for a in METER_ADDRESSES if a not in profile.default_meters))
-        return tuple(sorted(order[:meters]))
-
-    @staticmethod
-    def _meter_role(profile: InverterProfile, index: int) -> MeterRole:
-        if index == 0:
-            return "grid"
-        if index == 1 and profile.pv_coupling == "ac":
-            return "pv"
-        return "circuit"
-
-    @staticmethod
-    def _build_storage(
-        profile: InverterProfile, count: int, week: str, numbers: list[int], rng: random.Random
-    ) -> Storage:
-        if profile.pack is not None:
-            spec = profile.pack
-            return Storage(
-                packs=tuple(
-                    Pack(
-                        serial=f"{spec.serial_prefix}{week}G{numbers[n]:03d}",
-                        spec=spec,
-                        share=1 / count,
-                        soc_offset=round(rng.uniform(-0.8, 0.8), 2),
-                        health=round(rng.uniform(0.95, 1.02), 3),
-                        cell_offsets_mv=tuple(rng.randint(-4, 4) for _ in range(physics.CELLS_PER_PACK)),
-                        sensor_offsets_c=tuple(round(rng.uniform(-0.6, 0.6), 1) for _ in range(4)),
-                    )
-                    for n in range(count)
-                )
-            )
-        if profile.hv is not None:
-            hv = profile.hv
-            modules = tuple(
-                Module(
-                    serial=f"{hv.module_serial_prefix}{week}G{numbers[n]:03d}",
-                    soc_offset=round(rng.uniform(-0.6, 0.6), 2),
-                    cell_offsets_mv=tuple(rng.randint(-3, 3) for _ in range(CELLS_PER_MODULE)),
-                    sensor_offsets_c=tuple(round(rng.uniform(-1.0, 1.0), 1) for _ in range(hv.temperatures)),
-                )
-                for n in range(count)
-            )
-            bcu_serial = f"{hv.bcu_serial_prefix}{week}G{numbers[-1]:03d}"
-            health = round(rng.uniform(0.94, 0.98), 3)
-            return Storage(stack=Stack(hv, bcu_serial, modules, health) if modules else None)
-        if profile.unit is not None:
-            unit = profile.unit
-            return Storage(
-                units=tuple(
-                    Unit(
-                        serial=f"{unit.serial_prefix}{week}G{numbers[n]:03d}",
-                        share=1 / count,
-                        soc_offset=round(rng.uniform(-1.5, 1.5), 2),
-                    )
-                    for n in range(count)
-                )
-            )
-        return Storage()
-
-    @staticmethod
-    def _rating_for(profile: InverterProfile, storage: Storage) -> Rating:
-        ac_coupled = profile.pv_coupling == "ac"
-        if profile.unit is not None:
-            n = len(storage.units)
-            return Rating(
-                inverter_w=profile.unit.rated_w * n,
-                battery_max_w=profile.battery_rating_w(n),
-                capacity_ah=profile.unit.capacity_ah * n,
-                nominal_volts=profile.unit.nominal_volts,
-                ac_coupled_pv=ac_coupled,
-            )
-        if storage.stack is not None:
-            stack = storage.stack
-            return Rating(
-                inverter_w=profile.rated_power_w,
-                battery_max_w=profile.battery_rating_w(len(stack.modules)),
-                capacity_ah=stack.spec.module_ah * stack.health,
-                nominal_volts=stack.nominal_volts,
-                ac_coupled_pv=ac_coupled,
-            )
-        return Rating(
-            inverter_w=profile.rated_power_w,
-            battery_max_w=profile.battery_max_power_w if storage.packs else 0,
-            capacity_ah=float(sum(pack.spec.design_ah for pack in storage.packs)),
-            ac_coupled_pv=ac_coupled,
+            site=parts.site,
+            serial=parts.serial,
+            dongle_serial=parts.dongle_serial,
+            storage=parts.storage,
+            meter_plan=parts.meter_plan,
+            holding=parts.holding,
+            soc=parts.soc,
+            lifetime=parts.lifetime,
+            operating_hours=parts.operating_hours,
+            rng=parts.rng,
         )
 
     def _fit_meters(self, plan: tuple[tuple[int, MeterRole, float], ...], rng: random.Random) -> tuple[Meter, ...]:

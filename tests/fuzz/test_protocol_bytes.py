@@ -41,8 +41,9 @@ from givenergy_modbus.pdu import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from givbridge.bridge import InverterRunner, ObservedPlant
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.library import ObservedPlant
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from tests.integration.bridge_helpers import bridge_settings, first_snapshot, start, stop
 from tests.integration.sim_helpers import UncheckedWrite

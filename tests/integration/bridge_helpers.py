@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from givbridge.bridge import InverterRunner
 from givbridge.clock import ScaledClock
 from givbridge.config import Settings
+from givbridge.devices.inverter import InverterRunner
 from givbridge.plant.snapshot import Snapshot
 
 #: Polling fast enough for tests under a scaled clock, with a simulator that answers at once.

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from givbridge.bridge import Bridge
 from givbridge.clock import ScaledClock
 from givbridge.clock_sync import ClockKeeper
 from givbridge.commands.executor import CommandExecutor
+from givbridge.devices.supervisor import Bridge
 from givbridge.plant.snapshot import Snapshot
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore

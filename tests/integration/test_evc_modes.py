@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from givbridge.bridge import Bridge, InverterRunner
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.supervisor import Bridge
 from givbridge.evc.charger import EvCharger
-from givbridge.evc.modes import CAP_HEADROOM, ChargerView, Decision, SiteView, surplus_amps
 from givbridge.evc.registers import current_limit_plan
+from givbridge.evc.rules import CAP_HEADROOM, ChargerView, Decision, SiteView, surplus_amps
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
 from tests.integration.bridge_helpers import bridge_settings, first_snapshot
@@ -189,7 +190,7 @@ async def test_the_import_cap_lowers_the_limit_before_the_grid_reaches_it(tmp_pa
 async def test_max_session_energy_stops_the_session_until_the_car_is_plugged_in_again(tmp_path: Path) -> None:
     car = Car(capacity_kwh=75, soc=20)
     async with afternoon(tmp_path, start=NOON, start_soc=95, car=car, max_session_energy=2.0) as day:
-        outcome = await day.charger.runner.write(current_limit_plan(16))  # 16 A: about 3.85 kW
+        outcome = (await day.charger.runner.apply(current_limit_plan(16))).outcome  # 16 A: about 3.85 kW
         assert outcome.ok
         passes = await day.run(until=NOON.replace(minute=45), every=60)
         stop = next(step for step in passes if step.decision.control == "Stop")

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from givenergy_modbus.model.inverter import Model
 
-from givbridge.bridge import InverterRunner, WriteStatus
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import WriteStatus
 from givbridge.plant.snapshot import Scalar, Snapshot
 from givbridge.plant.writes import WritePlan
 from givbridge.sim import SimulatedPlant, SimulatorServer
@@ -227,7 +228,7 @@ async def test_the_runner_publishes_the_familys_values_and_a_write_lands(tmp_pat
             expected = case.readings(sim)
             seen = len(watch.snapshots)
             register, value = case.write
-            outcome = await runner.write(WritePlan.of([case.write], f"{case.family} write"))
+            outcome = (await runner.apply(WritePlan.of([case.write], f"{case.family} write"))).outcome
             after = await watch.snapshot(after=seen)
         finally:
             await stop(task)

@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 
 from givbridge.app import Application
-from givbridge.bridge import InverterRunner
+from givbridge.devices.inverter import InverterRunner
 from givbridge.plant.families import FAMILIES
 from givbridge.sim import PROFILES, SimulatedPlant, SimulatorServer
 from tests.brokers import Broker, MqttProbe

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from givbridge.bridge import InverterRunner
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore
 from tests.integration.bridge_helpers import Watch, bridge_settings, start, stop

@@ -20,8 +20,8 @@ import pytest
 import pytest_asyncio
 
 from givbridge.app import Application
-from givbridge.bridge import InverterRunner
 from givbridge.config import default_prefix
+from givbridge.devices.inverter import InverterRunner
 from givbridge.mqtt.client import Message
 from givbridge.plant.snapshot import Snapshot
 from givbridge.sim import SimulatedPlant, SimulatorServer

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from givbridge.bridge import InverterRunner, NotWritable, Unreachable, WriteStatus
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import NotWritable, Unreachable, WriteStatus
 from givbridge.plant.writes import WritePlan
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore
@@ -92,14 +93,14 @@ async def test_write_is_confirmed_by_read_back_and_repeats_are_skipped(tmp_path:
         try:
             await watch.count(1)
             seen = len(watch.snapshots)
-            outcome = await runner.write(WritePlan.of([(116, 73), (20, 1)], "charge target"))
+            outcome = (await runner.apply(WritePlan.of([(116, 73), (20, 1)], "charge target"))).outcome
             assert outcome.status is WriteStatus.OK
             assert outcome.readback == {20: 1, 116: 73}
             assert (sim.holding(116), sim.holding(20)) == (73, 1)
             # The state follows the read-back at once, not the next settings poll.
             assert (await watch.snapshot(after=seen)).values["Control/Target_SOC"] == 73
             writes_before = sum(n for (kind, *_), n in server.requests.items() if kind == "W")
-            again = await runner.write(WritePlan.of([(116, 73), (20, 1)], "same again"))
+            again = (await runner.apply(WritePlan.of([(116, 73), (20, 1)], "same again"))).outcome
             writes_after = sum(n for (kind, *_), n in server.requests.items() if kind == "W")
         finally:
             await stop(task)
@@ -119,7 +120,7 @@ async def test_ignored_write_is_reported_not_persisted(tmp_path: Path) -> None:
             await watch.count(1)
             before = sim.holding(110)
             server.faults.writes_not_persisted = True
-            outcome = await runner.write(WritePlan.of([(110, before + 10)], "reserve"))
+            outcome = (await runner.apply(WritePlan.of([(110, before + 10)], "reserve"))).outcome
         finally:
             await stop(task)
     assert outcome.status is WriteStatus.NOT_PERSISTED
@@ -138,7 +139,7 @@ async def test_refused_write_is_reported_rejected(tmp_path: Path) -> None:
             await watch.count(1)
             slot_start = sim.holding(94)
             # 24:61 is no time of day: the inverter answers the write with an error.
-            outcome = await runner.write(WritePlan.of([(94, 2461), (95, 600)], "bad slot"))
+            outcome = (await runner.apply(WritePlan.of([(94, 2461), (95, 600)], "bad slot"))).outcome
         finally:
             await stop(task)
     assert outcome.status is WriteStatus.REJECTED
@@ -157,7 +158,7 @@ async def test_register_the_model_lacks_is_refused_before_the_wire(tmp_path: Pat
         try:
             await watch.count(1)
             with pytest.raises(NotWritable) as refused:
-                await runner.write(WritePlan.of([(272, 20)], "discharge target on Gen1"))
+                await runner.apply(WritePlan.of([(272, 20)], "discharge target on Gen1"))
         finally:
             await stop(task)
     assert refused.value.registers == [272]
@@ -174,7 +175,7 @@ async def test_read_only_mode_refuses_every_write(tmp_path: Path) -> None:
         try:
             await watch.count(1)
             with pytest.raises(PermissionError):
-                await runner.write(WritePlan.of([(116, 50)]))
+                await runner.apply(WritePlan.of([(116, 50)]))
         finally:
             await stop(task)
     assert not any(kind == "W" for (kind, *_) in server.requests)
@@ -193,7 +194,7 @@ async def test_goes_offline_when_the_dongle_is_silent_and_back_when_it_answers(t
             await watch.available(False)
             assert runner.health.consecutive_failures >= 2
             with pytest.raises(Unreachable):
-                await runner.write(WritePlan.of([(116, 50)]))
+                await runner.apply(WritePlan.of([(116, 50)]))
             server.faults.end_silence()
             await watch.available(True)
             after = len(watch.snapshots)
@@ -272,7 +273,7 @@ async def test_write_counts_persist_across_restarts(tmp_path: Path) -> None:
             task = await start(runner)
             try:
                 await watch.count(1)
-                await runner.write(WritePlan.of([(116, target)]))
+                await runner.apply(WritePlan.of([(116, target)]))
                 snapshot = await watch.snapshot(lambda s, t=target: s.values["Control/Target_SOC"] == t)
             finally:
                 await stop(task)
@@ -282,7 +283,7 @@ async def test_write_counts_persist_across_restarts(tmp_path: Path) -> None:
         task = await start(runner)
         try:
             await watch.count(1)
-            await runner.write(WritePlan.of([(116, 62)]))
+            await runner.apply(WritePlan.of([(116, 62)]))
             final = await watch.snapshot(lambda s: s.values["Control/Target_SOC"] == 62)
         finally:
             await stop(task)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from givbridge.bridge import InverterRunner
 from givbridge.config import ConfigError, Settings, load_settings
+from givbridge.devices.inverter import InverterRunner
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore
 from tests.integration.bridge_helpers import Watch, bridge_settings, fast_clock, start, stop

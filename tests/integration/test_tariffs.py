@@ -6,7 +6,7 @@ imports from the grid; time is moved on with the scaled clock so energy adds up 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from givbridge.bridge import Bridge
 from givbridge.clock import ScaledClock
 from givbridge.commands.executor import CommandExecutor
+from givbridge.devices.supervisor import Bridge
 from givbridge.entities import load_catalogue
 from givbridge.mqtt.discovery.documents import DiscoveryBuilder
 from givbridge.mqtt.topics import DiscoveryTopics, Topics
@@ -88,7 +88,7 @@ async def test_imports_are_costed_switched_and_kept_across_a_restart(tmp_path: P
 
         clock.advance(900)
         at_day = await rig.next(lambda s: total(s) >= total(first) + 0.3)
-        published = (await rig.next()).values  # rates lag one poll: they are what the last snapshot added up to
+        published = at_day.values  # the rates published with a poll include what that poll counted
         day_energy = round(total(at_day) - total(first), 2)
         assert published[f"{RATES}/Day_Energy_kWh"] == day_energy
         assert published[f"{RATES}/Day_Cost"] == pytest.approx(day_energy * 0.30, abs=1e-4)
@@ -100,7 +100,7 @@ async def test_imports_are_costed_switched_and_kept_across_a_restart(tmp_path: P
         assert switched[f"{RATES}/Current_Rate_Type"] == "Night"
         clock.advance(900)
         at_night = await rig.next(lambda s: total(s) >= total(switched) + 0.3)
-        published = (await rig.next()).values
+        published = at_night.values
         night_energy = published[f"{RATES}/Night_Energy_kWh"]
         assert isinstance(night_energy, float) and night_energy >= round(total(at_night) - total(switched), 2)
         assert published[f"{RATES}/Day_Energy_kWh"] >= day_energy
@@ -164,3 +164,23 @@ async def test_switch_rate_before_the_inverter_was_read_changes_nothing(tmp_path
     answer = await CommandExecutor(bridge).execute("switchRate", "night")
     assert answer.code == "unreachable"
     assert not saved_tariffs(tmp_path)
+
+
+def grown_past(value: float) -> Callable[[Snapshot], bool]:
+    return lambda snapshot: IMPORT_TOTAL in snapshot and total(snapshot) > value
+
+
+async def test_the_rates_published_with_a_poll_include_the_energy_that_poll_counted(tmp_path: Path) -> None:
+    clock = ScaledClock(speed=20, start=WINTER_NIGHT)
+    sim = SimulatedPlant.create("hybrid-gen3", batteries=1, clock=clock, seed=2, tz=ZONE, start_soc=20)
+    async with running(sim, clock, tmp_path) as rig:
+        first = await rig.next(lambda s: IMPORT_TOTAL in s)
+        assert first[f"{RATES}/Day_Energy_kWh"] == 0.0  # the first reading sets the baseline in the same pass
+        seen = first
+        for _ in range(3):
+            clock.advance(300)
+            # The first snapshot whose import counter has grown: its rates already count that growth.
+            grown = await rig.next(grown_past(total(seen)))
+            assert grown[f"{RATES}/Day_Energy_kWh"] == pytest.approx(total(grown) - total(first), abs=0.006)
+            assert grown[f"{RATES}/Day_Energy_kWh"] > seen[f"{RATES}/Day_Energy_kWh"]
+            seen = grown

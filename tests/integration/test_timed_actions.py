@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from givbridge.app import Application
 from givbridge.clock import ScaledClock
-from givbridge.commands.scheduler import DOCUMENT
+from givbridge.commands.timed_record import DOCUMENT
 from givbridge.mqtt.client import Message
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore

@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 
 from givbridge.clock import DEV_CLOCK_ENV, ScaledClock, dev_clock_setting, shared_scaled_clock
-from givbridge.commands.scheduler import DOCUMENT
+from givbridge.commands.timed_record import DOCUMENT
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore
 from tests.brokers import MOSQUITTO, AmqttBroker, Broker, MosquittoBroker, MqttProbe

@@ -44,7 +44,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from givbridge.bridge import is_library_orphan
+from givbridge.devices.library import is_library_orphan
 from givbridge.entities import load_catalogue
 from givbridge.mqtt.client import Message
 from givbridge.plant.hygiene import midnight_window
@@ -78,7 +78,7 @@ class CrashWatch:
     def __init__(self) -> None:
         self.problems: deque[str] = deque(maxlen=_KEEP_PROBLEMS)
         self.events_seen = 0
-        #: Futures givenergy-modbus failed and never looked at again (see givbridge.bridge.is_library_orphan).
+        #: Futures givenergy-modbus failed and never looked at again (see givbridge.devices.library.is_library_orphan).
         self.library_orphans = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous_handler: Any = None

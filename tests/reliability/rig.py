@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from givbridge.app import Application
-from givbridge.bridge import InverterRunner
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from tests.brokers import Broker
 from tests.integration.bridge_helpers import FAST_POLLING, Watch, bridge_settings

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from givbridge.clock import DEV_CLOCK_ENV, ScaledClock, dev_clock_setting, shared_scaled_clock
-from givbridge.commands.scheduler import DOCUMENT
+from givbridge.commands.timed_record import DOCUMENT
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.sim.server import RequestKey
 from givbridge.store import JsonStore

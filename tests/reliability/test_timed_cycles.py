@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands.timed import TimedKind, kinds_for
+from givbridge.devices.context import DeviceContext
 from givbridge.plant.registers import CLOCK
 from givbridge.sim import PROFILES
 from tests.brokers import Broker

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from givbridge import cli
-from givbridge.bridge import Health
 from givbridge.clock import ScaledClock
 from givbridge.health import HEALTH_DOCUMENT, HealthWriter, check, evaluate
+from givbridge.runtime.health import Health
 from givbridge.store import JsonStore
 from tests.brokers import wait_until
 

@@ -43,7 +43,7 @@ FIXTURES = {"hybrid-gen1": gen1_two_packs, "hybrid-gen3": gen3_ten_slots, "ac": 
 TAKEN_AT = datetime(2026, 6, 5, 11, 20, tzinfo=UTC)
 ZONE = ZoneInfo("Europe/London")
 
-# The bridge-side values a runner adds to every snapshot (givbridge.bridge.InverterRunner._build).
+# The bridge-side values a runner adds to every snapshot (givbridge.devices.inverter.InverterRunner._build).
 STATS: dict[str, Any] = {
     "Stats/Last_Updated_Time": TAKEN_AT.astimezone(ZONE),
     "Stats/status": "online",

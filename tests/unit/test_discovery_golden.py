@@ -31,7 +31,7 @@ from givbridge import __version__
 from givbridge.config import EvcSettings
 from givbridge.entities import TIME_SLOT_OPTIONS, load_catalogue
 from givbridge.evc import registers as reg
-from givbridge.evc.modes import ModeSettings
+from givbridge.evc.rules import ModeSettings
 from givbridge.mqtt.discovery.documents import DiscoveryBuilder
 from givbridge.mqtt.state import MESSAGES_PATH
 from givbridge.mqtt.topics import DiscoveryTopics, Topics

@@ -13,8 +13,8 @@ import pytest
 from givenergy_modbus.exceptions import ConnectionLost
 from givenergy_modbus.model.inverter import Model
 
-from givbridge.bridge import Backoff, quiet_library_orphans
 from givbridge.clock import ScaledClock, local_zone
+from givbridge.devices.library import quiet_library_orphans
 from givbridge.plant.families import FAMILIES
 from givbridge.plant.writes import (
     RegisterWrite,
@@ -25,6 +25,7 @@ from givbridge.plant.writes import (
     unwritable,
     writable_registers,
 )
+from givbridge.runtime.backoff import Backoff
 from givbridge.store import JsonStore
 
 START = datetime(2026, 6, 21, 11, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """The metrics collector on its own: a device's Health, Signal and snapshots as the runners keep them.
 
-The device here is the runners' own parts (:class:`~givbridge.bridge.Health`,
-:class:`~givbridge.bridge.Signal`, a real :class:`~givbridge.plant.snapshot.Snapshot`) with the
+The device here is the runners' own parts (:class:`~givbridge.runtime.health.Health`,
+:class:`~givbridge.runtime.signal.Signal`, a real :class:`~givbridge.plant.snapshot.Snapshot`) with the
 runner's bookkeeping done by hand, so each case says exactly what a poll or a write changed.
 """
 
@@ -13,12 +13,13 @@ from typing import Any
 
 from benchmarks.promql import Scrape, parse_exposition
 from benchmarks.promql import sample_key as key
-from givbridge.bridge import Health, Signal
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.system import widened_access
 from givbridge.config import Settings
 from givbridge.metrics import BridgeMetrics
 from givbridge.plant.snapshot import DeviceInfo, Snapshot
+from givbridge.runtime.health import Health
+from givbridge.runtime.signal import Signal
 
 SERIAL = "SA1234G567"
 AT = datetime(2026, 6, 20, 11, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from givenergy_modbus.model.register import HR
 from givenergy_modbus.pdu import ReadHoldingRegistersResponse
 
-from givbridge.bridge import ObservedPlant, ReadVerdict
+from givbridge.devices.library import ObservedPlant, ReadVerdict
 
 INVERTER = 0x11
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from givbridge import __version__
-from givbridge.bridge import DeviceContext
 from givbridge.commands.access import MQTT, AccessPolicy
 from givbridge.commands.registry import REGISTRY, Registry
+from givbridge.devices.context import DeviceContext
 from givbridge.entities import (
     TIME_SLOTS_SYMBOL,
     EntityCatalogue,

@@ -12,12 +12,12 @@ import asyncio
 import hashlib
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
 
-from givbridge.bridge import DeviceContext
 from givbridge.clock import Clock, SystemClock
 from givbridge.commands.access import AccessPolicy
-from givbridge.config import EvcSettings, InverterSettings, MqttSettings
+from givbridge.config import MqttSettings
+from givbridge.devices.context import DeviceContext
+from givbridge.devices.core import DeviceRunner
 from givbridge.entities import EntityCatalogue
 from givbridge.log import get_logger
 from givbridge.mqtt.client import Message, MqttClient
@@ -41,19 +41,6 @@ log = get_logger(__name__)
 
 DISCOVERY_QOS = 1  # discovery must not be lost silently; states use mqtt.qos
 BIRTH_DELAY = (1.0, 5.0)  # seconds: HA's advice, so many bridges do not answer a restart at once
-
-
-class DeviceRunner(Protocol):
-    """What discovery needs of a device runner (``givbridge.bridge.InverterRunner``, or the EV charger's)."""
-
-    prefix: str
-    snapshot: Snapshot | None
-
-    @property
-    def config(self) -> InverterSettings | EvcSettings: ...
-
-    @property
-    def serial(self) -> str | None: ...
 
 
 class DiscoveryPublisher:

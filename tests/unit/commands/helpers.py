@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands import REGISTRY
 from givbridge.commands.devices import reference_device
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.schemas import decode
 from givbridge.commands.spec import Command, PlanInput, Planned
+from givbridge.devices.context import DeviceContext
 from givbridge.plant.snapshot import DeviceInfo, Scalar, Snapshot
 
 ZONE = ZoneInfo("Europe/London")

@@ -12,7 +12,6 @@ from givbridge.commands import REGISTRY
 from givbridge.commands.devices import reference_device, reference_devices
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.results import CommandFailed
-from givbridge.commands.scheduler import Action, Phase, inverter_time
 from givbridge.commands.schemas import decode
 from givbridge.commands.timed import (
     FORCE_CHARGE,
@@ -26,6 +25,7 @@ from givbridge.commands.timed import (
     next_change,
     slot_window,
 )
+from givbridge.commands.timed_record import Action, Phase, inverter_time
 from givbridge.entities import load_catalogue
 from givbridge.sim import PROFILES
 from givbridge.sim.writes import value_is_valid

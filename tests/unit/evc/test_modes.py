@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from givbridge.evc import registers as reg
-from givbridge.evc.modes import (
+from givbridge.evc.rules import (
     CAP_HEADROOM,
     RAISE_EVERY,
     START_AFTER,

@@ -12,7 +12,7 @@ import pytest
 from givbridge.clock import ScaledClock
 from givbridge.entities import EntityCatalogue, load_catalogue, resolve_limit
 from givbridge.evc import registers as evc_registers
-from givbridge.evc.modes import ModeSettings
+from givbridge.evc.rules import ModeSettings
 from givbridge.plant import Snapshot, build_snapshot, vocab
 from givbridge.plant.families import FAMILIES
 from givbridge.plant.snapshot import DeviceInfo

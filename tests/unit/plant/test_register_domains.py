@@ -12,9 +12,9 @@ from datetime import datetime
 
 import pytest
 
-from givbridge.bridge import DeviceContext
 from givbridge.commands import devices as dev
 from givbridge.commands.timed import kinds_for
+from givbridge.devices.context import DeviceContext
 from givbridge.plant import registers as reg
 from givbridge.plant.derive import RATE_REGISTER_MAX
 from givbridge.sim import PROFILES, SimulatedPlant

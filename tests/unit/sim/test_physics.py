@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from givbridge.sim import physics
-from givbridge.sim.physics import Controls, Decision, Energy, Environment, Rating, Site, Window
+from givbridge.sim import physics, weather
+from givbridge.sim.physics import Controls, Decision, Energy, Environment, Rating, Window
+from givbridge.sim.weather import Site
 
 LONDON = ZoneInfo("Europe/London")
 SITE = Site(seed=4, pv_kwp=5.0)
@@ -24,7 +25,7 @@ def _env(controls: Controls | None = None, offset: float = 0.0) -> Environment:
 
 def test_pv_follows_the_sun_through_the_day_and_the_seasons() -> None:
     def total(moment: datetime) -> float:
-        return sum(physics.pv_power(moment, SITE))
+        return sum(weather.pv_power(moment, SITE))
 
     june = [total(datetime(2026, 6, 21, hour, tzinfo=UTC)) for hour in range(24)]
     assert june[0] == june[1] == june[23] == 0.0  # night
@@ -32,31 +33,31 @@ def test_pv_follows_the_sun_through_the_day_and_the_seasons() -> None:
     assert max(june) <= SITE.pv_kwp * 1000
     december = [total(datetime(2026, 12, 21, hour, 30, tzinfo=UTC)) for hour in range(24)]
     assert december[6] == december[16] == 0.0  # short winter days
-    summer_noon = physics.solar_elevation_sine(datetime(2026, 6, 21, 12, tzinfo=UTC), SITE.latitude, SITE.longitude)
-    winter_noon = physics.solar_elevation_sine(datetime(2026, 12, 21, 12, tzinfo=UTC), SITE.latitude, SITE.longitude)
+    summer_noon = weather.solar_elevation_sine(datetime(2026, 6, 21, 12, tzinfo=UTC), SITE.latitude, SITE.longitude)
+    winter_noon = weather.solar_elevation_sine(datetime(2026, 12, 21, 12, tzinfo=UTC), SITE.latitude, SITE.longitude)
     assert summer_noon == pytest.approx(0.87, abs=0.02)  # 61° elevation at 52.5°N
     assert winter_noon == pytest.approx(0.24, abs=0.02)  # 14°
 
 
 def test_pv_splits_over_two_strings_and_is_a_pure_function_of_seed_and_time() -> None:
     moment = datetime(2026, 5, 2, 12, 17, tzinfo=UTC)
-    string_1, string_2 = physics.pv_power(moment, SITE)
+    string_1, string_2 = weather.pv_power(moment, SITE)
     assert string_1 / (string_1 + string_2) == pytest.approx(SITE.string_1_share)
-    assert physics.pv_power(moment, SITE) == (string_1, string_2)
-    assert physics.pv_power(moment, replace(SITE, seed=5)) != (string_1, string_2)
+    assert weather.pv_power(moment, SITE) == (string_1, string_2)
+    assert weather.pv_power(moment, replace(SITE, seed=5)) != (string_1, string_2)
 
 
 def test_house_load_has_a_base_and_an_evening_peak() -> None:
     day = [
-        physics.house_load(datetime(2026, 3, d, h, m, tzinfo=LONDON), seed=1)
+        weather.house_load(datetime(2026, 3, d, h, m, tzinfo=LONDON), seed=1)
         for d in range(1, 15)
         for h in range(24)
         for m in (0, 20, 40)
     ]
     assert min(day) > 150
-    night = [physics.house_load(datetime(2026, 3, d, 3, m, tzinfo=LONDON), 1) for d in range(1, 15) for m in range(60)]
+    night = [weather.house_load(datetime(2026, 3, d, 3, m, tzinfo=LONDON), 1) for d in range(1, 15) for m in range(60)]
     evening = [
-        physics.house_load(datetime(2026, 3, d, 18, m, tzinfo=LONDON), 1) for d in range(1, 15) for m in range(60)
+        weather.house_load(datetime(2026, 3, d, 18, m, tzinfo=LONDON), 1) for d in range(1, 15) for m in range(60)
     ]
     assert sum(evening) / len(evening) > 3 * sum(night) / len(night)
 

@@ -1,0 +1,270 @@
+"""What givbridge adds to givenergy-modbus, in one place.
+
+* :class:`ObservedPlant`: the library's Plant, also noting refused writes and its verdict on every
+  read answer, so the runner's own reads judge a bank exactly as a poll does;
+* :func:`quiet_library_orphans`: a loop exception handler that quietens a known leak of the
+  library's (a future failed on a dropped connection that nobody retrieves);
+* :func:`read_bank`: a holding-register bank read until the library would believe it;
+* :func:`detect_remembered`: the library's detection, hinted with the layout found last time;
+* :func:`battery_unchanged_seconds`: how long the packs' data has not changed, from the library's stamps;
+* :func:`default_client`: the library client as the runner builds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from givenergy_modbus.client.client import Client
+from givenergy_modbus.exceptions import (
+    ConnectionLost,
+    PlantTopologyMismatch,
+)
+from givenergy_modbus.model.plant import Plant, PlantCapabilities
+from givenergy_modbus.model.register import HR, IR
+from givenergy_modbus.pdu import (
+    ReadHoldingRegistersRequest,
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
+    WriteHoldingRegisterResponse,
+)
+from pydantic import Field, PrivateAttr
+
+from givbridge.config import PollingSettings
+from givbridge.devices.outcome import UncleanRead, Unreachable
+from givbridge.log import get_logger
+from givbridge.store import JsonStore
+
+log = get_logger(__name__)
+
+
+class ReadVerdict(StrEnum):
+    """How a register read answered the runner may be used (see :meth:`ObservedPlant.verdict`)."""
+
+    CLEAN = "clean"  # the library committed it, as a poll would
+    REFUSED = "refused"  # the library refused it: a dropout, a splice, an incoherent or corrupt bank
+    # A bank too short for the library to judge (under 60 registers), read all zero where it held
+    # data: believable only if reading it again agrees.
+    UNCONFIRMED_ZERO = "unconfirmed_zero"
+
+
+class ObservedPlant(Plant):  # type: ignore[misc]  # untyped library base
+    """The library's Plant, also noting error responses to writes and the banks it refuses.
+
+    The library's request path retries an error response and finally reports a timeout, so
+    on its own a refused write looks like a silent inverter. Noting the error frames as they
+    are decoded lets the runner tell "the inverter refused HR(x)" from "no answer".
+
+    The library refuses, without saying so to the caller, the pages a dongle serves in place
+    of data: a full bank of zeros over a bank that held data, its known substituted page, a
+    spliced or incoherent bank. Its verdict on every read answer is noted here (whether it
+    committed the bank), so the runner's own reads judge exactly as the poll path does, and
+    ``dropouts`` counts the dropout pages for ``Stats/Dropout_Banks_Rejected``. CRC-failed
+    frames never reach a caller: the library drops them and the request times out and retries.
+    """
+
+    _refused: dict[int, int] = PrivateAttr(default_factory=dict)
+    _verdicts: dict[tuple[int, str, int, int], tuple[Any, ReadVerdict]] = PrivateAttr(default_factory=dict)
+    dropouts: int = Field(default=0, exclude=True)
+
+    def update(self, pdu: Any, *, received_at: datetime | None = None) -> None:
+        if isinstance(pdu, WriteHoldingRegisterResponse) and pdu.error:
+            self._refused[pdu.register] = self._refused.get(pdu.register, 0) + 1
+        key = _bank_key(pdu)
+        if key is None:
+            super().update(pdu, received_at=received_at)
+            return
+        stamped = self.register_block_updated_at.get(key)
+        zero_over_data = self._zero_over_data(pdu)
+        super().update(pdu, received_at=received_at)
+        restamped = self.register_block_updated_at.get(key)
+        if restamped is None or restamped is stamped:  # the library committed nothing
+            verdict = ReadVerdict.REFUSED
+            if zero_over_data or (isinstance(pdu, ReadInputRegistersResponse) and pdu.is_suspicious()):
+                self.dropouts += 1
+        elif zero_over_data:  # committed only because it is too short for the library to judge
+            verdict = ReadVerdict.UNCONFIRMED_ZERO
+        else:
+            verdict = ReadVerdict.CLEAN
+        self._verdicts[key] = (pdu, verdict)
+
+    def _zero_over_data(self, pdu: Any) -> bool:
+        """An answer of all zeros for registers the cache holds data in (the library's Pattern B, any size)."""
+        values: dict[int, int] = pdu.to_dict()
+        if not values or any(values.values()):
+            return False
+        kind = HR if isinstance(pdu, ReadHoldingRegistersResponse) else IR
+        cache = self.register_caches.get(pdu.device_address, {})
+        return any(cache.get(kind(register)) for register in values)
+
+    def verdict(self, pdu: Any) -> ReadVerdict:
+        """What the library made of the read answer ``pdu`` (REFUSED for one it never saw)."""
+        key = _bank_key(pdu)
+        noted = self._verdicts.get(key) if key is not None else None
+        if noted is None or noted[0] is not pdu:
+            return ReadVerdict.REFUSED
+        return noted[1]
+
+    def take_refusal(self, register: int) -> bool:
+        return self._refused.pop(register, 0) > 0
+
+
+# A read answered with a bank the poll path would not believe is read again this many times
+# more than ``polling.retries`` (such an answer costs a round trip, not a timeout).
+UNCLEAN_READ_RETRIES = 2
+# A bank too short for the library's dropout judgement, read all zero where it held data, is
+# believed only when this many answers in a row agree.
+ZERO_CONFIRMATIONS = 3
+
+
+async def read_bank(
+    client: Client, plant: ObservedPlant, request: ReadHoldingRegistersRequest, polling: PollingSettings
+) -> dict[int, int]:
+    """The bank ``request`` reads, as the poll path would believe it, read again while it is not.
+
+    An answer the library refuses is read again, up to ``polling.retries`` + :data:`UNCLEAN_READ_RETRIES`
+    times (each attempt itself retries a silence or a bad CRC as a poll does). A short bank read
+    all zero over data is believed only when :data:`ZERO_CONFIRMATIONS` answers in a row agree.
+    Raises :class:`~givbridge.devices.outcome.UncleanRead` (saying what the last answer was) when
+    no answer could be believed, :class:`~givbridge.devices.outcome.Unreachable` for an answer
+    that is not a read of holding registers.
+    """
+    zeros = 0
+    verdict = ReadVerdict.REFUSED
+    for _ in range(polling.retries + UNCLEAN_READ_RETRIES + 1):
+        response = await client.send_request_and_await_response(
+            request, timeout=polling.timeout, retries=polling.retries
+        )
+        if not isinstance(response, ReadHoldingRegistersResponse):
+            bank = f"HR({request.base_register},{request.register_count})"
+            raise Unreachable(f"unexpected answer to a read of {bank}: {response}")
+        values: dict[int, int] = response.to_dict()
+        verdict = plant.verdict(response)
+        if verdict is ReadVerdict.REFUSED:
+            zeros = 0
+            continue
+        if verdict is ReadVerdict.UNCONFIRMED_ZERO or (zeros and not any(values.values())):
+            zeros += 1
+            if zeros < ZERO_CONFIRMATIONS:
+                continue
+        return values
+    last = "a dropout or corrupt bank" if verdict is ReadVerdict.REFUSED else "unconfirmed zeros"
+    raise UncleanRead(f"data that cannot be believed (last: {last})")
+
+
+def _bank_key(pdu: Any) -> tuple[int, str, int, int] | None:
+    """The library's key for the bank a read answer carries (as in ``register_block_updated_at``)."""
+    if isinstance(pdu, ReadHoldingRegistersResponse):
+        kind = "HR"
+    elif isinstance(pdu, ReadInputRegistersResponse):
+        kind = "IR"
+    else:
+        return None
+    if pdu.error or getattr(pdu, "crc_failed", False):
+        return None
+    return (pdu.device_address, kind, pdu.base_register, pdu.register_count)
+
+
+def is_library_orphan(context: Mapping[str, Any]) -> bool:
+    """An event-loop error report that is a known givenergy-modbus 2.13 leak, not a fault.
+
+    When the dongle drops the connection while a request is still queued for sending, the
+    library's ``_abort_connection`` fails both of that request's futures with ConnectionLost;
+    the sender gets it from one and then ``cancel()``s the other, which is already done, so
+    nobody retrieves its exception and asyncio reports it when the future is collected.
+    """
+    return context.get("message") == "Future exception was never retrieved" and isinstance(
+        context.get("exception"), ConnectionLost
+    )
+
+
+def quiet_library_orphans(loop: asyncio.AbstractEventLoop) -> None:
+    """Log :func:`is_library_orphan` reports at debug level instead of as errors with a traceback.
+
+    Without this, every dropped dongle connection ends in an ERROR "Future exception was never
+    retrieved" with a ConnectionLost traceback, though the runner already counted the drop and
+    reconnects. Every other report still goes to the loop's previous handler. Idempotent.
+    """
+    previous = loop.get_exception_handler()
+    if not isinstance(previous, _OrphanFilter):
+        loop.set_exception_handler(_OrphanFilter(previous))
+
+
+@dataclass(frozen=True, slots=True)
+class _OrphanFilter:
+    """The loop exception handler :func:`quiet_library_orphans` installs in front of ``previous``."""
+
+    previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if is_library_orphan(context):
+            log.debug("unanswered request of a dropped connection", error=str(context["exception"]))
+        elif self.previous is not None:
+            self.previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+
+def default_client(host: str, port: int, plant: Plant, request_gap: float) -> Client:
+    # The library's jitter on top of the gap spreads bursts; it scales with the gap so a
+    # small gap (a local simulator) is not dominated by it.
+    return Client(
+        host, port, connect_timeout=5.0, plant=plant, tx_message_wait=request_gap, tx_jitter=request_gap * 0.4
+    )
+
+
+async def detect_remembered(
+    client: Client,
+    prior: PlantCapabilities | None,
+    store: JsonStore,
+    document: str,
+    polling: PollingSettings,
+    *,
+    log: structlog.stdlib.BoundLogger,
+) -> PlantCapabilities:
+    """The device's layout: a fast check of ``prior`` (else the one in ``document``), else a full probe.
+
+    A full detect probes every possible battery and meter address, most of which stay silent
+    until the probe times out; remembering what was found turns later detects into a quick
+    confirmation. What is found is saved in ``document`` for the next start.
+    """
+    if prior is None:
+        stored = (await asyncio.to_thread(store.load, document)).get("capabilities")
+        if isinstance(stored, dict):
+            try:
+                prior = PlantCapabilities.from_dict(stored)
+            except Exception as exc:  # a stale or hand-edited file: detect afresh
+                log.info("ignoring the remembered device layout", error=str(exc))
+    kwargs = {
+        "timeout": polling.timeout,
+        "retries": polling.retries + 2,
+        "probe_timeout": polling.probe_timeout,
+    }
+    caps: PlantCapabilities
+    if prior is not None:
+        try:
+            caps = await client.detect(prior=prior, **kwargs)
+        except PlantTopologyMismatch:
+            log.info("device layout changed since it was last seen; detecting afresh")
+            caps = await client.detect(**kwargs)
+    else:
+        caps = await client.detect(**kwargs)
+    await asyncio.to_thread(store.save, document, {"capabilities": caps.to_dict()})
+    return caps
+
+
+def battery_unchanged_seconds(plant: Plant, capabilities: PlantCapabilities) -> float | None:
+    """How long the LV packs' data has read byte-identical (the longest of them), in seconds.
+
+    A frozen BMS cache reads the same for hours, but so can a healthy idle pack between the
+    dongle's refreshes: this is a number to watch, not a verdict (the library makes none either).
+    Measured on the library's own clock, which stamped the banks.
+    """
+    ages = [plant.content_unchanged_seconds(address, "IR", 60, 60) for address in capabilities.lv_battery_addresses]
+    known = [age for age in ages if age is not None]
+    return float(round(max(known))) if known else None
