@@ -22,7 +22,7 @@ from givbridge.mqtt.broker import EmbeddedBroker, PortInUse
 from givbridge.plant.families import FAMILIES
 from givbridge.sim import PROFILES, SimulatedPlant, SimulatorServer
 from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
-from givbridge.sim.profiles import MAX_PACKS
+from givbridge.sim.profile_spec import MAX_PACKS
 
 log = get_logger(__name__)
 

@@ -30,7 +30,7 @@ from givbridge.plant import registers as reg
 from givbridge.sim import physics
 from givbridge.sim.assembly import Storage, assemble, rating_for
 from givbridge.sim.physics import Controls, Energy, Environment, PlantState, Rating, Window
-from givbridge.sim.profiles import (
+from givbridge.sim.profile_spec import (
     BAMS_ADDRESS,
     BMS_ADDRESS,
     FIRST_BCU_ADDRESS,
