@@ -53,7 +53,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from givbridge.clock import Clock, SystemClock
-from givbridge.config import ConfigError, MqttSettings
+from givbridge.config import MqttSettings
+from givbridge.config_checks import ConfigError
 from givbridge.mqtt.acks import PendingAcks
 from givbridge.mqtt.paho_log import BENIGN_PAHO_ERRORS
 from givbridge.mqtt.publications import Payload, Publication, encode_payload
@@ -207,7 +208,7 @@ class MqttClient:
     async def start(self) -> None:
         """Configure paho and start connecting in the background. Returns at once.
 
-        Raises :class:`~givbridge.config.ConfigError` only for a TLS setup that cannot work
+        Raises :class:`~givbridge.config_checks.ConfigError` only for a TLS setup that cannot work
         (unreadable certificate files); an unreachable broker is never an error.
         """
         if self._started:
