@@ -24,8 +24,9 @@ application's logging setup formats like every other line. Credentials are never
 
 The parts that need no paho live beside this module: what is sent (:mod:`~givbridge.mqtt.publications`),
 the acknowledgements awaited (:mod:`~givbridge.mqtt.acks`), the subscriptions and handler tasks
-(:mod:`~givbridge.mqtt.subscriptions`), the reconnect policy and stats
-(:mod:`~givbridge.mqtt.reconnect`) and the filter for paho's log (:mod:`~givbridge.mqtt.paho_log`).
+(:mod:`~givbridge.mqtt.subscriptions`), the connection state and ``on_connect`` callbacks
+(:mod:`~givbridge.mqtt.session`), the reconnect policy and stats (:mod:`~givbridge.mqtt.reconnect`)
+and the filter for paho's log (:mod:`~givbridge.mqtt.paho_log`).
 """
 
 from __future__ import annotations
@@ -59,14 +60,13 @@ from givbridge.mqtt.acks import PendingAcks
 from givbridge.mqtt.paho_log import BENIGN_PAHO_ERRORS
 from givbridge.mqtt.publications import Payload, Publication, encode_payload
 from givbridge.mqtt.reconnect import (
-    ConnectionRecord,
     MqttStats,
     reconnect_delays,
 )
+from givbridge.mqtt.session import BrokerSession, ConnectCallback
 from givbridge.mqtt.subscriptions import HandlerTasks, SubscriptionRegistry, callable_name
 
 __all__ = [
-    "ConnectCallback",
     "Message",
     "MessageHandler",
     "MqttClient",
@@ -99,9 +99,6 @@ class Message:
 MessageHandler = Callable[[Message], Awaitable[None] | None]
 """Called in the event loop for each matching message. A coroutine function's coroutine is
 run as a task; exceptions (sync or async) are logged and never reach the client."""
-
-ConnectCallback = Callable[[], Awaitable[None]]
-"""Awaited in the event loop after every successful (re)connect, once subscriptions are acknowledged."""
 
 
 class MqttClient:
@@ -137,18 +134,13 @@ class MqttClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._network_thread: threading.Thread | None = None
         self._started = False
-        self._stopping = False  # read by paho's thread; a plain bool is safe under the GIL
         self._stopped = False
 
         self._subscriptions: SubscriptionRegistry[MessageHandler] = SubscriptionRegistry()
-        self._connect_callbacks: list[ConnectCallback] = []
-        self._connected = False
-        self._ready = asyncio.Event()
-        self._session_task: asyncio.Task[None] | None = None
+        self._session = BrokerSession(settings, self._clock, self._resubscribe)
         self._handler_tasks = HandlerTasks()
         self._acks = PendingAcks()
 
-        self._record = ConnectionRecord()
         self._published = 0
         self._dropped = 0
         self._received = 0
@@ -159,7 +151,7 @@ class MqttClient:
     @property
     def connected(self) -> bool:
         """True while the broker connection is up (as last seen by the event loop)."""
-        return self._connected
+        return self._session.connected
 
     @property
     def client_id(self) -> str:
@@ -168,13 +160,13 @@ class MqttClient:
     @property
     def stats(self) -> MqttStats:
         return MqttStats(
-            connected=self._connected,
-            connected_since=self._record.connected_since,
+            connected=self._session.connected,
+            connected_since=self._session.record.connected_since,
             published=self._published,
             dropped=self._dropped,
             received=self._received,
-            reconnects=self._record.reconnects,
-            connect_failures=self._record.connect_failures,
+            reconnects=self._session.record.reconnects,
+            connect_failures=self._session.record.connect_failures,
         )
 
     def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
@@ -187,12 +179,12 @@ class MqttClient:
         told apart, so every matching handler would see the message twice.
         """
         send_qos = self._subscriptions.add(topic_filter, handler, qos)
-        if send_qos is not None and self._connected:
+        if send_qos is not None and self._session.connected:
             self._paho.subscribe(topic_filter, send_qos)
 
     def unsubscribe(self, topic_filter: str, handler: MessageHandler | None = None) -> None:
         """Forget ``handler`` (or every handler) for ``topic_filter``; unsubscribe when none is left."""
-        if self._subscriptions.remove(topic_filter, handler) and self._connected:
+        if self._subscriptions.remove(topic_filter, handler) and self._session.connected:
             self._paho.unsubscribe(topic_filter)
 
     def on_connect(self, callback: ConnectCallback) -> ConnectCallback:
@@ -202,7 +194,7 @@ class MqttClient:
         If the connection drops while they run, they are cancelled (they run again after the
         next connect). Exceptions are logged.
         """
-        self._connect_callbacks.append(callback)
+        self._session.add_callback(callback)
         return callback
 
     async def start(self) -> None:
@@ -261,14 +253,7 @@ class MqttClient:
 
         Returns False if that did not happen within ``timeout`` seconds.
         """
-        if self._ready.is_set():
-            return True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._ready.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await self._session.wait_ready(timeout)
 
     def publish(
         self,
@@ -285,7 +270,7 @@ class MqttClient:
         wildcard in it, or empty): that is a programming error, not a network condition.
         """
         qos = self._settings.qos if qos is None else qos
-        if not self._connected:
+        if not self._session.connected:
             self._dropped += 1
             return False
         info = self._paho.publish(topic, encode_payload(payload), qos=qos, retain=retain)
@@ -329,13 +314,13 @@ class MqttClient:
         the final messages cannot be delivered; the broker then already published the Last
         Will when it lost the connection. Safe to call more than once, or without start().
         """
-        if self._stopping:
+        if self._session.stopping:
             return
-        self._stopping = True
+        self._session.stopping = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         final = list(final)
-        if final and self._connected:
+        if final and self._session.connected:
             # Leave a quarter of the budget for the DISCONNECT and the thread to end.
             budget = max(0.0, timeout * 0.75)
             futures = [self._publish_tracked(p.topic, p.payload, retain=p.retain, qos=max(p.qos, 1)) for p in final]
@@ -346,8 +331,8 @@ class MqttClient:
                 if confirmed < len(final):
                     log.warning("mqtt final messages not all confirmed", confirmed=confirmed, total=len(final))
 
-        was_connected = self._connected
-        self._cancel_session()
+        was_connected = self._session.connected
+        self._session.cancel()
         self._handler_tasks.cancel_all()
         if self._started:
             self._paho.disconnect()
@@ -364,7 +349,7 @@ class MqttClient:
                 # It is a daemon thread and ends by itself; joining it would block the loop.
                 log.warning("mqtt network thread still busy at shutdown; leaving it to finish")
         self._stopped = True
-        self._set_disconnected()
+        self._session.set_down()
         self._acks.fail_all()
         if self._started:
             log.info("mqtt stopped", was_connected=was_connected, published=self._published, dropped=self._dropped)
@@ -386,7 +371,7 @@ class MqttClient:
 
     def _publish_tracked(self, topic: str, payload: Payload, *, retain: bool, qos: int) -> asyncio.Future[bool] | None:
         """Publish with QoS>=1 and return a future resolved by the PUBACK, or None if not sent."""
-        if not self._connected or self._loop is None:
+        if not self._session.connected or self._loop is None:
             self._dropped += 1
             return None
         info = self._paho.publish(topic, encode_payload(payload), qos=qos, retain=retain)
@@ -401,91 +386,10 @@ class MqttClient:
         self._acks.expect_puback(info.mid, future)
         return future
 
-    def _on_attempt(self) -> None:
-        self._record.attempt_open = True
-
-    def _on_connected(self, session_present: bool) -> None:
-        self._record.attempt_open = False
-        if self._stopping:
-            return
-        self._connected = True
-        self._record.succeeded(self._clock.now())
-        s = self._settings
-        log.info(
-            "mqtt connected",
-            host=s.host,
-            port=s.port,
-            client_id=s.client_id,
-            reconnect=self._record.connects > 1,
-            session_present=session_present,
-        )
-        self._cancel_session()
-        assert self._loop is not None
-        self._session_task = self._loop.create_task(self._run_session(), name="mqtt-on-connect")
-
-    def _on_connect_refused(self, reason: str) -> None:
-        self._attempt_failed(
-            "mqtt broker refused the connection; retrying in the background",
-            reason=reason,
-            username=self._settings.username,
-        )
-
-    def _on_connect_failed(self, reason: str = "unreachable") -> None:
-        self._attempt_failed("mqtt broker unreachable; retrying in the background", reason=reason)
-
-    def _attempt_failed(self, event: str, **fields: Any) -> None:
-        """Count a failed connection attempt; warn on the first since the last success, then debug."""
-        self._record.failed()
-        if self._stopping:
-            return
-        level = self._record.failure_log_level()
-        log.log(
-            level,
-            event,
-            host=self._settings.host,
-            port=self._settings.port,
-            attempts=self._record.connect_failures,
-            **fields,
-        )
-
-    def _on_disconnected(self, reason: str, from_broker: bool) -> None:
-        was_connected = self._connected
-        self._set_disconnected()
-        if self._record.attempt_open:
-            # Closed before any CONNACK: e.g. with TLS 1.3 a broker that rejects the client
-            # certificate only says so after the client's side of the handshake completed.
-            self._on_connect_failed(f"connection closed before CONNACK ({reason})")
-        elif was_connected and not self._stopping:
-            log.warning("mqtt connection lost; reconnecting in the background", reason=reason, from_broker=from_broker)
-
-    def _set_disconnected(self) -> None:
-        self._connected = False
-        self._record.connected_since = None
-        self._ready.clear()
-        self._cancel_session()
-
-    def _cancel_session(self) -> None:
-        task = self._session_task
-        # Not when stop() itself runs inside an on_connect callback: it would cancel itself.
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
-        self._session_task = None
-
-    async def _run_session(self) -> None:
-        """After a CONNACK: resubscribe, wait for the SUBACK, then run the on_connect callbacks."""
-        if self._subscriptions and not await self._resubscribe():
-            return  # the connection dropped first: the next connect starts over
-        self._ready.set()
-        for callback in list(self._connect_callbacks):
-            try:
-                await callback()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("mqtt on_connect callback failed", callback=callable_name(callback))
-
     async def _resubscribe(self) -> bool:
-        """Subscribe to every filter again; True once the broker has acknowledged it."""
+        """Subscribe to every filter again; True once the broker has acknowledged it (or there is none)."""
+        if not self._subscriptions:
+            return True
         assert self._loop is not None
         filters = self._subscriptions.filters()
         while True:
@@ -497,7 +401,7 @@ class MqttClient:
             try:
                 async with asyncio.timeout(SUBACK_TIMEOUT):
                     failures = await future
-                if not self._connected:
+                if not self._session.connected:
                     return False  # resolved by stop() or a lost connection, not by a SUBACK
                 break
             except TimeoutError:
@@ -552,11 +456,11 @@ class MqttClient:
         try:
             self._set_backoff(refused=reason_code.is_failure)
             if reason_code.is_failure:
-                self._hop(self._on_connect_refused, str(reason_code))
+                self._hop(self._session.refused, str(reason_code))
             else:
-                if self._stopping:
+                if self._session.stopping:
                     client.disconnect()  # connected while stop() was waiting: leave at once
-                self._hop(self._on_connected, bool(flags.session_present))
+                self._hop(self._session.up, bool(flags.session_present))
         except Exception:
             logging.getLogger(__name__).exception("mqtt on_connect hop failed")
 
@@ -570,11 +474,11 @@ class MqttClient:
             self._paho.reconnect_delay_set(*reconnect_delays(refused=refused))
 
     def _paho_on_pre_connect(self, client: Client, userdata: object) -> None:
-        self._hop(self._on_attempt)
+        self._hop(self._session.attempt_began)
 
     def _paho_on_connect_fail(self, client: Client, userdata: object) -> None:
         self._set_backoff(refused=False)  # unreachable now, refusing or not before: look for it often
-        self._hop(self._on_connect_failed)
+        self._hop(self._session.unreachable)
 
     def _paho_on_disconnect(
         self,
@@ -585,7 +489,7 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         try:
-            self._hop(self._on_disconnected, str(reason_code), bool(flags.is_disconnect_packet_from_server))
+            self._hop(self._session.lost, str(reason_code), bool(flags.is_disconnect_packet_from_server))
         except Exception:
             logging.getLogger(__name__).exception("mqtt on_disconnect hop failed")
 
