@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import ssl
 import threading
@@ -64,7 +63,7 @@ from givbridge.mqtt.reconnect import (
     reconnect_delays,
 )
 from givbridge.mqtt.session import BrokerSession, ConnectCallback
-from givbridge.mqtt.subscriptions import HandlerTasks, SubscriptionRegistry, callable_name
+from givbridge.mqtt.subscriptions import HandlerTasks, SubscriptionRegistry
 
 __all__ = [
     "Message",
@@ -419,19 +418,7 @@ class MqttClient:
         self._received += 1
         assert self._loop is not None
         for topic_filter, handler in self._subscriptions.matching(message.topic, topic_matches_sub):
-            try:
-                result = handler(message)
-                if inspect.isawaitable(result):
-                    self._handler_tasks.start(
-                        self._loop, result, topic=message.topic, topic_filter=topic_filter, handler=handler
-                    )
-            except Exception:
-                log.exception(
-                    "mqtt message handler failed",
-                    topic=message.topic,
-                    topic_filter=topic_filter,
-                    handler=callable_name(handler),
-                )
+            self._handler_tasks.deliver(self._loop, handler, message, topic=message.topic, topic_filter=topic_filter)
 
     # ------------------------------------------------------------------ paho's thread
     # Everything below runs on paho's network thread. It only copies plain values out of

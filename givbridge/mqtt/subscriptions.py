@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -18,6 +19,7 @@ import structlog
 log = structlog.stdlib.get_logger(__name__)
 
 Handler = TypeVar("Handler")
+Received = TypeVar("Received")
 
 
 @dataclass(slots=True)
@@ -76,24 +78,35 @@ class SubscriptionRegistry(Generic[Handler]):
 
 
 class HandlerTasks:
-    """Coroutines the message handlers returned, run as tasks: kept so they can be cancelled
-    at shutdown, and a failure is logged, never raised into the client."""
+    """Runs the message handlers: a coroutine one returns runs as a task, kept so it can be
+    cancelled at shutdown; a failure (sync or async) is logged, never raised into the client."""
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(
+    def deliver(
         self,
         loop: asyncio.AbstractEventLoop,
-        awaitable: Awaitable[None],
+        handler: Callable[[Received], Awaitable[None] | None],
+        message: Received,
         *,
         topic: str,
         topic_filter: str,
-        handler: object,
     ) -> None:
-        task = loop.create_task(_await(awaitable), name=f"mqtt-handler {topic}")
-        self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._done, topic_filter, handler))
+        """Call ``handler`` with ``message`` (received on ``topic``, matching ``topic_filter``)."""
+        try:
+            result = handler(message)
+            if inspect.isawaitable(result):
+                task = loop.create_task(_await(result), name=f"mqtt-handler {topic}")
+                self._tasks.add(task)
+                task.add_done_callback(functools.partial(self._done, topic_filter, handler))
+        except Exception:
+            log.exception(
+                "mqtt message handler failed",
+                topic=topic,
+                topic_filter=topic_filter,
+                handler=callable_name(handler),
+            )
 
     def cancel_all(self) -> None:
         for task in list(self._tasks):
