@@ -1,7 +1,7 @@
 """Running as a Home Assistant add-on: where the MQTT broker comes from.
 
 Inside the add-on the Supervisor sets ``SUPERVISOR_TOKEN`` and writes the user's options to
-``/data/options.json``, which :func:`givbridge.config.load_settings` reads like any config
+``/data/options.json``, which :func:`givbridge.config_loading.load_settings` reads like any config
 file. The broker is usually the Mosquitto add-on, whose address and credentials the
 Supervisor hands to every add-on that declares ``services: [mqtt:want]``, at
 ``GET http://supervisor/services/mqtt``. How that combines with the options:
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from givbridge.config import ADDON_OPTIONS
+from givbridge.config_sources import ADDON_OPTIONS
 
 SUPERVISOR_MQTT_URL = "http://supervisor/services/mqtt"
 TOKEN_VARIABLE = "SUPERVISOR_TOKEN"

@@ -31,9 +31,10 @@ from givbridge.evc.charger import EvCharger
 from givbridge.health import HealthWriter
 from givbridge.log import get_logger
 from givbridge.mqtt.availability import DeviceAvailability
-from givbridge.mqtt.client import MqttClient, Publication
+from givbridge.mqtt.client import MqttClient
 from givbridge.mqtt.control import ControlSubscriber, publish_result
 from givbridge.mqtt.discovery.publisher import DiscoveryPublisher
+from givbridge.mqtt.publications import Publication
 from givbridge.mqtt.requests import BridgeRequests
 from givbridge.mqtt.state import StatePublisher, ValueStyle
 from givbridge.mqtt.topics import OFFLINE, Topics

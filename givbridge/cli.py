@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from givbridge import __version__
-from givbridge.config import ConfigError, Settings, load_settings
+from givbridge.config import Settings
+from givbridge.config_checks import ConfigError
+from givbridge.config_loading import load_settings
 from givbridge.log import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
 
 log = get_logger(__name__)

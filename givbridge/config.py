@@ -6,58 +6,43 @@ Home Assistant add-on's ``/data/options.json`` when it exists > the MQTT broker 
 Supervisor offers the add-on > defaults. Every source has the same shape as the YAML file
 (see ``deploy/config.example.yaml``).
 
-A config that does not validate raises :class:`ConfigError` whose message names each bad
-field and what it accepts; the CLI prints it and exits with status 2.
+A config that does not validate raises :class:`~givbridge.config_checks.ConfigError` whose
+message names each bad field and what it accepts; the CLI prints it and exits with status 2.
+
+This module is the settings model; the config files are read in :mod:`givbridge.config_sources`,
+every source is put together in :mod:`givbridge.config_loading` (``load_settings``), and the
+shapes values must have are in :mod:`givbridge.config_checks`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
-import re
 import socket
-from collections.abc import Mapping
-from contextvars import ContextVar
 from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from givbridge.config_checks import (
+    CURRENCY_PATTERN,
+    FOLLOW_MAX_PREFIX,
+    PREFIX_PATTERN,
+    SERIAL_PATTERN,
+    TOPIC_ROOT_PATTERN,
+    default_prefix,
+)
+from givbridge.config_sources import ADDON_OPTIONS, FileSource
 from givbridge.log import LogFormat, LogLevel
-
-ADDON_OPTIONS = Path("/data/options.json")
-
-_SERIAL = re.compile(r"^[A-Z]{2}\d{4}[A-Z]\d{3}$|^[A-Z]{3}\d{7}$")
-_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_TOPIC_ROOT = re.compile(r"^[^#+\s/][^#+\s]*$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-FOLLOW_MAX_PREFIX = 20  # follow_serial searches at most a /20 (4094 addresses)
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; ``str()`` is a message for a person."""
-
-
-def default_prefix(index: int) -> str:
-    """GivTCP's entity-id prefix for its inverter slot ``index`` (from 0): givtcp, givtcp2, ..."""
-    return "givtcp" if index == 0 else f"givtcp{index + 1}"
-
-
-def is_serial(value: str) -> bool:
-    """Whether ``value`` is a GivEnergy inverter serial as the settings accept it."""
-    return bool(_SERIAL.match(value))
 
 
 class _Section(BaseModel):
@@ -139,7 +124,7 @@ class MqttSettings(_Section):
     @classmethod
     def _valid_topic_root(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        if not _TOPIC_ROOT.match(value):
+        if not TOPIC_ROOT_PATTERN.match(value):
             raise ValueError("must be a non-empty MQTT topic without wildcards (+, #) or spaces")
         return value
 
@@ -166,7 +151,7 @@ class InverterSettings(_Section):
         if value is None:
             return None
         value = value.strip().upper()
-        if not _SERIAL.match(value):
+        if not SERIAL_PATTERN.match(value):
             raise ValueError("must look like a GivEnergy serial, e.g. SA2114G047")
         return value
 
@@ -176,7 +161,7 @@ class InverterSettings(_Section):
         if value is None:
             return None
         value = value.strip().lower()
-        if not _PREFIX.match(value):
+        if not PREFIX_PATTERN.match(value):
             raise ValueError("must be lower-case letters, digits and underscores, starting with a letter")
         return value
 
@@ -339,7 +324,7 @@ class TariffSettings(_Section):
     def _currency_code(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = value.strip().upper()
-            if not _CURRENCY.match(value):
+            if not CURRENCY_PATTERN.match(value):
                 raise ValueError("must be a three-letter ISO 4217 code such as GBP or EUR")
         return value
 
@@ -474,7 +459,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Earlier wins: command-line flags (init), environment, then the files.
-        return (init_settings, env_settings, _FileSource(settings_cls))
+        return (init_settings, env_settings, FileSource(settings_cls))
 
     def prefix_for(self, index: int) -> str:
         """GivTCP's entity-id prefix for the inverter at ``index``: givtcp, givtcp2, ..."""
@@ -495,120 +480,3 @@ def _redact(node: Any) -> Any:
     if isinstance(node, list):
         return [_redact(v) for v in node]
     return node
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        kind = "JSON" if path.suffix == ".json" else "YAML"
-        raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of settings, not a {type(data).__name__}")
-    return data
-
-
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-# The merged content of the config files for the load_settings() call in progress.
-_FILES: ContextVar[dict[str, Any] | None] = ContextVar("givbridge_config_files", default=None)
-
-
-class _FileSource(PydanticBaseSettingsSource):
-    """The add-on options file overlaid with the --config file, as one source."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return (_FILES.get() or {}).get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_FILES.get() or {})
-
-
-def _explain(exc: ValidationError, sources: str) -> str:
-    lines = [f"invalid configuration ({sources}):"]
-    for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting; check the spelling against deploy/config.example.yaml"
-        elif error["type"] == "missing":
-            message = "required but not given"
-        lines.append(f"  {location}: {message}")
-    return "\n".join(lines)
-
-
-#: The document the ``settings`` command saves in the data dir (``settings.json``): a whole
-#: configuration, applied at the next start above the config files, beneath env and flags.
-SAVED_SETTINGS = "settings"
-
-
-def _saved_settings(data_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The settings the ``settings`` command saved in ``data_dir`` ({} when there are none)."""
-    from givbridge.store import JsonStore
-
-    store = JsonStore(data_dir)
-    saved = store.load(SAVED_SETTINGS)
-    saved.pop("data_dir", None)  # it lives in the data dir found without it
-    return store.path(SAVED_SETTINGS), saved
-
-
-def load_settings(
-    config_file: Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    addon_options: Path = ADDON_OPTIONS,
-    addon_defaults: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Build the settings from every source, in priority order: flags, environment, the
-    settings saved by the ``settings`` command, the ``--config`` file, the add-on's options.
-
-    ``addon_defaults`` are settings the Home Assistant add-on learnt from the Supervisor (its
-    MQTT broker, see :mod:`givbridge.addon`): the lowest source, beneath the add-on's options.
-    """
-    if config_file is None and os.environ.get("GIVBRIDGE_CONFIG"):
-        config_file = Path(os.environ["GIVBRIDGE_CONFIG"])
-    files: dict[str, Any] = {}
-    used = []
-    if addon_defaults:
-        files = _deep_merge(files, addon_defaults)
-        used.append("Supervisor")
-    if addon_options.is_file():
-        files = _deep_merge(files, _read_file(addon_options))
-        used.append(str(addon_options))
-    if config_file is not None:
-        files = _deep_merge(files, _read_file(config_file))
-        used.append(str(config_file))
-    if any(key.startswith("GIVBRIDGE_") and key != "GIVBRIDGE_CONFIG" for key in os.environ):
-        used.append("environment")
-    if overrides:
-        used.append("command line")
-    token = _FILES.set(files)
-    try:
-        settings = Settings(**(overrides or {}))
-        path, saved = _saved_settings(settings.data_dir)
-        if not saved:
-            return settings
-        # What was saved through the settings command (REST /settings or MQTT) comes after
-        # the files: it is the user's latest word. Environment and flags still win.
-        used.insert(len(used) - ("command line" in used) - ("environment" in used), str(path))
-        _FILES.set(_deep_merge(files, saved))
-        return Settings(**(overrides or {}))
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, ", ".join(used) or "defaults")) from None
-    except SettingsError as exc:  # e.g. an environment variable holding broken JSON
-        raise ConfigError(f"invalid configuration: {exc}") from None
-    finally:
-        _FILES.reset(token)

@@ -16,13 +16,14 @@ from typing import Any
 
 from givbridge.app import Application, run_until_signalled
 from givbridge.clock import ScaledClock, SystemClock, local_zone
-from givbridge.config import ConfigError, load_settings
+from givbridge.config_checks import ConfigError
+from givbridge.config_loading import load_settings
 from givbridge.log import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
 from givbridge.mqtt.broker import EmbeddedBroker, PortInUse
 from givbridge.plant.families import FAMILIES
 from givbridge.sim import PROFILES, SimulatedPlant, SimulatorServer
 from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
-from givbridge.sim.profiles import MAX_PACKS
+from givbridge.sim.profile_spec import MAX_PACKS
 
 log = get_logger(__name__)
 

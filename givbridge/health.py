@@ -168,7 +168,8 @@ async def main(args: argparse.Namespace) -> int:
     Docker's HEALTHCHECK knows only 0 and 1 (it reserves 2), so unusable settings are an
     unhealthy 1 here, not the 2 other commands use.
     """
-    from givbridge.config import ConfigError, load_settings
+    from givbridge.config_checks import ConfigError
+    from givbridge.config_loading import load_settings
     from givbridge.log import configure_logging
 
     overrides = {"data_dir": args.data_dir} if args.data_dir else None

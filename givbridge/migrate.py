@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import ValidationError
 
-from givbridge.config import ConfigError, Settings, default_prefix, is_serial
+from givbridge.config import Settings
+from givbridge.config_checks import ConfigError, default_prefix, is_serial
 
 SLOTS = range(1, 6)  # GivTCP's inverter slots, invertorIP_1 .. invertorIP_5
 

@@ -39,7 +39,7 @@ from givenergy_modbus.exceptions import CommunicationError
 from givenergy_modbus.model.plant import Plant
 from givenergy_modbus.pdu import ReadHoldingRegistersRequest
 
-from givbridge.config import default_prefix, is_serial
+from givbridge.config_checks import default_prefix, is_serial
 from givbridge.log import get_logger
 from givbridge.plant import registers as reg
 from givbridge.plant.families import Family, UnknownModel, family_for
@@ -439,7 +439,7 @@ def _say(text: str) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from givbridge.config import ConfigError
+    from givbridge.config_checks import ConfigError
 
     if not 0.05 <= args.timeout <= 30:
         raise ConfigError("--timeout must be between 0.05 and 30 seconds")

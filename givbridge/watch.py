@@ -11,7 +11,8 @@ import asyncio
 import sys
 from typing import Any
 
-from givbridge.config import ConfigError, MqttSettings
+from givbridge.config import MqttSettings
+from givbridge.config_checks import ConfigError
 from givbridge.log import configure_logging
 from givbridge.mqtt.client import Message, MqttClient
 

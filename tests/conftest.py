@@ -52,7 +52,8 @@ import pytest_asyncio
 from hypothesis import HealthCheck, settings
 
 from givbridge.config import MqttSettings
-from givbridge.mqtt.client import MqttClient, Publication
+from givbridge.mqtt.client import MqttClient
+from givbridge.mqtt.publications import Publication
 from tests.brokers import (
     MOSQUITTO,
     OPENSSL,

@@ -4,8 +4,9 @@
 its single ``CommandResult`` (results.py). Definitions live per family of commands:
 switches.py, modes.py, targets.py, rates.py, slots.py, inverter_time.py, system.py, evc.py (the
 EV charger's) and pending.py (defined but not available yet, and GivTCP's dead stubs). spec.py says what a
-definition is, schemas.py what payloads look like, devices.py which registers each kind of
-device uses, docs.py how they are described to people.
+definition is, schemas.py what payloads look like (made of the value types and the one number
+parser in values.py; decoding.py turns a message into a payload's form), devices.py which
+registers each kind of device uses, docs.py how they are described to people.
 """
 
 from givbridge.commands.executor import CommandExecutor

@@ -15,17 +15,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from givbridge.commands.access import reads_only
+from givbridge.commands.decoding import MAX_PAYLOAD_BYTES, TRANSACTION_KEY
 from givbridge.commands.devices import reference_devices
 from givbridge.commands.results import HTTP_OK, HTTP_STATUS, ErrorCode
-from givbridge.commands.schemas import (
-    MAX_PAYLOAD_BYTES,
-    NUMBER_TEXT,
-    TIME_TEXT,
-    TRANSACTION_KEY,
-    NoPayload,
-    SettingsPayload,
-)
+from givbridge.commands.schemas import NoPayload, SettingsPayload
 from givbridge.commands.spec import Command
+from givbridge.commands.values import NUMBER_TEXT, TIME_TEXT
 
 if TYPE_CHECKING:
     from givbridge.commands.registry import Registry

@@ -40,10 +40,11 @@ from pydantic import ValidationError
 from givbridge.clock import Clock
 from givbridge.commands import docs
 from givbridge.commands.access import CACHED_READ, LOCAL, TOKEN_KEY, AccessPolicy, Caller, Clearance, Transport
+from givbridge.commands.decoding import Message, UnreadablePayload, decode
 from givbridge.commands.queue import CommandQueue
 from givbridge.commands.registry import REGISTRY, Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode, Transaction
-from givbridge.commands.schemas import Message, NoPayload, Payload, UnreadablePayload, decode
+from givbridge.commands.schemas import NoPayload, Payload
 from givbridge.commands.spec import ActionContext, Command, PlanInput, Planned
 from givbridge.commands.writing import carry_out, device_errors
 from givbridge.config import Settings

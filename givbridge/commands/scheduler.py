@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,51 +52,28 @@ from givbridge.commands import devices as dev
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
 from givbridge.commands.timed import KINDS, TimedKind, kinds_for, next_change
 from givbridge.commands.timed_record import DOCUMENT, RECORD_FORMAT, Action, Key, Phase, inverter_time
+from givbridge.commands.timed_results import (
+    Reverted,
+    problem_of,
+    read_back,
+    refusal,
+    register_values,
+    result_names,
+    revert_result,
+)
 from givbridge.commands.writing import carry_out, confirm
 from givbridge.devices.inverter import InverterRunner
 from givbridge.devices.outcome import NotWritable, UncleanRead, Unreachable, WriteStatus
 from givbridge.devices.supervisor import Bridge
 from givbridge.log import get_logger
 from givbridge.plant import registers as reg
-from givbridge.plant.snapshot import Scalar, Snapshot
+from givbridge.plant.snapshot import Scalar
 from givbridge.plant.writes import WritePlan
 from givbridge.runtime.backoff import Backoff
 from givbridge.runtime.signal import Signal
 from givbridge.store import JsonStore
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Reverted:
-    data: dict[str, Any]
-    refused: tuple[tuple[int, int], ...]  # baseline values the inverter would not take back
-
-
-def _leaves(values: Mapping[str, Scalar]) -> dict[str, Scalar]:
-    """Snapshot paths as the leaf names results use."""
-    return {path.rsplit("/", 1)[-1]: value for path, value in values.items()}
-
-
-def _read_back(kind: TimedKind, snapshot: Snapshot | None) -> dict[str, Scalar]:
-    """The values ``kind`` writes as ``snapshot`` (rebuilt from a read-back) holds them, by leaf name."""
-    if snapshot is None:
-        return {}
-    return _leaves({path: snapshot[path] for path in kind.reported if path in snapshot})
-
-
-def _registers(pairs: Iterable[tuple[int, int]]) -> dict[str, int]:
-    return {f"HR{register}": value for register, value in pairs}
-
-
-def _problem(exc: BaseException) -> tuple[ErrorCode, str]:
-    if isinstance(exc, CommandFailed):
-        return exc.code, exc.message
-    if isinstance(exc, Unreachable):
-        return ErrorCode.UNREACHABLE, str(exc) or "the inverter did not answer"
-    if isinstance(exc, PermissionError):
-        return ErrorCode.READ_ONLY, str(exc)
-    return ErrorCode.INTERNAL, f"internal error: {exc!r}"
 
 
 class TimedActions:
@@ -246,11 +223,11 @@ class TimedActions:
         log.info("timed action started", action=kind.name, serial=serial, minutes=minutes, ends=ends.isoformat())
         await self._announce(serial, kind)
         return {
-            **_read_back(kind, applied.snapshot),
-            **_leaves(kind.state(action.ends, self.clock.now())),
+            **read_back(kind, applied.snapshot),
+            **result_names(kind.state(action.ends, self.clock.now())),
             "state": Phase.RUNNING.value,
             "ends": action.ends.astimezone(runner.tz),
-            "baseline": _registers(action.baseline),
+            "baseline": register_values(action.baseline),
         }
 
     @staticmethod
@@ -287,27 +264,27 @@ class TimedActions:
         assert context is not None
         action = self._actions.get((context.serial, kind.name))
         if action is None:
-            return {**_leaves(kind.state(None, self.clock.now())), "state": "not running"}
+            return {**result_names(kind.state(None, self.clock.now())), "state": "not running"}
         self._stop_revert(action.key)
         reverted = await self._revert_now(action, runner, reason="cancelled", announce=False)
         return reverted.data
 
     # ------------------------------------------------------------------ reverting
 
-    async def _revert_now(self, action: Action, runner: InverterRunner, *, reason: str, announce: bool) -> _Reverted:
+    async def _revert_now(self, action: Action, runner: InverterRunner, *, reason: str, announce: bool) -> Reverted:
         """Revert ``action`` now (lock held). On failure it is left pending for the countdown to retry."""
         try:
             reverted = await self._revert_locked(action, runner, reason=reason)
         except (Unreachable, CommandFailed, PermissionError) as exc:
-            code, message = _problem(exc)
+            code, message = problem_of(exc)
             await self._mark_pending(action, reason, message)
             raise CommandFailed(
                 code, f"could not revert {action.kind}: {message}; the revert is pending and givbridge keeps trying"
             ) from None
         if announce:
-            await self.on_result.emit(self._result(action, reverted))
+            await self.on_result.emit(revert_result(action, reverted))
         if reverted.refused:
-            raise CommandFailed(ErrorCode.REJECTED, self._refusal(action, reverted), reverted.data)
+            raise CommandFailed(ErrorCode.REJECTED, refusal(action, reverted), reverted.data)
         return reverted
 
     async def _undo_start(self, action: Action, runner: InverterRunner) -> None:
@@ -315,7 +292,7 @@ class TimedActions:
         try:
             await self._revert_locked(action, runner, reason=f"{action.kind} could not be started")
         except (Unreachable, CommandFailed, PermissionError) as exc:
-            await self._mark_pending(action, f"{action.kind} could not be started", _problem(exc)[1])
+            await self._mark_pending(action, f"{action.kind} could not be started", problem_of(exc)[1])
 
     async def _mark_pending(self, action: Action, reason: str, problem: str) -> None:
         action.phase, action.reason, action.error = Phase.PENDING, reason, problem
@@ -323,7 +300,7 @@ class TimedActions:
         await self._save()
         self._changed.set()  # the countdown starts retrying it
 
-    async def _revert_locked(self, action: Action, runner: InverterRunner, *, reason: str) -> _Reverted:
+    async def _revert_locked(self, action: Action, runner: InverterRunner, *, reason: str) -> Reverted:
         """Write ``action``'s baseline back and read it back; the caller holds the device's command lock."""
         if runner.context is None:
             raise Unreachable(f"inverter {action.serial} is not connected")
@@ -371,33 +348,22 @@ class TimedActions:
         )
         await self._announce(action.serial, kind)
         data: dict[str, Any] = {
-            **_read_back(kind, latest),
-            **_leaves(kind.state(None, self.clock.now())),
+            **read_back(kind, latest),
+            **result_names(kind.state(None, self.clock.now())),
             "state": "reverted",
             "reason": reason,
-            "restored": _registers(pair for pair in restore if pair not in refused),
+            "restored": register_values(pair for pair in restore if pair not in refused),
         }
         if left_alone:
-            data["left_alone"] = _registers(left_alone.items())
+            data["left_alone"] = register_values(left_alone.items())
         if refused:
-            data["not_restored"] = _registers(refused)
-        return _Reverted(data, tuple(refused))
+            data["not_restored"] = register_values(refused)
+        return Reverted(data, tuple(refused))
 
     def _stop_revert(self, key: Key) -> None:
         task = self._reverts.pop(key, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-
-    @staticmethod
-    def _refusal(action: Action, reverted: _Reverted) -> str:
-        listed = ", ".join(f"HR{register}={value}" for register, value in reverted.refused)
-        return f"{action.kind} was reverted except {listed}, which the inverter would not take back"
-
-    def _result(self, action: Action, reverted: _Reverted) -> CommandResult:
-        if reverted.refused:
-            failure = CommandFailed(ErrorCode.REJECTED, self._refusal(action, reverted), reverted.data)
-            return CommandResult.failure(action.kind, None, action.serial, failure)
-        return CommandResult.success(action.kind, None, action.serial, reverted.data)
 
     async def _expire(self, action: Action) -> None:
         """Revert a due action, retrying with backoff until it is done (or cancelled, or extended)."""
@@ -422,7 +388,7 @@ class TimedActions:
                 except Exception as exc:  # every failure is retried; a bug is also logged loudly
                     if not isinstance(exc, (Unreachable, CommandFailed, PermissionError)):
                         log.exception("timed action revert failed unexpectedly", action=action.kind)
-                    code, message = _problem(exc)
+                    code, message = problem_of(exc)
                     action.phase, action.error = Phase.PENDING, message
                     action.attempts += 1
                     await self._save()
@@ -439,7 +405,7 @@ class TimedActions:
                         await self.on_result.emit(CommandResult.failure(action.kind, None, action.serial, failure))
                     await self._pause(backoff.next(), wake_on_report=code is ErrorCode.UNREACHABLE)
                     continue
-                await self.on_result.emit(self._result(action, reverted))
+                await self.on_result.emit(revert_result(action, reverted))
                 return
         finally:
             if self._reverts.get(key) is asyncio.current_task():

@@ -17,7 +17,8 @@ from givbridge.commands.access import Clearance
 from givbridge.commands.results import CommandFailed, ErrorCode, json_safe
 from givbridge.commands.schemas import LogLevelPayload, NoPayload, SettingsPayload
 from givbridge.commands.spec import ActionContext, Command
-from givbridge.config import SAVED_SETTINGS, Settings
+from givbridge.config import Settings
+from givbridge.config_loading import SAVED_SETTINGS
 from givbridge.devices.inverter import InverterRunner
 from givbridge.devices.outcome import Unreachable, WriteStatus
 from givbridge.log import set_log_level

@@ -38,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 from givbridge.commands import devices as dev
 from givbridge.commands import rates
 from givbridge.commands.results import CommandFailed
-from givbridge.commands.schemas import CANCEL, DurationPayload
+from givbridge.commands.schemas import DurationPayload
 from givbridge.commands.slots import hhmm
 from givbridge.commands.spec import ActionContext, Applicability, Command, unsupported
 from givbridge.commands.targets import MIN_SOC, charge_target_writes
+from givbridge.commands.values import CANCEL
 from givbridge.devices.context import DeviceContext
 from givbridge.plant import registers as reg
 from givbridge.plant.derive import RATE_REGISTER_MAX

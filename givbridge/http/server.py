@@ -23,7 +23,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from givbridge.config import ConfigError
+from givbridge.config_checks import ConfigError
 from givbridge.http.connections import ConnectionGuard, GuardedH11
 from givbridge.http.routes import METRICS_PATH, Handlers, Services, build_app, build_metrics_app
 from givbridge.log import get_logger

@@ -25,7 +25,8 @@ import asyncio
 from collections.abc import Iterable
 
 from givbridge.log import get_logger
-from givbridge.mqtt.client import MqttClient, Publication
+from givbridge.mqtt.client import MqttClient
+from givbridge.mqtt.publications import Publication
 from givbridge.mqtt.topics import OFFLINE, ONLINE, Topics
 from givbridge.store import JsonStore
 

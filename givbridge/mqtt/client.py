@@ -8,9 +8,7 @@ clean session) so the rest of the bridge sees an asyncio object:
   the loop and is touched only there, so it needs no locks. There are no other threads.
 * ``connect_async`` + paho's own reconnect mean a broker that is down at start, restarts or
   refuses the credentials is retried in the background for ever; nothing here raises because
-  the broker cannot be reached. A broker that cannot be reached is tried again after 1 s, then
-  2 s, then every 3 s, so one that returns is connected to within 3 s; a broker that answers
-  and refuses the connection (credentials, authorisation) backs off to once a minute.
+  the broker cannot be reached. How often is :mod:`givbridge.mqtt.reconnect`'s policy.
 * Subscriptions are remembered and sent again after every (re)connect (a clean session
   forgets them). Once the broker has acknowledged them the ``on_connect`` callbacks run; the
   bridge republishes its state, availability and discovery there.
@@ -23,20 +21,23 @@ clean session) so the rest of the bridge sees an asyncio object:
 
 paho logs through the stdlib logger ``paho.mqtt.client`` (``enable_logger``), which the
 application's logging setup formats like every other line. Credentials are never logged.
+
+The parts that need no paho live beside this module: what is sent (:mod:`~givbridge.mqtt.publications`),
+the acknowledgements awaited (:mod:`~givbridge.mqtt.acks`), the subscriptions and handler tasks
+(:mod:`~givbridge.mqtt.subscriptions`), the connection state and ``on_connect`` callbacks
+(:mod:`~givbridge.mqtt.session`), the reconnect policy and stats (:mod:`~givbridge.mqtt.reconnect`)
+and the filter for paho's log (:mod:`~givbridge.mqtt.paho_log`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
 import logging
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
@@ -52,34 +53,26 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from givbridge.clock import Clock, SystemClock
-from givbridge.config import ConfigError, MqttSettings
+from givbridge.config import MqttSettings
+from givbridge.config_checks import ConfigError
+from givbridge.mqtt.acks import PendingAcks
+from givbridge.mqtt.paho_log import BENIGN_PAHO_ERRORS
+from givbridge.mqtt.publications import Payload, Publication, encode_payload
+from givbridge.mqtt.reconnect import (
+    MqttStats,
+    reconnect_delays,
+)
+from givbridge.mqtt.session import BrokerSession, ConnectCallback
+from givbridge.mqtt.subscriptions import HandlerTasks, SubscriptionRegistry
 
 __all__ = [
-    "ConnectCallback",
     "Message",
     "MessageHandler",
     "MqttClient",
-    "MqttStats",
-    "Payload",
-    "Publication",
 ]
 
 log = structlog.stdlib.get_logger(__name__)
 
-Payload = str | bytes | None
-"""What can be published: text (sent as UTF-8), raw bytes, or ``None`` for an empty payload,
-which on a retained topic clears it."""
-
-RECONNECT_MIN_DELAY = 1
-RECONNECT_MAX_DELAY = 3
-"""Seconds between attempts to reach a broker that is not there (doubling from the minimum).
-Waiting for a restarting broker is the common case: a refused TCP connection costs nothing, and
-the cap bounds how late a returning broker is noticed to 3 s, leaving the rest of the 5 s in
-which the bridge promises its state back for the handshake and the republish (discovery's
-documents are the bulk of it: hundreds of kB per inverter)."""
-REFUSED_MAX_DELAY = 60
-"""The cap instead while the broker answers and refuses us (bad credentials, not authorised):
-retrying faster does not fix a configuration, and every attempt is a line in the broker's log."""
 SUBACK_TIMEOUT = 10.0
 """Seconds to wait for the broker to acknowledge the resubscription before sending it again.
 The ``on_connect`` callbacks (``bridge/state`` = ``online``) never run before an acknowledgement:
@@ -102,53 +95,9 @@ class Message:
         return self.payload.decode("utf-8", errors="replace")
 
 
-@dataclass(frozen=True, slots=True)
-class Publication:
-    """A message to send later: the Last Will, or one of the final messages of :meth:`MqttClient.stop`."""
-
-    topic: str
-    payload: Payload = None
-    retain: bool = False
-    qos: Literal[0, 1, 2] = 1
-
-
-@dataclass(frozen=True, slots=True)
-class MqttStats:
-    """Counters for diagnostics; a snapshot, not live."""
-
-    connected: bool
-    connected_since: datetime | None
-    published: int
-    """Messages handed to the broker connection."""
-    dropped: int
-    """Publishes refused because the client was not connected (or paho's queue was full)."""
-    received: int
-    reconnects: int
-    """Successful connections after the first one."""
-    connect_failures: int
-    """Connection attempts that failed: broker unreachable, TLS failure or CONNACK refusal."""
-
-
 MessageHandler = Callable[[Message], Awaitable[None] | None]
 """Called in the event loop for each matching message. A coroutine function's coroutine is
 run as a task; exceptions (sync or async) are logged and never reach the client."""
-
-ConnectCallback = Callable[[], Awaitable[None]]
-"""Awaited in the event loop after every successful (re)connect, once subscriptions are acknowledged."""
-
-
-@dataclass(slots=True)
-class _Subscription:
-    qos: int
-    handlers: list[MessageHandler] = field(default_factory=list)
-
-
-def _encode(payload: Payload) -> bytes:
-    if payload is None:
-        return b""
-    if isinstance(payload, str):
-        return payload.encode("utf-8")
-    return bytes(payload)
 
 
 class MqttClient:
@@ -184,26 +133,16 @@ class MqttClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._network_thread: threading.Thread | None = None
         self._started = False
-        self._stopping = False  # read by paho's thread; a plain bool is safe under the GIL
         self._stopped = False
 
-        self._subscriptions: dict[str, _Subscription] = {}
-        self._connect_callbacks: list[ConnectCallback] = []
-        self._connected = False
-        self._ready = asyncio.Event()
-        self._session_task: asyncio.Task[None] | None = None
-        self._handler_tasks: set[asyncio.Task[None]] = set()
-        self._pending_pubacks: dict[int, asyncio.Future[bool]] = {}
-        self._pending_subacks: dict[int, asyncio.Future[list[bool]]] = {}
+        self._subscriptions: SubscriptionRegistry[MessageHandler] = SubscriptionRegistry()
+        self._session = BrokerSession(settings, self._clock, self._resubscribe)
+        self._handler_tasks = HandlerTasks()
+        self._acks = PendingAcks()
 
-        self._connected_since: datetime | None = None
         self._published = 0
         self._dropped = 0
         self._received = 0
-        self._connects = 0
-        self._connect_failures = 0
-        self._failing_since_success = False
-        self._attempt_open = False  # a connection attempt began and has no outcome yet
         self._refused = False  # paho's thread only: the last attempt got a CONNACK refusal
 
     # ------------------------------------------------------------------ public API
@@ -211,7 +150,7 @@ class MqttClient:
     @property
     def connected(self) -> bool:
         """True while the broker connection is up (as last seen by the event loop)."""
-        return self._connected
+        return self._session.connected
 
     @property
     def client_id(self) -> str:
@@ -220,13 +159,13 @@ class MqttClient:
     @property
     def stats(self) -> MqttStats:
         return MqttStats(
-            connected=self._connected,
-            connected_since=self._connected_since,
+            connected=self._session.connected,
+            connected_since=self._session.record.connected_since,
             published=self._published,
             dropped=self._dropped,
             received=self._received,
-            reconnects=max(0, self._connects - 1),
-            connect_failures=self._connect_failures,
+            reconnects=self._session.record.reconnects,
+            connect_failures=self._session.record.connect_failures,
         )
 
     def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
@@ -238,30 +177,13 @@ class MqttClient:
         per matching subscription (amqtt does, mosquitto does not), and the copies cannot be
         told apart, so every matching handler would see the message twice.
         """
-        if qos not in (0, 1, 2):
-            raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
-        sub = self._subscriptions.get(topic_filter)
-        send = sub is None or qos > sub.qos
-        if sub is None:
-            sub = self._subscriptions[topic_filter] = _Subscription(qos)
-        sub.qos = max(sub.qos, qos)
-        sub.handlers.append(handler)
-        # Only (re)send when something changed: a repeated SUBSCRIBE makes the broker resend
-        # every retained message to the handlers already there.
-        if send and self._connected:
-            self._paho.subscribe(topic_filter, sub.qos)
+        send_qos = self._subscriptions.add(topic_filter, handler, qos)
+        if send_qos is not None and self._session.connected:
+            self._paho.subscribe(topic_filter, send_qos)
 
     def unsubscribe(self, topic_filter: str, handler: MessageHandler | None = None) -> None:
         """Forget ``handler`` (or every handler) for ``topic_filter``; unsubscribe when none is left."""
-        sub = self._subscriptions.get(topic_filter)
-        if sub is None:
-            return
-        if handler is not None:
-            sub.handlers = [h for h in sub.handlers if h != handler]
-            if sub.handlers:
-                return
-        del self._subscriptions[topic_filter]
-        if self._connected:
+        if self._subscriptions.remove(topic_filter, handler) and self._session.connected:
             self._paho.unsubscribe(topic_filter)
 
     def on_connect(self, callback: ConnectCallback) -> ConnectCallback:
@@ -271,13 +193,13 @@ class MqttClient:
         If the connection drops while they run, they are cancelled (they run again after the
         next connect). Exceptions are logged.
         """
-        self._connect_callbacks.append(callback)
+        self._session.add_callback(callback)
         return callback
 
     async def start(self) -> None:
         """Configure paho and start connecting in the background. Returns at once.
 
-        Raises :class:`~givbridge.config.ConfigError` only for a TLS setup that cannot work
+        Raises :class:`~givbridge.config_checks.ConfigError` only for a TLS setup that cannot work
         (unreadable certificate files); an unreachable broker is never an error.
         """
         if self._started:
@@ -287,13 +209,13 @@ class MqttClient:
         settings = self._settings
         paho = self._paho
         paho_logger = logging.getLogger("paho.mqtt.client")
-        if _BENIGN_PAHO_ERROR not in paho_logger.filters:
-            paho_logger.addFilter(_BENIGN_PAHO_ERROR)
+        if BENIGN_PAHO_ERRORS not in paho_logger.filters:
+            paho_logger.addFilter(BENIGN_PAHO_ERRORS)
         paho.enable_logger(paho_logger)
         # Our callbacks catch everything themselves; this is a second net so that no exception
         # can ever end paho's network thread (it would silently stop reconnecting).
         paho.suppress_exceptions = True
-        paho.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
+        paho.reconnect_delay_set(*reconnect_delays(refused=False))
         paho.on_pre_connect = self._paho_on_pre_connect
         paho.on_connect = self._paho_on_connect
         paho.on_connect_fail = self._paho_on_connect_fail
@@ -308,7 +230,7 @@ class MqttClient:
             self._configure_tls()
         if self._will is not None:
             will = self._will
-            paho.will_set(will.topic, _encode(will.payload), qos=will.qos, retain=will.retain)
+            paho.will_set(will.topic, encode_payload(will.payload), qos=will.qos, retain=will.retain)
         log.info(
             "mqtt connecting",
             host=settings.host,
@@ -330,14 +252,7 @@ class MqttClient:
 
         Returns False if that did not happen within ``timeout`` seconds.
         """
-        if self._ready.is_set():
-            return True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._ready.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await self._session.wait_ready(timeout)
 
     def publish(
         self,
@@ -354,10 +269,10 @@ class MqttClient:
         wildcard in it, or empty): that is a programming error, not a network condition.
         """
         qos = self._settings.qos if qos is None else qos
-        if not self._connected:
+        if not self._session.connected:
             self._dropped += 1
             return False
-        info = self._paho.publish(topic, _encode(payload), qos=qos, retain=retain)
+        info = self._paho.publish(topic, encode_payload(payload), qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             # The connection dropped and the loop has not heard yet. A QoS>0 message stays in
             # paho's queue and may still go out after the reconnect; harmless, since the
@@ -398,13 +313,13 @@ class MqttClient:
         the final messages cannot be delivered; the broker then already published the Last
         Will when it lost the connection. Safe to call more than once, or without start().
         """
-        if self._stopping:
+        if self._session.stopping:
             return
-        self._stopping = True
+        self._session.stopping = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         final = list(final)
-        if final and self._connected:
+        if final and self._session.connected:
             # Leave a quarter of the budget for the DISCONNECT and the thread to end.
             budget = max(0.0, timeout * 0.75)
             futures = [self._publish_tracked(p.topic, p.payload, retain=p.retain, qos=max(p.qos, 1)) for p in final]
@@ -415,10 +330,9 @@ class MqttClient:
                 if confirmed < len(final):
                     log.warning("mqtt final messages not all confirmed", confirmed=confirmed, total=len(final))
 
-        was_connected = self._connected
-        self._cancel_session()
-        for task in list(self._handler_tasks):
-            task.cancel()
+        was_connected = self._session.connected
+        self._session.cancel()
+        self._handler_tasks.cancel_all()
         if self._started:
             self._paho.disconnect()
             # paho's thread ends once the DISCONNECT is written (or, when disconnected, within
@@ -434,8 +348,8 @@ class MqttClient:
                 # It is a daemon thread and ends by itself; joining it would block the loop.
                 log.warning("mqtt network thread still busy at shutdown; leaving it to finish")
         self._stopped = True
-        self._set_disconnected()
-        self._fail_pending()
+        self._session.set_down()
+        self._acks.fail_all()
         if self._started:
             log.info("mqtt stopped", was_connected=was_connected, published=self._published, dropped=self._dropped)
 
@@ -456,10 +370,10 @@ class MqttClient:
 
     def _publish_tracked(self, topic: str, payload: Payload, *, retain: bool, qos: int) -> asyncio.Future[bool] | None:
         """Publish with QoS>=1 and return a future resolved by the PUBACK, or None if not sent."""
-        if not self._connected or self._loop is None:
+        if not self._session.connected or self._loop is None:
             self._dropped += 1
             return None
-        info = self._paho.publish(topic, _encode(payload), qos=qos, retain=retain)
+        info = self._paho.publish(topic, encode_payload(payload), qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._dropped += 1
             return None
@@ -468,179 +382,43 @@ class MqttClient:
         # through call_soon_threadsafe, so it cannot run before this future is registered.
         self._published += 1
         future: asyncio.Future[bool] = self._loop.create_future()
-        self._pending_pubacks[info.mid] = future
-        future.add_done_callback(functools.partial(self._forget_puback, info.mid))
+        self._acks.expect_puback(info.mid, future)
         return future
 
-    def _forget_puback(self, mid: int, future: asyncio.Future[bool]) -> None:
-        if self._pending_pubacks.get(mid) is future:
-            del self._pending_pubacks[mid]
-
-    def _on_attempt(self) -> None:
-        self._attempt_open = True
-
-    def _on_connected(self, session_present: bool) -> None:
-        self._attempt_open = False
-        if self._stopping:
-            return
-        self._connected = True
-        self._connects += 1
-        self._failing_since_success = False
-        self._attempt_open = False  # a connection attempt began and has no outcome yet
-        self._connected_since = self._clock.now()
-        s = self._settings
-        log.info(
-            "mqtt connected",
-            host=s.host,
-            port=s.port,
-            client_id=s.client_id,
-            reconnect=self._connects > 1,
-            session_present=session_present,
-        )
-        self._cancel_session()
-        assert self._loop is not None
-        self._session_task = self._loop.create_task(self._run_session(), name="mqtt-on-connect")
-
-    def _on_connect_refused(self, reason: str) -> None:
-        self._attempt_failed(
-            "mqtt broker refused the connection; retrying in the background",
-            reason=reason,
-            username=self._settings.username,
-        )
-
-    def _on_connect_failed(self, reason: str = "unreachable") -> None:
-        self._attempt_failed("mqtt broker unreachable; retrying in the background", reason=reason)
-
-    def _attempt_failed(self, event: str, **fields: Any) -> None:
-        """Count a failed connection attempt; warn on the first since the last success, then debug."""
-        self._attempt_open = False
-        self._connect_failures += 1
-        if self._stopping:
-            return
-        level = logging.DEBUG if self._failing_since_success else logging.WARNING
-        self._failing_since_success = True
-        log.log(
-            level, event, host=self._settings.host, port=self._settings.port, attempts=self._connect_failures, **fields
-        )
-
-    def _on_disconnected(self, reason: str, from_broker: bool) -> None:
-        was_connected = self._connected
-        self._set_disconnected()
-        if self._attempt_open:
-            # Closed before any CONNACK: e.g. with TLS 1.3 a broker that rejects the client
-            # certificate only says so after the client's side of the handshake completed.
-            self._on_connect_failed(f"connection closed before CONNACK ({reason})")
-        elif was_connected and not self._stopping:
-            log.warning("mqtt connection lost; reconnecting in the background", reason=reason, from_broker=from_broker)
-
-    def _set_disconnected(self) -> None:
-        self._connected = False
-        self._connected_since = None
-        self._ready.clear()
-        self._cancel_session()
-
-    def _cancel_session(self) -> None:
-        task = self._session_task
-        # Not when stop() itself runs inside an on_connect callback: it would cancel itself.
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
-        self._session_task = None
-
-    def _fail_pending(self) -> None:
-        # Resolve rather than cancel: a cancelled future would surface in publish_confirmed()'s
-        # caller as CancelledError, indistinguishable from its own task being cancelled.
-        for puback in self._pending_pubacks.values():
-            if not puback.done():
-                puback.set_result(False)
-        for suback in self._pending_subacks.values():
-            if not suback.done():
-                suback.set_result([])
-        self._pending_pubacks.clear()
-        self._pending_subacks.clear()
-
-    async def _run_session(self) -> None:
-        """After a CONNACK: resubscribe, wait for the SUBACK, then run the on_connect callbacks."""
-        if self._subscriptions and not await self._resubscribe():
-            return  # the connection dropped first: the next connect starts over
-        self._ready.set()
-        for callback in list(self._connect_callbacks):
-            try:
-                await callback()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("mqtt on_connect callback failed", callback=_name(callback))
-
     async def _resubscribe(self) -> bool:
-        """Subscribe to every filter again; True once the broker has acknowledged it."""
+        """Subscribe to every filter again; True once the broker has acknowledged it (or there is none)."""
+        if not self._subscriptions:
+            return True
         assert self._loop is not None
-        filters = [(topic_filter, sub.qos) for topic_filter, sub in self._subscriptions.items()]
+        filters = self._subscriptions.filters()
         while True:
             rc, mid = self._paho.subscribe(filters)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                 return False  # the connection already dropped; the disconnect hop follows
             future: asyncio.Future[list[bool]] = self._loop.create_future()
-            self._pending_subacks[mid] = future
+            self._acks.expect_suback(mid, future)
             try:
                 async with asyncio.timeout(SUBACK_TIMEOUT):
                     failures = await future
-                if not self._connected:
+                if not self._session.connected:
                     return False  # resolved by stop() or a lost connection, not by a SUBACK
                 break
             except TimeoutError:
                 log.warning("mqtt subscriptions not acknowledged in time; subscribing again", filters=len(filters))
             finally:
-                self._pending_subacks.pop(mid, None)
+                self._acks.forget_suback(mid)
         for (topic_filter, _qos), failed in zip(filters, failures, strict=False):
             if failed:
                 log.warning("mqtt broker refused a subscription", topic_filter=topic_filter)
         return True
-
-    def _on_puback(self, mid: int) -> None:
-        future = self._pending_pubacks.get(mid)
-        if future is not None and not future.done():
-            future.set_result(True)
-
-    def _on_suback(self, mid: int, failures: list[bool]) -> None:
-        future = self._pending_subacks.get(mid)
-        if future is not None and not future.done():
-            future.set_result(failures)
 
     def _dispatch(self, message: Message) -> None:
         if self._stopped:
             return
         self._received += 1
         assert self._loop is not None
-        for topic_filter, sub in list(self._subscriptions.items()):
-            if not topic_matches_sub(topic_filter, message.topic):
-                continue
-            for handler in list(sub.handlers):
-                try:
-                    result = handler(message)
-                    if inspect.isawaitable(result):
-                        task = self._loop.create_task(_await(result), name=f"mqtt-handler {message.topic}")
-                        self._handler_tasks.add(task)
-                        task.add_done_callback(functools.partial(self._handler_done, topic_filter, handler))
-                except Exception:
-                    log.exception(
-                        "mqtt message handler failed",
-                        topic=message.topic,
-                        topic_filter=topic_filter,
-                        handler=_name(handler),
-                    )
-
-    def _handler_done(self, topic_filter: str, handler: MessageHandler, task: asyncio.Task[None]) -> None:
-        self._handler_tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error(
-                "mqtt message handler failed",
-                topic_filter=topic_filter,
-                handler=_name(handler),
-                exc_info=exc,
-            )
+        for topic_filter, handler in self._subscriptions.matching(message.topic, topic_matches_sub):
+            self._handler_tasks.deliver(self._loop, handler, message, topic=message.topic, topic_filter=topic_filter)
 
     # ------------------------------------------------------------------ paho's thread
     # Everything below runs on paho's network thread. It only copies plain values out of
@@ -665,11 +443,11 @@ class MqttClient:
         try:
             self._set_backoff(refused=reason_code.is_failure)
             if reason_code.is_failure:
-                self._hop(self._on_connect_refused, str(reason_code))
+                self._hop(self._session.refused, str(reason_code))
             else:
-                if self._stopping:
+                if self._session.stopping:
                     client.disconnect()  # connected while stop() was waiting: leave at once
-                self._hop(self._on_connected, bool(flags.session_present))
+                self._hop(self._session.up, bool(flags.session_present))
         except Exception:
             logging.getLogger(__name__).exception("mqtt on_connect hop failed")
 
@@ -680,14 +458,14 @@ class MqttClient:
         """
         if refused != self._refused:
             self._refused = refused
-            self._paho.reconnect_delay_set(RECONNECT_MIN_DELAY, REFUSED_MAX_DELAY if refused else RECONNECT_MAX_DELAY)
+            self._paho.reconnect_delay_set(*reconnect_delays(refused=refused))
 
     def _paho_on_pre_connect(self, client: Client, userdata: object) -> None:
-        self._hop(self._on_attempt)
+        self._hop(self._session.attempt_began)
 
     def _paho_on_connect_fail(self, client: Client, userdata: object) -> None:
         self._set_backoff(refused=False)  # unreachable now, refusing or not before: look for it often
-        self._hop(self._on_connect_failed)
+        self._hop(self._session.unreachable)
 
     def _paho_on_disconnect(
         self,
@@ -698,7 +476,7 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         try:
-            self._hop(self._on_disconnected, str(reason_code), bool(flags.is_disconnect_packet_from_server))
+            self._hop(self._session.lost, str(reason_code), bool(flags.is_disconnect_packet_from_server))
         except Exception:
             logging.getLogger(__name__).exception("mqtt on_disconnect hop failed")
 
@@ -718,7 +496,7 @@ class MqttClient:
         reason_code: ReasonCode,
         properties: Properties,
     ) -> None:
-        self._hop(self._on_puback, mid)
+        self._hop(self._acks.puback, mid)
 
     def _paho_on_subscribe(
         self,
@@ -729,38 +507,6 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         try:
-            self._hop(self._on_suback, mid, [rc.is_failure for rc in reason_codes])
+            self._hop(self._acks.suback, mid, [rc.is_failure for rc in reason_codes])
         except Exception:
             logging.getLogger(__name__).exception("mqtt on_subscribe hop failed")
-
-
-class _DropBenignLoopErrors(logging.Filter):
-    """Drop two misleading ERROR lines paho 2.2's network loop logs in normal operation.
-
-    Its loop runs once over a socket that is not there and logs "Client is not connected.
-    Socket: None). Last known Connection State: ..." at ERROR:
-
-    * ``MQTT_CS_DISCONNECTED``: after every deliberate ``disconnect()``, i.e. at every clean
-      shutdown (that state is only reached through ``disconnect()``);
-    * ``MQTT_CS_CONNECTING``: after the first connection attempt failed, which this module
-      already reports as "broker unreachable".
-
-    A lost connection (``MQTT_CS_CONNECTION_LOST``) and every other paho error still get through.
-    """
-
-    _BENIGN = ("Connection State: MQTT_CS_DISCONNECTED", "Connection State: MQTT_CS_CONNECTING")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        return not (message.startswith("Client is not connected") and message.endswith(self._BENIGN))
-
-
-_BENIGN_PAHO_ERROR = _DropBenignLoopErrors()
-
-
-async def _await(awaitable: Awaitable[None]) -> None:
-    await awaitable
-
-
-def _name(fn: object) -> str:
-    return str(getattr(fn, "__qualname__", None) or repr(fn))

@@ -34,11 +34,11 @@ that contradict its first.
 from __future__ import annotations
 
 from givbridge.commands.access import MQTT, reads_only
+from givbridge.commands.decoding import decode
 from givbridge.commands.docs import accepted_forms
 from givbridge.commands.executor import CommandExecutor
 from givbridge.commands.registry import Registry
 from givbridge.commands.results import CommandFailed, CommandResult, ErrorCode
-from givbridge.commands.schemas import decode
 from givbridge.log import get_logger
 from givbridge.mqtt.client import Message, MqttClient
 from givbridge.mqtt.topics import BRIDGE_DEVICE, INVALID_TOPIC, InvalidTopic, Topics, quoted

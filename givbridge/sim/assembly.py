@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from givbridge.sim import physics
 from givbridge.sim.physics import Energy, Rating
-from givbridge.sim.profiles import CELLS_PER_MODULE, METER_ADDRESSES, InverterProfile, profile_for
+from givbridge.sim.profile_spec import CELLS_PER_MODULE, METER_ADDRESSES, InverterProfile
+from givbridge.sim.profiles import profile_for
 from givbridge.sim.render import Pack, serial_registers
 from givbridge.sim.render_hv import Module, Stack
 from givbridge.sim.render_meter import MeterRole

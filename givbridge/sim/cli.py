@@ -16,7 +16,8 @@ from givbridge.clock import Clock, ScaledClock, SystemClock
 from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
 from givbridge.sim.fault_script import SYNTAX, FaultScript, FaultSpecError
 from givbridge.sim.plant import SimulatedPlant
-from givbridge.sim.profiles import MAX_PACKS, METER_ADDRESSES, PROFILES
+from givbridge.sim.profile_spec import MAX_PACKS, METER_ADDRESSES
+from givbridge.sim.profiles import PROFILES
 from givbridge.sim.server import SimulatorServer
 
 

@@ -75,7 +75,7 @@ class Controls:
     """The settings the battery logic obeys (register numbers as on single-phase hybrids).
 
     Other layouts map their own registers onto these fields (see ``ControlMap`` in
-    :mod:`givbridge.sim.profiles`): three-phase HR1109/1111/1113-1123, the EMS plant
+    :mod:`givbridge.sim.profile_spec`): three-phase HR1109/1111/1113-1123, the EMS plant
     schedule HR2040-2071.
     """
 

@@ -8,8 +8,10 @@ read and nothing runs between requests.
 What answers where: the device itself at 0x11 (and its legacy aliases), LV packs and the
 empty BMS pages at 0x30-0x37, an HV stack's BMS (0xA0), BCU (0x70), modules (0x50+) and
 BAMS page (0x90), and meters at 0x01-0x08 (fitted ones with readings, the rest with a blank
-page or nothing, per model). The units an EMS manages or a Gateway parallels are only
-reported through their controller's rollup.
+page or nothing, per model; the peripherals are laid out in :mod:`givbridge.sim.bus`). The
+units an EMS manages or a Gateway parallels are only reported through their controller's
+rollup. The battery logic obeys the holding registers as :mod:`givbridge.sim.controls`
+decodes them.
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ import calendar
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from functools import partial
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -29,19 +30,15 @@ from givbridge.clock import Clock, SystemClock
 from givbridge.plant import registers as reg
 from givbridge.sim import physics
 from givbridge.sim.assembly import Storage, assemble, rating_for
-from givbridge.sim.physics import Controls, Energy, Environment, PlantState, Rating, Window
-from givbridge.sim.profiles import (
-    BAMS_ADDRESS,
-    BMS_ADDRESS,
-    FIRST_BCU_ADDRESS,
-    FIRST_MODULE_ADDRESS,
+from givbridge.sim.bus import METER_PRODUCT_BANK, contains, overlaps, peripheral_pages
+from givbridge.sim.controls import decode_controls
+from givbridge.sim.physics import Energy, Environment, PlantState, Rating
+from givbridge.sim.profile_spec import (
     FIRST_PACK_ADDRESS,
     INVERTER_ADDRESS,
-    METER_ADDRESSES,
     PACK_BANK,
     InverterProfile,
     Layout,
-    SlotRegisters,
 )
 from givbridge.sim.render import (
     Pack,
@@ -51,15 +48,9 @@ from givbridge.sim.render import (
     pack_registers,
 )
 from givbridge.sim.render_hv import (
-    Module,
-    Stack,
-    bams_registers,
-    bcu_registers,
-    bms_registers,
-    module_registers,
     stack_volts,
 )
-from givbridge.sim.render_meter import Meter, MeterRole, meter_product_registers, meter_registers
+from givbridge.sim.render_meter import Meter, MeterRole
 from givbridge.sim.render_rollups import ems_input_registers, gateway_input_registers
 from givbridge.sim.render_three_phase import three_phase_input_registers
 from givbridge.sim.weather import Site
@@ -68,7 +59,6 @@ from givbridge.sim.writes import WriteOutcome, WriteRecord, classify_write
 #: HR and IR are the inverter's holding and input registers; MR the meters' product registers.
 RegisterKind = Literal["HR", "IR", "MR"]
 
-_METER_PRODUCT_BANK = range(60, 69)
 #: How many writes :attr:`SimulatedPlant.write_log` keeps (a long ``simulate`` run stays small).
 WRITE_LOG_SIZE = 100_000
 #: How long (simulated seconds) an HR163=100 reboot keeps the inverter from answering.
@@ -86,27 +76,6 @@ def _scaled(energy: Energy, keep: float, *, totals_only: bool) -> Energy:
     """``energy`` with its lifetime counters (and, unless ``totals_only``, today's) scaled by ``keep``."""
     names = [f.name for f in fields(energy) if not totals_only or f.name.endswith("_total")]
     return replace(energy, **{name: getattr(energy, name) * keep for name in names})
-
-
-def _overlaps(bank: range, span: range) -> bool:
-    return bank.start < span.stop and span.start < bank.stop
-
-
-def _contains(bank: range, span: range) -> bool:
-    return bank.start <= span.start and span.stop <= bank.stop
-
-
-@dataclass(frozen=True, slots=True)
-class _Page:
-    """A peripheral on the bus: the input-register banks it answers and how they render now."""
-
-    banks: tuple[range, ...]
-    render: Callable[[], dict[int, int]]
-    product: Callable[[], dict[int, int]] | None = None  # meter product registers (MR)
-
-
-def _blank(bank: range) -> Callable[[], dict[int, int]]:
-    return lambda: dict.fromkeys(bank, 0)
 
 
 class SimulatedPlant:
@@ -162,7 +131,9 @@ class SimulatedPlant:
             now, soc, physics.add_today_so_far(lifetime, now, env), operating_hours, env
         )
         self.meters = self._fit_meters(meter_plan, rng)
-        self._pages = self._bus()
+        self._pages = peripheral_pages(
+            profile, storage.stack, self.meters, lambda: self._state, ac_coupled_pv=self._rating.ac_coupled_pv
+        )
 
     @classmethod
     def create(
@@ -342,19 +313,19 @@ class SimulatedPlant:
             # Only meters hold product registers; nothing else on the bus answers function 0x16.
             if page is None or page.product is None:
                 return Unanswered.SILENT
-            if not _contains(_METER_PRODUCT_BANK, span):
+            if not contains(METER_PRODUCT_BANK, span):
                 return Unanswered.ERROR
             image = page.product()
             return [image.get(register, 0) for register in span]
         pack_slots = self._pack_slots()
-        if kind == "IR" and address in pack_slots and _contains(PACK_BANK, span):
+        if kind == "IR" and address in pack_slots and contains(PACK_BANK, span):
             pack = pack_slots[address]
             image = pack_registers(pack, self._state) if pack is not None else {}
             return [image.get(register, 0) for register in span]
         if address in self.profile.inverter_addresses:
             return self._read_inverter(kind, span)
         if page is not None:
-            if kind == "IR" and any(_contains(bank, span) for bank in page.banks):
+            if kind == "IR" and any(contains(bank, span) for bank in page.banks):
                 image = page.render()
                 return [image.get(register, 0) for register in span]
             return Unanswered.ERROR
@@ -411,34 +382,6 @@ class SimulatedPlant:
         slots.update({FIRST_PACK_ADDRESS + n: pack for n, pack in enumerate(self.storage.packs)})
         return slots
 
-    def _bus(self) -> dict[int, _Page]:
-        """Every peripheral besides the device and its LV packs, by address."""
-        pages: dict[int, _Page] = {}
-        stack = self.storage.stack
-        if stack is not None:
-            bank, wide = range(60, 120), range(60, 180)
-            pages[BMS_ADDRESS] = _Page((bank,), lambda: bms_registers(stack))
-            pages[FIRST_BCU_ADDRESS] = _Page((wide,), lambda: bcu_registers(stack, self._state))
-            for n, module in enumerate(stack.modules):
-                pages[FIRST_MODULE_ADDRESS + n] = _Page((bank,), partial(self._render_module, module, stack))
-            if stack.spec.has_bams:
-                pages[BAMS_ADDRESS] = _Page((bank,), lambda: bams_registers(stack, self._state))
-        meter_bank = range(60, 120)
-        if self.profile.ghost_meter_pages:
-            # Some firmware answers every meter address, with a blank page where none is fitted.
-            pages.update({address: _Page((meter_bank,), _blank(meter_bank)) for address in METER_ADDRESSES})
-        for meter in self.meters:
-            pages[meter.address] = _Page(
-                (meter_bank,), partial(self._render_meter, meter), partial(meter_product_registers, meter)
-            )
-        return pages
-
-    def _render_module(self, module: Module, stack: Stack) -> dict[int, int]:
-        return module_registers(module, stack, self._state)
-
-    def _render_meter(self, meter: Meter) -> dict[int, int]:
-        return meter_registers(meter, self._state, ac_coupled_pv=self._rating.ac_coupled_pv)
-
     def _battery_volts(self) -> float:
         """What the device measures on its battery port."""
         if self.storage.stack is not None:
@@ -472,7 +415,7 @@ class SimulatedPlant:
             if kind == "HR"
             else (self.profile.input_served, self.profile.input_silent)
         )
-        if any(_contains(bank, span) for bank in served):
+        if any(contains(bank, span) for bank in served):
             if kind == "HR":
                 image = dict(self._holding)
                 image.update(clock_registers(self._environment().inverter_time(self._state.moment)))
@@ -480,9 +423,9 @@ class SimulatedPlant:
             else:
                 image = self._input_image()
             return [image.get(register, 0) for register in span]
-        if any(_overlaps(bank, span) for bank in served):
+        if any(overlaps(bank, span) for bank in served):
             return Unanswered.ERROR  # a bank that runs off the end of what exists
-        if any(_overlaps(bank, span) for bank in silent):
+        if any(overlaps(bank, span) for bank in silent):
             return Unanswered.SILENT
         return Unanswered.ERROR
 
@@ -513,49 +456,10 @@ class SimulatedPlant:
         day = min(day, calendar.monthrange(year, month)[1])
         self._clock_offset = datetime(year, month, day, hour, minute, second, tzinfo=self.zone) - moment
 
-    def _controls(self) -> Controls:
-        """The holding registers decoded through the model's control map."""
-        h = self._holding
-        m = self.profile.controls
-
-        def value(register: int | None, default: int) -> int:
-            return h[register] if register is not None else default
-
-        def on(register: int | None) -> bool:
-            return register is not None and h[register] == 1
-
-        def windows(slots: tuple[SlotRegisters, ...]) -> tuple[Window, ...]:
-            found = (
-                Window.from_registers(h[s.start], h[s.end], h[s.target] if s.target is not None else None)
-                for s in slots
-            )
-            return tuple(w for w in found if w is not None)
-
-        full = 100 if m.limits_in_percent else 50
-        mode = value(m.pause[0], 0) if m.pause is not None else 0
-        return Controls(
-            eco=value(m.eco, 1) == 1,
-            charge_enabled=bool(m.charge_enable) and all(h[r] == 1 for r in m.charge_enable),
-            charge_windows=windows(self.profile.charge_slots),
-            discharge_enabled=on(m.discharge_enable),
-            discharge_windows=windows(self.profile.discharge_slots),
-            export_windows=windows(self.profile.export_slots) if on(m.export_enable) else (),
-            reserve=value(m.reserve, 4),
-            charge_limit=value(m.charge_limit, full),
-            discharge_limit=value(m.discharge_limit, full),
-            limits_in_percent=m.limits_in_percent,
-            target_enabled=m.target_enable is None or on(m.target_enable),
-            charge_target=value(m.target, 100),
-            pause_mode=mode,
-            pause_window=Window.from_registers(h[m.pause[1]], h[m.pause[2]]) if m.pause is not None else None,
-            active_power_rate=value(m.active_power_rate, 100),
-            export_limit_w=value(m.export_limit, self._rating.inverter_w),
-        )
-
     def _environment(self) -> Environment:
         return Environment(
             site=self.site,
-            controls=self._controls(),
+            controls=decode_controls(self.profile, self._holding, inverter_w=self._rating.inverter_w),
             rating=self._rating,
             zone=self.zone,
             clock_offset=self._clock_offset,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from givbridge.sim.physics import CELLS_PER_PACK, NOMINAL_PACK_VOLTS, Energy, PlantState
-from givbridge.sim.profiles import InverterProfile, PackSpec
+from givbridge.sim.profile_spec import InverterProfile, PackSpec
 from givbridge.sim.weather import Site
 
 #: LiFePO4 open-circuit cell voltage (V) against state of charge (%).

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from givbridge.sim.physics import PlantState
-from givbridge.sim.profiles import CELLS_PER_MODULE, HvSpec
+from givbridge.sim.profile_spec import CELLS_PER_MODULE, HvSpec
 from givbridge.sim.render import (
     CELL_RESISTANCE_OHM,
     deci_kwh,

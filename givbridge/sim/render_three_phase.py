@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from givbridge.sim.physics import PlantState
-from givbridge.sim.profiles import InverterProfile
+from givbridge.sim.profile_spec import InverterProfile
 from givbridge.sim.render import deci_kwh, load_energy, s16, s32, text_registers, u16, u32
 from givbridge.sim.render_meter import PHASE_LOAD_SHARES
 from givbridge.sim.weather import Site

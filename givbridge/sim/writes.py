@@ -15,7 +15,7 @@ from enum import Enum
 from givenergy_modbus.client.commands import RegisterMap
 
 from givbridge.plant import registers as reg
-from givbridge.sim.profiles import InverterProfile
+from givbridge.sim.profile_spec import InverterProfile
 
 
 class WriteOutcome(Enum):

@@ -28,9 +28,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from givbridge.app import Application
+from givbridge.commands.decoding import MAX_PAYLOAD_BYTES
 from givbridge.commands.registry import REGISTRY
 from givbridge.commands.results import CommandResult, ErrorCode
-from givbridge.commands.schemas import MAX_PAYLOAD_BYTES
 from givbridge.commands.spec import Command
 from givbridge.mqtt.topics import InvalidTopic, Topics
 from givbridge.sim import SimulatedPlant, SimulatorServer

@@ -38,10 +38,10 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from givbridge.commands import timed
+from givbridge.commands.decoding import decode
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.registry import REGISTRY
 from givbridge.commands.results import CommandFailed
-from givbridge.commands.schemas import decode
 from givbridge.commands.spec import Command, PlanInput
 from givbridge.mqtt.client import Message
 from givbridge.plant import registers

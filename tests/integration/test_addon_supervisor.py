@@ -22,7 +22,8 @@ import pytest
 
 from givbridge import addon, cli
 from givbridge.app import Application
-from givbridge.config import Settings, load_settings
+from givbridge.config import Settings
+from givbridge.config_loading import load_settings
 from givbridge.health import check
 from givbridge.log import configure_logging
 from givbridge.sim import SimulatedPlant, SimulatorServer

@@ -32,7 +32,7 @@ from givbridge.app import Application
 from givbridge.commands import REGISTRY
 from givbridge.commands import docs as command_docs
 from givbridge.commands.access import is_data_read
-from givbridge.config import ConfigError
+from givbridge.config_checks import ConfigError
 from givbridge.http.endpoints import Endpoint, http_method, inverter_endpoints, main_endpoints
 from givbridge.plant import derive
 from givbridge.sim import SimulatedPlant, SimulatorServer

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.promql import Scrape, parse_exposition, sample_key
 from givbridge.app import Application
-from givbridge.config import ConfigError
+from givbridge.config_checks import ConfigError
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from tests.brokers import free_port
 from tests.integration.bridge_helpers import Watch, bridge_settings, fast_clock, first_snapshot, ok

@@ -24,7 +24,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from givbridge.config import TlsSettings
-from givbridge.mqtt.client import Message, MqttClient, Publication
+from givbridge.mqtt.client import Message, MqttClient
+from givbridge.mqtt.publications import Publication
 from tests.brokers import AmqttBroker, Broker, MosquittoBroker, TlsFiles, free_port, make_tls_files, wait_until
 from tests.conftest import MakeClient, MakeMosquitto, MakeProbe
 
@@ -194,7 +195,8 @@ async def test_broker_restart_mid_run(broker: Broker, make_probe: MakeProbe, mak
 WILL_CHILD = """
 import asyncio, json, sys
 from givbridge.config import MqttSettings
-from givbridge.mqtt.client import MqttClient, Publication
+from givbridge.mqtt.client import MqttClient
+from givbridge.mqtt.publications import Publication
 
 async def main() -> None:
     cfg = json.loads(sys.argv[1])

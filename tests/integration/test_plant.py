@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from givbridge.app import Application
-from givbridge.config import default_prefix
+from givbridge.config_checks import default_prefix
 from givbridge.devices.inverter import InverterRunner
 from givbridge.mqtt.client import Message
 from givbridge.plant.snapshot import Snapshot

@@ -32,7 +32,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from givbridge import cli
-from givbridge.config import load_settings
+from givbridge.config_loading import load_settings
 from givbridge.scan import (
     EVC_PORT,
     INVERTER_PORT,

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from givbridge.config import ConfigError, Settings, load_settings
+from givbridge.config import Settings
+from givbridge.config_checks import ConfigError
+from givbridge.config_loading import load_settings
 from givbridge.devices.inverter import InverterRunner
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.store import JsonStore

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from givbridge.cli import main
-from givbridge.config import SAVED_SETTINGS, ConfigError, load_settings
+from givbridge.config_checks import ConfigError
+from givbridge.config_loading import SAVED_SETTINGS, load_settings
 from givbridge.store import JsonStore
 
 

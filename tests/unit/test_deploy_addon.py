@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from givbridge import __version__
-from givbridge.config import Settings, load_settings
+from givbridge.config import Settings
+from givbridge.config_loading import load_settings
 from givbridge.log import LOG_LEVELS
 
 ROOT = Path(__file__).parents[2]

@@ -25,11 +25,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from givbridge.commands.decoding import decode
 from givbridge.commands.devices import reference_device
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.registry import REGISTRY
 from givbridge.commands.results import CommandFailed
-from givbridge.commands.schemas import decode
 from givbridge.commands.spec import Command, PlanInput
 from givbridge.devices.context import DeviceContext
 from givbridge.entities import TIME_SLOT_OPTIONS, load_catalogue

@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from givbridge.commands import REGISTRY, CommandFailed, CommandResult, ErrorCode
 from givbridge.commands import docs as command_docs
 from givbridge.commands.access import AccessPolicy, client_address, is_data_read, needs_permission
+from givbridge.commands.decoding import decode
 from givbridge.commands.executor import parse_payload
-from givbridge.commands.schemas import decode
 from givbridge.config import HttpSettings
 from givbridge.http.browser import BrowserGuard, body_type_refusal, media_type
 from givbridge.http.connections import ConnectionGuard

@@ -13,7 +13,8 @@ import yaml
 from pydantic import ValidationError
 
 from givbridge import cli
-from givbridge.config import Settings, load_settings
+from givbridge.config import Settings
+from givbridge.config_loading import load_settings
 from givbridge.migrate import MigrationError, migrate, read_allsettings
 
 SAMPLE = Path(__file__).parents[1] / "data" / "givtcp_allsettings.json"

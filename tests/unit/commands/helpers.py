@@ -8,9 +8,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from givbridge.commands import REGISTRY
+from givbridge.commands.decoding import decode
 from givbridge.commands.devices import reference_device
 from givbridge.commands.executor import parse_payload
-from givbridge.commands.schemas import decode
 from givbridge.commands.spec import Command, PlanInput, Planned
 from givbridge.devices.context import DeviceContext
 from givbridge.plant.snapshot import DeviceInfo, Scalar, Snapshot

@@ -25,7 +25,8 @@ from givbridge.commands.access import (
 from givbridge.commands.results import CommandFailed
 from givbridge.commands.spec import Command
 from givbridge.commands.system import check_settings, widened_access
-from givbridge.config import ConfigError, Settings
+from givbridge.config import Settings
+from givbridge.config_checks import ConfigError
 from givbridge.store import JsonStore, UnprotectedFile
 
 TOKEN = "http-token-0123456789"

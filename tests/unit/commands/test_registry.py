@@ -9,9 +9,9 @@ import pytest
 
 from givbridge import cli
 from givbridge.commands import HTTP_STATUS, REGISTRY, Command, CommandFailed, CommandResult, ErrorCode
+from givbridge.commands.decoding import decode
 from givbridge.commands.docs import REGENERATE, example_object, raw_example, render_markdown
 from givbridge.commands.executor import parse_payload
-from givbridge.commands.schemas import decode
 from givbridge.entities import load_catalogue
 
 ROOT = Path(__file__).resolve().parents[3]

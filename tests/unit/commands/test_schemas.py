@@ -11,18 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from givbridge.commands.decoding import MAX_PAYLOAD_BYTES, UnreadablePayload, decode
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.results import CommandFailed, ErrorCode
-from givbridge.commands.schemas import (
+from givbridge.commands.schemas import DurationPayload, PauseModePayload
+from givbridge.commands.values import (
     CANCEL,
-    MAX_PAYLOAD_BYTES,
     NUMBER_TEXT,
-    DurationPayload,
-    PauseModePayload,
-    UnreadablePayload,
     date_time,
     decimal_number,
-    decode,
     duration,
     number_text,
     rounded_number,

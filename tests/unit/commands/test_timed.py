@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from givbridge.commands import REGISTRY
+from givbridge.commands.decoding import decode
 from givbridge.commands.devices import reference_device, reference_devices
 from givbridge.commands.executor import parse_payload
 from givbridge.commands.results import CommandFailed
-from givbridge.commands.schemas import decode
 from givbridge.commands.timed import (
     FORCE_CHARGE,
     FORCE_EXPORT,

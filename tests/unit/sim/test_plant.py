@@ -14,7 +14,7 @@ from givenergy_modbus.testing import MockPlant
 from givbridge.clock import ScaledClock
 from givbridge.plant.families import FAMILIES, family_for
 from givbridge.sim import PROFILES, SimulatedPlant, Unanswered, WriteOutcome
-from givbridge.sim.profiles import Layout
+from givbridge.sim.profile_spec import Layout
 from givbridge.sim.writes import classify_write
 
 NOON = datetime(2026, 6, 20, 11, 0, tzinfo=UTC)
