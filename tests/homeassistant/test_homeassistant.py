@@ -30,9 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -53,6 +50,7 @@ from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
 from tests.brokers import HOST, MosquittoBroker, MqttProbe
 from tests.homeassistant.hass import HaSocket, HomeAssistant
 from tests.integration.bridge_helpers import bridge_settings, first_snapshot, start, stop
+from tests.reliability.rig import BridgeProcess
 
 pytestmark = [pytest.mark.homeassistant, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
 
@@ -144,47 +142,12 @@ def _number_text(value: float) -> str:
 
 
 @dataclass
-class Givbridge:
-    """``givbridge run`` as a child process, with its log in a file."""
-
-    config: Path
-    log: Path
-    process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "givbridge.cli", "run", "--config", str(self.config),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(self.process.wait(), timeout=10)
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), timeout=20)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-
-
-@dataclass
 class Site:
     ha: HomeAssistant
     socket: HaSocket
     broker: MosquittoBroker
     probe: MqttProbe
-    bridge: Givbridge
+    bridge: BridgeProcess
     serials: dict[str, str]  # device name -> serial
     readers: dict[str, InverterRunner]  # device name -> a reader of its simulator, not the bridge's
     charger: EvcSimulator
@@ -207,17 +170,18 @@ class Site:
         return controls
 
 
-def _bridge_config(path: Path, broker: MosquittoBroker, ports: list[int], evc_port: int, data_dir: Path) -> None:
-    lines = ["inverters:", *(f"  - host: {HOST}\n    port: {port}" for port in ports)]
-    lines += [
-        f"evc:\n  host: {HOST}\n  port: {evc_port}\n  poll_interval: {POLL}",
-        f"mqtt:\n  host: {HOST}\n  port: {broker.port}\n  client_id: givbridge-under-home-assistant",
-        f"polling:\n  poll_interval: {POLL}\n  settings_interval: {SETTINGS_POLL}",
-        "  request_gap: 0\n  probe_timeout: 0.05",
-        f"timezone: {ZONE}",
-        f"data_dir: {data_dir}",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+def _bridge(directory: Path, broker: MosquittoBroker, ports: list[int], evc_port: int) -> BridgeProcess:
+    """``givbridge run`` over every inverter simulator and the charger, at the site's poll periods."""
+    bridge = BridgeProcess(
+        directory, ports[0], broker,
+        poll_interval=POLL, settings_interval=SETTINGS_POLL, timeout=2.0, retries=1, offline_after=3,
+    )  # fmt: skip
+    settings = json.loads(bridge.config.read_text())
+    settings["inverters"] = [{"host": HOST, "port": port} for port in ports]
+    settings["evc"] = {"host": HOST, "port": evc_port, "poll_interval": POLL}
+    settings["mqtt"]["client_id"] = "givbridge-under-home-assistant"
+    bridge.config.write_text(json.dumps(settings))
+    return bridge
 
 
 async def _discovery_documents(probe: MqttProbe, serials: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -282,8 +246,7 @@ async def site(ha_core_python: Path, tmp_path_factory: pytest.TempPathFactory) -
         probe = MqttProbe.for_broker(broker, topics=("homeassistant/#", f"{ROOT}/#"))
         await probe.start()
         stack.push_async_callback(probe.stop)
-        _bridge_config(base / "givbridge.yaml", broker, list(ports.values()), charger_server.port, base / "data")
-        bridge = Givbridge(base / "givbridge.yaml", base / "givbridge.log")
+        bridge = _bridge(base / "givbridge", broker, list(ports.values()), charger_server.port)
         await bridge.start()
         stack.push_async_callback(bridge.stop)
 
@@ -304,7 +267,8 @@ async def site(ha_core_python: Path, tmp_path_factory: pytest.TempPathFactory) -
         try:
             running.documents = await _discovery_documents(probe, serials)
         except AssertionError as failure:
-            raise AssertionError(f"{failure}\ngivbridge's log:\n{bridge.log_tail()}") from None
+            log = bridge.log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{failure}\ngivbridge's log:\n{log}") from None
         registry = await _registered(running)
         running.entity_ids = {unique_id: entry["entity_id"] for unique_id, entry in registry.items()}
         yield running
@@ -591,3 +555,7 @@ async def test_a_restarted_home_assistant_gets_discovery_again(site: Site) -> No
     assert {e["entity_id"] for e in registry.values()} >= set(entity_ids)
     await _wait_all(site, entity_ids, True, 60)
     assert not site.ha.mqtt_problems(), "\n".join(site.ha.mqtt_problems())
+
+
+async def test_givbridge_logged_no_error(site: Site) -> None:
+    assert not site.bridge.errors(), "\n".join(site.bridge.errors())
