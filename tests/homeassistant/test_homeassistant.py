@@ -288,9 +288,11 @@ async def test_every_announced_entity_is_created_on_its_device(site: Site) -> No
         announced = {c["unique_id"] for c in document["components"].values()}
         assert created == announced, (identifier, sorted(announced - created), sorted(created - announced))
         assert len(created) == len(document["components"])
-    assert {"hybrid-gen3", "aio", "hybrid-3ph", "ems"} <= {
-        f for f, _, _ in INVERTERS.values()
-    }  # the families the issue names
+    models = {device: site.document(device)["device"]["model"] for device in DEVICES}
+    assert models == {
+        "hybrid": "Hybrid Gen3", "aio": "All-in-One", "three-phase": "Three-phase Hybrid", "ems": "EMS",
+        "charger": "EV charger", "bridge": "GivEnergy MQTT bridge",
+    }  # fmt: skip
     packs = [d for d in site.documents.values() if d["device"].get("model") == "Battery pack"]
     assert len([d for d in packs if d["device"].get("via_device") == f"givbridge_{site.serials['hybrid']}"]) == 2
 
