@@ -184,22 +184,30 @@ def _bridge(directory: Path, broker: MosquittoBroker, ports: list[int], evc_port
     return bridge
 
 
-async def _discovery_documents(probe: MqttProbe, serials: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Every device document givbridge has announced, once each listed device has one."""
+def _latest_documents(probe: MqttProbe) -> dict[str, dict[str, Any]]:
+    """Each device's latest discovery document on the broker, by device identifier."""
+    documents: dict[str, dict[str, Any]] = {}
+    for message in probe.messages(f"{DISCOVERY}+/config"):
+        identifier = message.topic[len(DISCOVERY) :].split("/")[0]
+        if message.payload:
+            documents[identifier] = json.loads(message.payload)
+        else:
+            documents.pop(identifier, None)
+    return documents
+
+
+async def _discovery_documents(probe: MqttProbe, serials: dict[str, str]) -> None:
+    """Until each device of the site has announced itself."""
     wanted = {f"givbridge_{serial}" for serial in serials.values()} | {"givbridge_bridge_GivEnergy"}
+    await probe.wait_for(f"{DISCOVERY}+/config", lambda m: wanted <= set(_latest_documents(probe)), timeout=60)
 
-    def latest() -> dict[str, dict[str, Any]]:
-        documents: dict[str, dict[str, Any]] = {}
-        for message in probe.messages(f"{DISCOVERY}+/config"):
-            identifier = message.topic[len(DISCOVERY) :].split("/")[0]
-            if message.payload:
-                documents[identifier] = json.loads(message.payload)
-            else:
-                documents.pop(identifier, None)
-        return documents
 
-    await probe.wait_for(f"{DISCOVERY}+/config", lambda m: wanted <= set(latest()), timeout=60)
-    return latest()
+async def _sync(site: Site) -> None:
+    """Take the latest documents (a device's grows as values become publishable: a counter once
+    polls agree on it) and HA's entity ids, once HA has created every entity they name."""
+    site.documents = _latest_documents(site.probe)
+    registry = await _registered(site)
+    site.entity_ids = {unique_id: entry["entity_id"] for unique_id, entry in registry.items()}
 
 
 async def _registered(site: Site, timeout: float = 60.0) -> dict[str, dict[str, Any]]:
@@ -265,12 +273,11 @@ async def site(ha_core_python: Path, tmp_path_factory: pytest.TempPathFactory) -
 
         running = Site(ha, socket, broker, probe, bridge, serials, readers, charger)
         try:
-            running.documents = await _discovery_documents(probe, serials)
+            await _discovery_documents(probe, serials)
         except AssertionError as failure:
             log = bridge.log.read_text(errors="replace")[-3000:]
             raise AssertionError(f"{failure}\ngivbridge's log:\n{log}") from None
-        registry = await _registered(running)
-        running.entity_ids = {unique_id: entry["entity_id"] for unique_id, entry in registry.items()}
+        await _sync(running)
         yield running
 
 
@@ -278,13 +285,13 @@ async def site(ha_core_python: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 async def test_every_announced_entity_is_created_on_its_device(site: Site) -> None:
+    await _sync(site)
     devices = await site.socket.command("config/device_registry/list")
     entries = await site.socket.command("config/entity_registry/list")
     for identifier, document in site.documents.items():
         device = next((d for d in devices if ["mqtt", identifier] in d["identifiers"]), None)
         assert device is not None, f"HA has no device {identifier}"
         created = {e["unique_id"] for e in entries if e["device_id"] == device["id"] and e["platform"] == "mqtt"}
-        created -= STALE_IN_HA  # test_a_withdrawn_entity_leaves_home_assistant
         announced = {c["unique_id"] for c in document["components"].values()}
         assert created == announced, (identifier, sorted(announced - created), sorted(created - announced))
         assert len(created) == len(document["components"])
@@ -295,25 +302,6 @@ async def test_every_announced_entity_is_created_on_its_device(site: Site) -> No
     }  # fmt: skip
     packs = [d for d in site.documents.values() if d["device"].get("model") == "Battery pack"]
     assert len([d for d in packs if d["device"].get("via_device") == f"givbridge_{site.serials['hybrid']}"]) == 2
-
-
-#: Entities HA may keep although givbridge's latest discovery no longer names them: in some runs
-#: the charger's first document carries Meter_Energy and a later one leaves it out, and HA
-#: (2025.4) removes a component of a device document only when it is sent as {"platform": ...}
-#: alone.
-STALE_IN_HA = frozenset({"givevc_GE2239EVC01_Meter_Energy"})
-
-
-@pytest.mark.xfail(
-    strict=False,  # it happens in some runs only: a race in what the charger's first document holds
-    reason="givbridge bug (not issue 18 items 3-6): an entity left out of a later device document "
-    "stays in HA; the charger's Meter_Energy is at times announced, then left out",
-)
-async def test_a_withdrawn_entity_leaves_home_assistant(site: Site) -> None:
-    entries = await site.socket.command("config/entity_registry/list")
-    announced = {c["unique_id"] for d in site.documents.values() for c in d["components"].values()}
-    stale = {e["unique_id"] for e in entries if e["platform"] == "mqtt"} - announced
-    assert not stale, sorted(stale)
 
 
 async def test_every_enabled_entity_has_a_state_and_is_available(site: Site) -> None:
@@ -525,6 +513,7 @@ def _enabled_entity_ids(site: Site, states: dict[str, dict[str, Any]], *, with_a
 
 
 async def test_a_killed_bridge_goes_unavailable_and_comes_back(site: Site) -> None:
+    await _sync(site)
     states = await site.socket.states()
     entity_ids = _enabled_entity_ids(site, states)
     (connectivity,) = _enabled_entity_ids(site, states, with_availability=False)
@@ -553,8 +542,8 @@ async def test_a_restarted_home_assistant_gets_discovery_again(site: Site) -> No
     for identifier in site.documents:
         await site.probe.wait_for(f"{DISCOVERY}{identifier}/config", lambda m: bool(m.payload), 30, after=mark)
     site.socket = await site.ha.socket()
-    registry = await _registered(site)
-    assert {e["entity_id"] for e in registry.values()} >= set(entity_ids)
+    await _sync(site)
+    assert set(site.entity_ids.values()) >= set(entity_ids)
     await _wait_all(site, entity_ids, True, 60)
     assert not site.ha.mqtt_problems(), "\n".join(site.ha.mqtt_problems())
 
