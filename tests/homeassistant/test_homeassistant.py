@@ -39,7 +39,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from givbridge.bridge import InverterRunner
 from givbridge.clock import SystemClock
 from givbridge.commands.access import ADMIN_COMMANDS
 from givbridge.commands.registry import REGISTRY
@@ -49,7 +48,13 @@ from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.sim.evc import Car, EvcSimulator, EvcSimulatorServer
 from tests.brokers import HOST, MosquittoBroker, MqttProbe
 from tests.homeassistant.hass import HaSocket, HomeAssistant
-from tests.integration.bridge_helpers import bridge_settings, first_snapshot, start, stop
+from tests.integration.bridge_helpers import (  # the runner class from where the other rigs take it
+    InverterRunner,
+    bridge_settings,
+    first_snapshot,
+    start,
+    stop,
+)
 from tests.reliability.rig import BridgeProcess
 
 pytestmark = [pytest.mark.homeassistant, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
