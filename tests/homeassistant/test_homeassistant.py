@@ -18,8 +18,9 @@ subprocess (so it can be killed with SIGKILL).
 
 A select of times of day offers every minute (1440 options): its first, a middle and its
 last option are driven. Admin buttons (reboot, restart) are off over MQTT by default and are
-not pressed. What HA offers but givbridge refuses today is listed in ``KNOWN_GAPS``, each a
-strict xfail that turns into a failure once it is fixed.
+not pressed, and the bridge device offers none of its admin controls. The bridge runs with
+``mqtt.legacy_object_id`` (HA 2025.4 predates ``default_entity_id``), so HA must give every
+new entity GivTCP's entity id.
 """
 
 # Test helpers take explicit timeouts (each wait names its own bound).
@@ -94,30 +95,6 @@ BRIDGE_OWNED = frozenset(
     }
 )  # fmt: skip
 
-#: What HA offers today that the command refuses or does not keep: (device, control, value) ->
-#: why. Each is driven by test_known_gap as a strict xfail, so a fix turns it into a failure
-#: here (remove it from this list then). The control is the unique id after the serial.
-_SINGLE_PHASE_OR_THREE = ("hybrid", "aio", "three-phase")
-_OFFERED_NOT_ACCEPTED = "issue 18 item 3: HA offers it, the command refuses it (invalid_payload)"
-_UNSUPPORTED = "issue 18 item 3: HA offers it, the three-phase hybrid's register is not writable (unsupported)"
-_RATE_STEP = "issue 18 item 3: the rate steps in 1 W, the register in 1 % of battery capacity: ok, not kept"
-KNOWN_GAPS: dict[tuple[str, str, str], str] = {
-    **{(device, "Mode", mode): _OFFERED_NOT_ACCEPTED for device in _SINGLE_PHASE_OR_THREE
-       for mode in ("Unknown", "Export (Paused)")},
-    **{(device, "Battery_Calibration", "Running"): _OFFERED_NOT_ACCEPTED for device in _SINGLE_PHASE_OR_THREE},
-    **{(device, action, "Running"): _OFFERED_NOT_ACCEPTED for device in _SINGLE_PHASE_OR_THREE
-       for action in ("Force_Charge", "Force_Export", "Temp_Pause_Charge", "Temp_Pause_Discharge")},
-    **{(device, rate, "0"): _OFFERED_NOT_ACCEPTED for device in ("aio", "three-phase")
-       for rate in ("Battery_Charge_Rate_AC", "Battery_Discharge_Rate_AC")},
-    **{("three-phase", rate, "0"): _OFFERED_NOT_ACCEPTED for rate in ("Battery_Charge_Rate", "Battery_Discharge_Rate")},
-    **{("hybrid", rate, "1800"): _RATE_STEP for rate in ("Battery_Charge_Rate", "Battery_Discharge_Rate")},
-    **{("aio", rate, "3000"): _RATE_STEP for rate in ("Battery_Charge_Rate", "Battery_Discharge_Rate")},
-    **{("three-phase", "Active_Power_Rate", rate): _UNSUPPORTED for rate in ("0", "50", "100")},
-    **{("three-phase", "Real_Time_Control", state): _UNSUPPORTED for state in ("on", "off")},
-    **{("bridge", "log_level", level): "issue 18 item 3: setLogLevel is admin, off over MQTT by default "
-       "(refused), yet HA offers the select" for level in ("debug", "info", "warning", "error")},
-}  # fmt: skip
-
 
 def _is_time_of_day(options: list[str]) -> bool:
     return len(options) > 100 and all(len(option) == 8 and option[2] == ":" for option in options[:3])
@@ -185,6 +162,8 @@ def _bridge(directory: Path, broker: MosquittoBroker, ports: list[int], evc_port
     settings["inverters"] = [{"host": HOST, "port": port} for port in ports]
     settings["evc"] = {"host": HOST, "port": evc_port, "poll_interval": POLL}
     settings["mqtt"]["client_id"] = "givbridge-under-home-assistant"
+    # HA 2025.4 predates default_entity_id: object_id keeps GivTCP's entity ids there.
+    settings["mqtt"]["legacy_object_id"] = True
     bridge.config.write_text(json.dumps(settings))
     return bridge
 
@@ -309,6 +288,21 @@ async def test_every_announced_entity_is_created_on_its_device(site: Site) -> No
     assert len([d for d in packs if d["device"].get("via_device") == f"givbridge_{site.serials['hybrid']}"]) == 2
 
 
+async def test_every_entity_gets_the_entity_id_givbridge_asked_for(site: Site) -> None:
+    """GivTCP's ids (``sensor.givtcp_<serial>_soc_kwh``...) hold on an HA older than 2025.10 too."""
+    await _sync(site)
+    wrong = {
+        component["unique_id"]: (component["default_entity_id"], site.entity_ids[component["unique_id"]])
+        for document in site.documents.values()
+        for component in document["components"].values()
+        if "default_entity_id" in component
+        and site.entity_ids[component["unique_id"]] != component["default_entity_id"]
+    }
+    assert not wrong, sorted(wrong.items())[:10]
+    hybrid = site.serials["hybrid"].lower()
+    assert f"sensor.givtcp_{hybrid}_soc_kwh" in site.entity_ids.values()
+
+
 async def test_every_enabled_entity_has_a_state_and_is_available(site: Site) -> None:
     states = await site.socket.states()
     entries = await site.socket.command("config/entity_registry/list")
@@ -430,13 +424,15 @@ def _cases(site: Site, device: str) -> list[tuple[str, dict[str, Any], str]]:
             if command is not None and command.name in ADMIN_COMMANDS:
                 continue  # off over MQTT by default (mqtt.admin: off)
         for value in values_to_drive(component):
-            if (device, name, value) not in KNOWN_GAPS:
-                cases.append((name, component, value))
+            cases.append((name, component, value))
     return cases
 
 
 async def _drive_all(site: Site, device: str) -> list[str]:
     failures: list[str] = []
+    if device == "bridge":  # its controls (restart, log level) are admin: not offered with mqtt.admin off
+        assert site.controls(device) == {}, "HA is offered admin controls that would only be refused"
+        return failures
     assert site.controls(device), f"{device} has no controls"
     cases = _cases(site, device)
     for name, component, value in cases:
@@ -464,18 +460,6 @@ async def test_every_control_works_through_home_assistant(site: Site) -> None:
     await _wait_known(site, controls)
     failures = await asyncio.gather(*(_drive_all(site, device) for device in DEVICES))
     assert not any(failures), "\n".join(f for found in failures for f in found)
-
-
-@pytest.mark.parametrize(
-    ("device", "name", "value"),
-    [
-        pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason=reason), id="-".join(case))
-        for case, reason in KNOWN_GAPS.items()
-    ],
-)
-async def test_known_gap(site: Site, device: str, name: str, value: str) -> None:
-    await _wait_known(site, [site.entity_ids[site.controls(device)[name]["unique_id"]]])
-    await drive(site, device, site.controls(device)[name], value)
 
 
 # --- availability ---------------------------------------------------------------------------------
