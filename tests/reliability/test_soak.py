@@ -1,7 +1,8 @@
 """Days of scripted faults in about a minute, judged from the MQTT record and from ``/metrics``.
 
 The bridge and the simulator share a :class:`ScaledClock` running ``SOAK_DAYS`` simulated days
-(3 by default) at 4320 times real speed, a poll due every three simulated minutes, across the
+(3 by default) at 4320 times real speed, a poll due every three simulated minutes (how many
+happen depends on the machine: the clock does not wait; here about one every ten), across the
 inverter's midnight once a day. Link faults are measured against real timeouts (a silence
 only becomes an outage after the bridge has waited for answers), so the episodes follow one
 another as fast as the bridge can live through them: about one every simulated hour or two. In
