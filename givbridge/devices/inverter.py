@@ -69,6 +69,7 @@ from givbridge.plant.writes import (
     WritePlan,
     blocks_for,
     has_pause_registers,
+    holding_block,
     writable_registers,
 )
 from givbridge.store import JsonStore
@@ -457,15 +458,27 @@ class InverterRunner(RunnerCore):
                 raise Unreachable(f"{self.label} did not acknowledge HR({write.register})") from exc
             written.append(write)
             await self._counters.count(write.register, rtc_on=self._rtc_on())
+        # Only the banks of what the wire may have changed are read back. A skipped write needs
+        # no read: it was skipped because the cache holds its value, and the cache holds only
+        # what a believed read (a poll, an earlier read-back) found, never an echo or an intent
+        # (a register whose read-back failed is never skipped). Reading it again could only catch
+        # a change made behind the bridge's back since, which may equally come a second after any
+        # read-back; the next settings read catches it either way. When a skipped register shares
+        # a bank with a written one, the fresh value read there is the one judged.
+        unsent = {w.register for w in skipped} - {w.register for w in written}
+        banks = set(blocks_for(plan.registers - unsent))
+        to_confirm = {r for r in plan.registers if holding_block(r) in banks}
+        held = {w.register: w.value for w in skipped}
         try:
-            readback = await self._read_blocks(sorted(plan.registers))
+            fresh = await self._read_blocks(sorted(to_confirm)) if to_confirm else {}
         except Unreachable as exc:
             # Sent but not confirmed: never "not persisted" from a read that cannot be believed,
             # and never skipped as "already held" next time on the strength of the echo alone.
             self._unconfirmed.update(w.register for w in written)
             raise type(exc)(f"wrote {plan.description or 'the registers'} but could not read it back: {exc}") from exc
-        for register in plan.registers:
+        for register in to_confirm:
             self._unconfirmed.discard(register)
+        readback = {**held, **fresh}
         outcome = WriteOutcome.judge(plan, readback, written=written, skipped=skipped, rejected=rejected)
         self.log.info(
             "write confirmed" if outcome.ok else "write not confirmed",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from givbridge.clock import ScaledClock
+from givbridge.commands.targets import charge_target_writes
 from givbridge.devices.inverter import InverterRunner
 from givbridge.devices.outcome import NotWritable, Unreachable, WriteStatus
 from givbridge.plant.writes import WritePlan
@@ -107,6 +108,33 @@ async def test_write_is_confirmed_by_read_back_and_repeats_are_skipped(tmp_path:
     assert again.status is WriteStatus.OK
     assert again.written == () and len(again.skipped) == 2
     assert writes_after == writes_before
+
+
+async def test_read_back_reads_only_the_banks_of_what_was_written(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    sim.set_holding(20, 1)  # the charge target is already enabled: setChargeTarget skips HR20
+    async with SimulatorServer(sim) as server:
+        # No poll comes due while the write runs, so every request seen is the write's own.
+        quiet = {"poll_interval": 3600, "settings_interval": 3600}
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=quiet), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            assert runner.context is not None
+            plan = WritePlan.of(charge_target_writes(runner.context, 61), "charge target 61 %")
+            before = server.requests.copy()
+            outcome = (await runner.apply(plan)).outcome
+            during = server.requests - before
+        finally:
+            await stop(task)
+    assert outcome.status is WriteStatus.OK
+    assert [w.register for w in outcome.written] == [116]
+    assert [w.register for w in outcome.skipped] == [20]
+    assert outcome.readback == {116: 61, 20: 1}  # HR20 judged by the value that justified skipping it
+    # One write, and one read: HR116's bank. HR20's bank, HR(0,60), is not read.
+    assert dict(during) == {("W", 0x11, 116, 1): 1, ("HR", 0x11, 60, 60): 1}
 
 
 async def test_ignored_write_is_reported_not_persisted(tmp_path: Path) -> None:
