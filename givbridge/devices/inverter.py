@@ -258,7 +258,7 @@ class InverterRunner(RunnerCore):
         """The device's layout, remembered in memory across reconnects and on disk across restarts."""
         prior = self._plant.capabilities
         return await detect_remembered(
-            client, prior, self.store, self._layout_doc(), self.settings.polling, log=self.log
+            client, self._plant, prior, self.store, self._layout_doc(), self.settings.polling, log=self.log
         )
 
     def _layout_doc(self) -> str:

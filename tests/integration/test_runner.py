@@ -290,6 +290,40 @@ async def test_restart_with_the_remembered_layout_skips_the_probe_sweep(tmp_path
     assert "capabilities" in JsonStore(tmp_path).load(f"layout-127.0.0.1_{port}")
 
 
+async def test_a_slow_dongle_keeps_its_remembered_layout_across_restarts(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 2, clock)
+    present = {0x11, *sim.meter_addresses, 0x32, 0x33}
+    # The defaults' patience: a probe waits 0.5 s, less than the slow dongle's 1.1 s round trip.
+    patient = {"timeout": 2.0, "retries": 1, "probe_timeout": 0.5}
+    async with SimulatorServer(sim) as server:
+        port = server.port
+        identity_reads: list[int] = []
+        for attempt in range(3):
+            runner = InverterRunner(bridge_settings(tmp_path, [port], polling=patient), 0, clock=clock)
+            watch = Watch(runner)
+            before = server.requests.copy()
+            task = await start(runner)
+            try:
+                snapshot = await watch.snapshot(within=60)
+            finally:
+                await stop(task)
+            seen = server.requests - before
+            assert set(snapshot.info.battery_serials) == set(sim.battery_serials)
+            if attempt == 0:
+                assert any(addr not in present for (_, addr, _, _) in seen)  # the first start probed every address
+                server.faults.extra_latency = 1.1  # the layout was remembered on a fast link; now it is slow
+            else:
+                # Restarts on the slow link keep both packs and never probe an absent address.
+                assert not any(addr not in present for (_, addr, _, _) in seen), seen
+                identity_reads.append(seen["HR", 0x11, 0, 60])
+    # The first slow restart remembered a fast link: its check came up short and was repeated
+    # with patience from the round trip it measured (one identity read more than the poll's own).
+    # The second remembered that round trip and checked once.
+    assert identity_reads[1] == identity_reads[0] - 1
+    assert JsonStore(tmp_path).load(f"layout-127.0.0.1_{port}")["round_trip"] >= 1.1
+
+
 async def test_write_counts_persist_across_restarts(tmp_path: Path) -> None:
     clock = fast_clock()
     sim = make_sim("hybrid-gen3", 1, clock)
