@@ -261,6 +261,21 @@ class InverterRunner(RunnerCore):
             client, self._plant, prior, self.store, self._layout_doc(), self.settings.polling, log=self.log
         )
 
+    async def _answers(self) -> bool:
+        # The library's liveness gate: one read of HR(0,60), the identity bank detection starts
+        # with, answered and believed. On a plant of its own, so nothing it reads reaches the state.
+        polling = self.settings.polling
+        client = self._client_factory(self.config.host, self.config.port, ObservedPlant(), polling.request_gap)
+        try:
+            await client.connect()
+            alive: bool = await client.probe_alive(timeout=polling.timeout, retries=0)
+            return alive
+        except (CommunicationError, OSError):  # refused, unreachable, dropped at once: not back yet
+            return False
+        finally:
+            with contextlib.suppress(Exception):  # a failed close of a probe must not wedge the wait
+                await client.close()
+
     def _layout_doc(self) -> str:
         return f"layout-{self.config.host}_{self.config.port}".replace(":", "_")
 

@@ -252,6 +252,47 @@ async def test_reconnects_after_the_dongle_drops_the_connection(tmp_path: Path) 
     assert probes_after == probes_before  # the known layout is confirmed, not re-probed
 
 
+async def test_a_returned_inverter_is_found_by_a_probe_not_the_backoff(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    # A backoff of ten minutes (30 s here): only a probe can bring the inverter back within 10 s.
+    polling = {"backoff_min": 600, "backoff_max": 600, "offline_after": 1}
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=polling), 0, clock=clock)
+        interval = runner.settings.polling.poll_interval
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.available(True)
+            reconnects = runner.health.reconnects
+            went_down = clock.monotonic()
+            server.faults.refuse_connections = True
+            server.faults.drop_connections()
+            await watch.available(False)
+            refused_from = server.connection_attempts
+            await server.attempted(refused_from + 4)  # probes, refused
+            # Now it accepts connections but answers nothing (a hung dongle): probes go unanswered.
+            server.faults.silence()
+            server.faults.refuse_connections = False
+            silent_from = server.connection_attempts
+            await server.attempted(silent_from + 3)
+            probes = server.connection_attempts - refused_from
+            waited = clock.monotonic() - went_down
+            # Neither a refused nor an unanswered probe cut the backoff short.
+            assert runner.health.reconnects == reconnects  # no connection since the one that was dropped
+            server.faults.end_silence()
+            answering_from = server.connection_attempts
+            await watch.available(True)
+            attempts_to_online = server.connection_attempts - answering_from
+        finally:
+            await stop(task)
+    assert probes <= waited / interval + 1  # at most one probe per poll interval
+    # The answering inverter took one probe (perhaps one more, sent before it answered again and
+    # lost) and the reconnect it triggered.
+    assert attempts_to_online <= 3
+    assert runner.health.reconnects == reconnects + 1
+
+
 async def test_a_different_device_at_the_address_is_refused(tmp_path: Path) -> None:
     clock = fast_clock()
     sim = make_sim("hybrid-gen3", 1, clock)
