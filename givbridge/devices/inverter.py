@@ -122,6 +122,7 @@ class InverterRunner(RunnerCore):
         self._skew_warned = False
         self._unconfirmed: set[int] = set()  # written registers whose read-back failed
         self._restart = asyncio.Event()
+        self._wrong_device = False  # the last session found a device it refused (another serial or model)
         # Held by whoever carries out a change on this device (a command, a timed action's
         # revert), so two changes never interleave and each plans from the state the last left.
         self.command_lock = asyncio.Lock()
@@ -187,6 +188,7 @@ class InverterRunner(RunnerCore):
         structlog.contextvars.bind_contextvars(inverter=self.label)
 
     async def _session_failed(self, exc: Exception) -> None:
+        self._wrong_device = isinstance(exc, _IdentityError)
         if isinstance(exc, _Stop):
             self.log.info("reconnecting", reason=str(exc))
         elif isinstance(exc, CommunicationError | TimeoutError | OSError):
@@ -264,6 +266,8 @@ class InverterRunner(RunnerCore):
     async def _answers(self) -> bool:
         # The library's liveness gate: one read of HR(0,60), the identity bank detection starts
         # with, answered and believed. On a plant of its own, so nothing it reads reaches the state.
+        if self._wrong_device:
+            return False  # it answered, but it is not the device to talk to: only the backoff paces a retry
         polling = self.settings.polling
         client = self._client_factory(self.config.host, self.config.port, ObservedPlant(), polling.request_gap)
         try:
