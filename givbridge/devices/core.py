@@ -194,7 +194,7 @@ class RunnerCore(ABC):
         one that is answered ends the wait at once. No probe is sent when the reconnect itself
         is due within a poll interval.
         """
-        interval = self.settings.polling.poll_interval
+        interval = self._poll_interval()
         deadline = self.clock.monotonic() + delay
         while deadline - self.clock.monotonic() > interval:
             await self.clock.sleep(interval)
@@ -243,6 +243,10 @@ class RunnerCore(ABC):
     async def _reconnect_at_once(self) -> bool:
         """Whether to reconnect without waiting for the backoff (a restart, a moved device)."""
         return False
+
+    def _poll_interval(self) -> float:
+        """Seconds between this device's polls (the inverters' ``polling.poll_interval`` unless it has its own)."""
+        return self.settings.polling.poll_interval
 
     @abstractmethod
     async def _answers(self) -> bool:

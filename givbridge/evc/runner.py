@@ -162,7 +162,7 @@ class ChargerRunner(RunnerCore):
             raise _Lost("the connection was dropped", counted=True)
         if self.health.consecutive_failures >= self.settings.polling.offline_after:
             raise _Lost("too many failed polls", counted=True)
-        self._next_poll = self.clock.monotonic() + self.config.poll_interval
+        self._next_poll = self.clock.monotonic() + self._poll_interval()
 
     def _writable(self) -> frozenset[int]:
         return reg.WRITABLE
@@ -220,6 +220,9 @@ class ChargerRunner(RunnerCore):
         self.health.connected = True
         self._next_poll = 0.0  # read it at once
         self.log.info("connected to the charger")
+
+    def _poll_interval(self) -> float:
+        return self.config.poll_interval
 
     async def _answers(self) -> bool:
         # The cheapest request there is: one register of the first bank the charger is read in.
