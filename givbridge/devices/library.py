@@ -272,8 +272,8 @@ async def detect_remembered(
     (:func:`probe_patience`), from the round trip remembered with it: on a dongle slower than
     ``probe_timeout`` a present pack would otherwise miss its probe and the whole sweep would
     run. A check that still comes up short on a link this connection measured slower than its
-    patience allowed for is repeated once with patience from that measurement before the layout
-    is believed changed.
+    patience allowed for (its first answer took longer than the check waited) is repeated once
+    with patience from that measurement before the layout is believed changed.
     """
     remembered = await asyncio.to_thread(store.load, document)
     if prior is None:
@@ -301,8 +301,10 @@ async def detect_remembered(
         try:
             caps = await detect(prior, patience)
         except PlantTopologyMismatch:
-            measured = probe_patience(polling, plant.first_answer_after)
-            caps = await _detect_again(detect, prior, patience, measured, polling.probe_timeout, log=log)
+            # Believed unless the link itself proved slower than the patience the check had.
+            slower = (plant.first_answer_after or 0.0) > patience
+            recheck = probe_patience(polling, plant.first_answer_after) if slower else None
+            caps = await _detect_again(detect, prior, recheck, polling.probe_timeout, log=log)
     measured_round_trip = plant.first_answer_after
     saved: dict[str, Any] = {"capabilities": caps.to_dict()}
     if measured_round_trip is not None:
@@ -314,20 +316,19 @@ async def detect_remembered(
 async def _detect_again(
     detect: Callable[[PlantCapabilities | None, float], Awaitable[PlantCapabilities]],
     prior: PlantCapabilities,
-    patience: float,
-    measured: float,
+    recheck: float | None,
     fresh_patience: float,
     *,
     log: structlog.stdlib.BoundLogger,
 ) -> PlantCapabilities:
-    """After the check of ``prior`` failed: once more with the ``measured`` patience if it is longer, else afresh.
+    """After the check of ``prior`` failed: once more with ``recheck`` patience if given, else afresh.
 
     A fresh detect probes every address with ``fresh_patience`` (the configured one, as on a first start).
     """
-    if measured > patience:
-        log.info("the remembered layout was checked too impatiently; checking again", patience=measured)
+    if recheck is not None:
+        log.info("the remembered layout was checked too impatiently; checking again", patience=recheck)
         try:
-            return await detect(prior, measured)
+            return await detect(prior, recheck)
         except PlantTopologyMismatch:
             pass
     log.info("device layout changed since it was last seen; detecting afresh")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from givenergy_modbus.model.plant import PlantCapabilities
 
 from givbridge.clock import ScaledClock
 from givbridge.commands.targets import charge_target_writes
@@ -336,7 +337,8 @@ async def test_a_slow_dongle_keeps_its_remembered_layout_across_restarts(tmp_pat
     sim = make_sim("hybrid-gen3", 2, clock)
     present = {0x11, *sim.meter_addresses, 0x32, 0x33}
     # The defaults' patience: a probe waits 0.5 s, less than the slow dongle's 1.1 s round trip.
-    patient = {"timeout": 2.0, "retries": 1, "probe_timeout": 0.5}
+    # One poll per start: every request counted is the start's own.
+    patient = {"timeout": 2.0, "retries": 1, "probe_timeout": 0.5, "poll_interval": 3600, "settings_interval": 3600}
     async with SimulatorServer(sim) as server:
         port = server.port
         identity_reads: list[int] = []
@@ -363,6 +365,35 @@ async def test_a_slow_dongle_keeps_its_remembered_layout_across_restarts(tmp_pat
     # The second remembered that round trip and checked once.
     assert identity_reads[1] == identity_reads[0] - 1
     assert JsonStore(tmp_path).load(f"layout-127.0.0.1_{port}")["round_trip"] >= 1.1
+
+
+async def test_a_pack_gone_since_the_layout_was_remembered_is_noticed_after_one_patient_check(
+    tmp_path: Path,
+) -> None:
+    clock = fast_clock()
+    polling = {"timeout": 1.0, "retries": 0, "probe_timeout": 0.1, "poll_interval": 3600, "settings_interval": 3600}
+    layouts: list[set[str]] = []
+    identity_reads: list[int] = []
+    port = 0  # any free port, then the same one again
+    for batteries in (2, 1):  # the second pack is taken away between the two starts
+        sim = make_sim("hybrid-gen3", batteries, clock, serial="SD2314G100")
+        async with SimulatorServer(sim, port=port, latency=0.3) as server:
+            port = server.port
+            runner = InverterRunner(bridge_settings(tmp_path, [port], polling=polling), 0, clock=clock)
+            watch = Watch(runner)
+            task = await start(runner)
+            try:
+                snapshot = await watch.snapshot(within=30)
+            finally:
+                await stop(task)
+        layouts.append(set(snapshot.info.battery_serials))
+        identity_reads.append(server.requests["HR", 0x11, 0, 60])
+    assert len(layouts[0]) == 2 and len(layouts[1]) == 1
+    # The remembered round trip gave the check enough patience, so it was believed at once: one
+    # check, then the full detect and the poll; not a second check.
+    assert identity_reads[1] == 3
+    remembered = JsonStore(tmp_path).load(f"layout-127.0.0.1_{port}")["capabilities"]
+    assert PlantCapabilities.from_dict(remembered).lv_battery_addresses == [0x32]
 
 
 async def test_write_counts_persist_across_restarts(tmp_path: Path) -> None:
