@@ -194,7 +194,11 @@ class PollingSettings(_Section):
         0.25, ge=0.0, le=5.0, description="minimum seconds between two requests on the wire (the library's pacing)"
     )
     probe_timeout: float = Field(
-        0.5, gt=0, le=10, description="seconds to wait for a battery/meter that may not exist while detecting"
+        0.5,
+        gt=0,
+        le=10,
+        description="seconds to wait for a battery/meter that may not exist while detecting (at least: "
+        "a remembered one is waited for two round trips of the link, up to timeout)",
     )
     backoff_min: float = Field(2.0, gt=0, le=600, description="first reconnect delay in seconds")
     backoff_max: float = Field(60.0, gt=0, le=3600, description="longest reconnect delay in seconds")

@@ -7,8 +7,9 @@ command executor, health, the charger's modes) uses it through :class:`DeviceRun
 :class:`RunnerCore` is what every runner does the same way, so it is written once:
 
 * the connection loop: connect, serve, and on any failure disconnect, count it and try again
-  after an exponential :class:`~givbridge.runtime.backoff.Backoff`; a stop request is never
-  lost (:func:`~givbridge.runtime.tasks.honour_cancellation`);
+  after an exponential :class:`~givbridge.runtime.backoff.Backoff`, cut short when a probe at
+  poll cadence finds the device answering again; a stop request is never lost
+  (:func:`~givbridge.runtime.tasks.honour_cancellation`);
 * one job queue: everything that talks to the device runs as a job, one at a time, writes
   ahead of reads, and a poll runs whenever none is waiting and one is due;
 * availability bookkeeping (:class:`~givbridge.runtime.health.Health`, ``on_availability``);
@@ -21,7 +22,7 @@ command executor, health, the charger's modes) uses it through :class:`DeviceRun
   add meets the hygiene's bounds too) and emits the result once on ``on_snapshot``. Whatever
   listens there sees the final snapshot; nothing depends on the order listeners were connected in.
 
-A runner supplies the device's own steps: ``_connect``, ``_close``, ``_scheduled_poll``,
+A runner supplies the device's own steps: ``_connect``, ``_close``, ``_answers``, ``_scheduled_poll``,
 ``_write_now`` (send a plan and read it back), ``_rebuild`` (a snapshot from what the
 read-back left) and ``_session_failed`` (what a failure of a session means).
 """
@@ -181,7 +182,26 @@ class RunnerCore(ABC):
             if await self._reconnect_at_once():
                 self._backoff.reset()
                 continue
-            await self.clock.sleep(self._backoff.next())
+            await self._wait_to_reconnect(self._backoff.next())
+
+    async def _wait_to_reconnect(self, delay: float) -> None:
+        """Wait ``delay`` before the next connection, cut short by a probe that finds the device answering.
+
+        The backoff spares a device that refuses or hangs, but grown long it would also keep a
+        returned device waiting (a minute, where polls come every 15 s). So while waiting, the
+        device is probed (:meth:`_answers`) once per poll interval, the cadence it was polled at
+        when up, never more often: a probe that is refused or goes unanswered changes nothing,
+        one that is answered ends the wait at once. No probe is sent when the reconnect itself
+        is due within a poll interval.
+        """
+        interval = self._poll_interval()
+        deadline = self.clock.monotonic() + delay
+        while deadline - self.clock.monotonic() > interval:
+            await self.clock.sleep(interval)
+            if await self._answers():
+                self.log.info(f"{self.noun} answers again; reconnecting now")
+                return
+        await self.clock.sleep(max(0.0, deadline - self.clock.monotonic()))
 
     # ----------------------------------------------------------------- what each device does
 
@@ -223,6 +243,19 @@ class RunnerCore(ABC):
     async def _reconnect_at_once(self) -> bool:
         """Whether to reconnect without waiting for the backoff (a restart, a moved device)."""
         return False
+
+    def _poll_interval(self) -> float:
+        """Seconds between this device's polls (the inverters' ``polling.poll_interval`` unless it has its own)."""
+        return self.settings.polling.poll_interval
+
+    @abstractmethod
+    async def _answers(self) -> bool:
+        """Whether the device answers its cheapest request on a connection of its own, closed after; never raises.
+
+        Sent while the runner waits to reconnect (see :meth:`_wait_to_reconnect`): an answer, not
+        an accepted connection, is what says the device is back (a dongle whose sockets are used
+        up accepts and drops; a hung one accepts and stays silent).
+        """
 
     @abstractmethod
     def _writable(self) -> frozenset[int]: ...

@@ -122,6 +122,7 @@ class InverterRunner(RunnerCore):
         self._skew_warned = False
         self._unconfirmed: set[int] = set()  # written registers whose read-back failed
         self._restart = asyncio.Event()
+        self._wrong_device = False  # the last session found a device it refused (another serial or model)
         # Held by whoever carries out a change on this device (a command, a timed action's
         # revert), so two changes never interleave and each plans from the state the last left.
         self.command_lock = asyncio.Lock()
@@ -187,6 +188,7 @@ class InverterRunner(RunnerCore):
         structlog.contextvars.bind_contextvars(inverter=self.label)
 
     async def _session_failed(self, exc: Exception) -> None:
+        self._wrong_device = isinstance(exc, _IdentityError)
         if isinstance(exc, _Stop):
             self.log.info("reconnecting", reason=str(exc))
         elif isinstance(exc, CommunicationError | TimeoutError | OSError):
@@ -258,8 +260,25 @@ class InverterRunner(RunnerCore):
         """The device's layout, remembered in memory across reconnects and on disk across restarts."""
         prior = self._plant.capabilities
         return await detect_remembered(
-            client, prior, self.store, self._layout_doc(), self.settings.polling, log=self.log
+            client, self._plant, prior, self.store, self._layout_doc(), self.settings.polling, log=self.log
         )
+
+    async def _answers(self) -> bool:
+        # The library's liveness gate: one read of HR(0,60), the identity bank detection starts
+        # with, answered and believed. On a plant of its own, so nothing it reads reaches the state.
+        if self._wrong_device:
+            return False  # it answered, but it is not the device to talk to: only the backoff paces a retry
+        polling = self.settings.polling
+        client = self._client_factory(self.config.host, self.config.port, ObservedPlant(), polling.request_gap)
+        try:
+            await client.connect()
+            alive: bool = await client.probe_alive(timeout=polling.timeout, retries=0)
+            return alive
+        except (CommunicationError, OSError):  # refused, unreachable, dropped at once: not back yet
+            return False
+        finally:
+            with contextlib.suppress(Exception):  # a failed close of a probe must not wedge the wait
+                await client.close()
 
     def _layout_doc(self) -> str:
         return f"layout-{self.config.host}_{self.config.port}".replace(":", "_")
@@ -462,15 +481,27 @@ class InverterRunner(RunnerCore):
                 raise Unreachable(f"{self.label} did not acknowledge HR({write.register})") from exc
             written.append(write)
             await self._counters.count(write.register, rtc_on=self._rtc_on())
+        # Only the banks of what the wire may have changed are read back. A skipped write needs
+        # no read: it was skipped because the cache holds its value, and the cache holds only
+        # what a believed read (a poll, an earlier read-back) found, never an echo or an intent
+        # (a register whose read-back failed is never skipped). Reading it again could only catch
+        # a change made behind the bridge's back since, which may equally come a second after any
+        # read-back; the next settings read catches it either way. When a skipped register shares
+        # a bank with a written one, the fresh value read there is the one judged.
+        unsent = {w.register for w in skipped} - {w.register for w in written}
+        banks = set(blocks_for(plan.registers - unsent))
+        to_confirm = {r for r in plan.registers if holding_block(r) in banks}
+        held = {w.register: w.value for w in skipped}
         try:
-            readback = await self._read_blocks(sorted(plan.registers))
+            fresh = await self._read_blocks(sorted(to_confirm)) if to_confirm else {}
         except Unreachable as exc:
             # Sent but not confirmed: never "not persisted" from a read that cannot be believed,
             # and never skipped as "already held" next time on the strength of the echo alone.
             self._unconfirmed.update(w.register for w in written)
             raise type(exc)(f"wrote {plan.description or 'the registers'} but could not read it back: {exc}") from exc
-        for register in plan.registers:
+        for register in to_confirm:
             self._unconfirmed.discard(register)
+        readback = {**held, **fresh}
         outcome = WriteOutcome.judge(plan, readback, written=written, skipped=skipped, rejected=rejected)
         self.log.info(
             "write confirmed" if outcome.ok else "write not confirmed",

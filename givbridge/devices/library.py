@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -70,7 +70,19 @@ class ObservedPlant(Plant):  # type: ignore[misc]  # untyped library base
 
     _refused: dict[int, int] = PrivateAttr(default_factory=dict)
     _verdicts: dict[tuple[int, str, int, int], tuple[Any, ReadVerdict]] = PrivateAttr(default_factory=dict)
+    _timing_from: float | None = PrivateAttr(default=None)
+    _first_answer_after: float | None = PrivateAttr(default=None)
     dropouts: int = Field(default=0, exclude=True)
+
+    def time_first_answer(self) -> None:
+        """Start timing: :attr:`first_answer_after` becomes the seconds until the next read answer."""
+        self._timing_from = asyncio.get_running_loop().time()
+        self._first_answer_after = None
+
+    @property
+    def first_answer_after(self) -> float | None:
+        """Seconds from :meth:`time_first_answer` to the first read answer since (None: none yet)."""
+        return self._first_answer_after
 
     def update(self, pdu: Any, *, received_at: datetime | None = None) -> None:
         if isinstance(pdu, WriteHoldingRegisterResponse) and pdu.error:
@@ -79,6 +91,8 @@ class ObservedPlant(Plant):  # type: ignore[misc]  # untyped library base
         if key is None:
             super().update(pdu, received_at=received_at)
             return
+        if self._timing_from is not None and self._first_answer_after is None:
+            self._first_answer_after = asyncio.get_running_loop().time() - self._timing_from
         stamped = self.register_block_updated_at.get(key)
         zero_over_data = self._zero_over_data(pdu)
         super().update(pdu, received_at=received_at)
@@ -218,8 +232,28 @@ def default_client(host: str, port: int, plant: Plant, request_gap: float) -> Cl
     )
 
 
+#: Probe patience, in round trips of the connection: a battery or meter sits behind the same
+#: dongle and on the same inverter bus as the request that was timed, so when present it answers
+#: in about that round trip; two absorb a round trip that doubles from one request to the next
+#: (a dongle's latency wanders with its Wi-Fi), while an absent address still costs only two
+#: round trips per attempt, never more than a request to a device known to be there.
+PROBE_ROUND_TRIPS = 2.0
+
+
+def probe_patience(polling: PollingSettings, round_trip: float | None) -> float:
+    """How long a detect waits for a device that may not exist, given the link's ``round_trip``.
+
+    The configured ``probe_timeout`` at least; :data:`PROBE_ROUND_TRIPS` round trips on a slower
+    link, but never longer than ``timeout``, the wait for a device known to be there.
+    """
+    if round_trip is None:
+        return polling.probe_timeout
+    return max(polling.probe_timeout, min(polling.timeout, PROBE_ROUND_TRIPS * round_trip))
+
+
 async def detect_remembered(
     client: Client,
+    plant: ObservedPlant,
     prior: PlantCapabilities | None,
     store: JsonStore,
     document: str,
@@ -231,31 +265,74 @@ async def detect_remembered(
 
     A full detect probes every possible battery and meter address, most of which stay silent
     until the probe times out; remembering what was found turns later detects into a quick
-    confirmation. What is found is saved in ``document`` for the next start.
+    confirmation. What is found is saved in ``document`` for the next start, with the round trip
+    of the connection's first answer (``plant`` times it).
+
+    The check of a remembered layout waits for each device as long as the link needs
+    (:func:`probe_patience`), from the round trip remembered with it: on a dongle slower than
+    ``probe_timeout`` a present pack would otherwise miss its probe and the whole sweep would
+    run. A check that still comes up short on a link this connection measured slower than its
+    patience allowed for (its first answer took longer than the check waited) is repeated once
+    with patience from that measurement before the layout is believed changed.
     """
+    remembered = await asyncio.to_thread(store.load, document)
     if prior is None:
-        stored = (await asyncio.to_thread(store.load, document)).get("capabilities")
+        stored = remembered.get("capabilities")
         if isinstance(stored, dict):
             try:
                 prior = PlantCapabilities.from_dict(stored)
             except Exception as exc:  # a stale or hand-edited file: detect afresh
                 log.info("ignoring the remembered device layout", error=str(exc))
-    kwargs = {
-        "timeout": polling.timeout,
-        "retries": polling.retries + 2,
-        "probe_timeout": polling.probe_timeout,
-    }
+    stored_round_trip = remembered.get("round_trip")
+    round_trip = float(stored_round_trip) if isinstance(stored_round_trip, int | float) else None
+
+    async def detect(hint: PlantCapabilities | None, patience: float) -> PlantCapabilities:
+        caps: PlantCapabilities = await client.detect(
+            prior=hint, timeout=polling.timeout, retries=polling.retries + 2, probe_timeout=patience
+        )
+        return caps
+
+    plant.time_first_answer()
     caps: PlantCapabilities
-    if prior is not None:
-        try:
-            caps = await client.detect(prior=prior, **kwargs)
-        except PlantTopologyMismatch:
-            log.info("device layout changed since it was last seen; detecting afresh")
-            caps = await client.detect(**kwargs)
+    if prior is None:
+        caps = await detect(None, polling.probe_timeout)
     else:
-        caps = await client.detect(**kwargs)
-    await asyncio.to_thread(store.save, document, {"capabilities": caps.to_dict()})
+        patience = probe_patience(polling, round_trip)
+        try:
+            caps = await detect(prior, patience)
+        except PlantTopologyMismatch:
+            # Believed unless the link itself proved slower than the patience the check had.
+            slower = (plant.first_answer_after or 0.0) > patience
+            recheck = probe_patience(polling, plant.first_answer_after) if slower else None
+            caps = await _detect_again(detect, prior, recheck, polling.probe_timeout, log=log)
+    measured_round_trip = plant.first_answer_after
+    saved: dict[str, Any] = {"capabilities": caps.to_dict()}
+    if measured_round_trip is not None:
+        saved["round_trip"] = round(measured_round_trip, 3)
+    await asyncio.to_thread(store.save, document, saved)
     return caps
+
+
+async def _detect_again(
+    detect: Callable[[PlantCapabilities | None, float], Awaitable[PlantCapabilities]],
+    prior: PlantCapabilities,
+    recheck: float | None,
+    fresh_patience: float,
+    *,
+    log: structlog.stdlib.BoundLogger,
+) -> PlantCapabilities:
+    """After the check of ``prior`` failed: once more with ``recheck`` patience if given, else afresh.
+
+    A fresh detect probes every address with ``fresh_patience`` (the configured one, as on a first start).
+    """
+    if recheck is not None:
+        log.info("the remembered layout was checked too impatiently; checking again", patience=recheck)
+        try:
+            return await detect(prior, recheck)
+        except PlantTopologyMismatch:
+            pass
+    log.info("device layout changed since it was last seen; detecting afresh")
+    return await detect(None, fresh_patience)
 
 
 def battery_unchanged_seconds(plant: Plant, capabilities: PlantCapabilities) -> float | None:

@@ -162,7 +162,7 @@ class ChargerRunner(RunnerCore):
             raise _Lost("the connection was dropped", counted=True)
         if self.health.consecutive_failures >= self.settings.polling.offline_after:
             raise _Lost("too many failed polls", counted=True)
-        self._next_poll = self.clock.monotonic() + self.config.poll_interval
+        self._next_poll = self.clock.monotonic() + self._poll_interval()
 
     def _writable(self) -> frozenset[int]:
         return reg.WRITABLE
@@ -220,6 +220,25 @@ class ChargerRunner(RunnerCore):
         self.health.connected = True
         self._next_poll = 0.0  # read it at once
         self.log.info("connected to the charger")
+
+    def _poll_interval(self) -> float:
+        return self.config.poll_interval
+
+    async def _answers(self) -> bool:
+        # The cheapest request there is: one register of the first bank the charger is read in.
+        polling = self.settings.polling
+        client = self._client_factory(self.config.host, self.config.port, polling.timeout, 0)
+        base, _count = reg.READ_BLOCKS[0]
+        try:
+            async with asyncio.timeout(polling.timeout + 5.0):
+                if not await client.connect():
+                    return False
+                response = await client.read_holding_registers(base, count=1, device_id=reg.DEVICE_ID)
+            return not response.isError()
+        except (TimeoutError, OSError, ModbusException):  # refused, unreachable, silent: not back yet
+            return False
+        finally:
+            client.close()
 
     async def _close(self) -> None:
         client, self._client = self._client, None

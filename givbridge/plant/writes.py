@@ -82,7 +82,7 @@ class WritePlan:
 
     ``expect`` lists the register values the read-back must find afterwards; by default
     every written value. ``skip_unchanged`` lets the runner leave out writes whose value
-    the inverter already holds (they are still confirmed by the read-back).
+    the inverter already holds (judged by the value last read, which justified skipping them).
     """
 
     writes: tuple[RegisterWrite, ...]

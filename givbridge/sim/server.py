@@ -138,6 +138,9 @@ class SimulatorServer:
         #: ("W", device address, register, 1) for writes: what the dongle was asked, for tests
         #: and benchmarks that count load on it.
         self.requests: Counter[RequestKey] = Counter()
+        #: Every connection the dongle accepted, refused ones included (a refused one is reset at once).
+        self.connection_attempts = 0
+        self._attempt_seen = asyncio.Event()
 
     @property
     def port(self) -> int:
@@ -164,6 +167,12 @@ class SimulatorServer:
         while not any(match(key) and count > baseline[key] for key, count in self.requests.items()):
             self._request_seen.clear()
             await self._request_seen.wait()
+
+    async def attempted(self, count: int) -> None:
+        """Until :attr:`connection_attempts` has reached ``count``."""
+        while self.connection_attempts < count:
+            self._attempt_seen.clear()
+            await self._attempt_seen.wait()
 
     async def start(self) -> None:
         """Listen; after a stop(), start() listens on the same port again (a dongle coming back)."""
@@ -200,6 +209,8 @@ class SimulatorServer:
     # -- connections ---------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connection_attempts += 1
+        self._attempt_seen.set()
         if self.faults.refuse_connections:
             writer.transport.abort()
             return

@@ -358,6 +358,23 @@ async def test_a_charger_going_offline_is_unavailable_and_commands_say_unreachab
         assert charger_only.charger.limit_tenths == 100
 
 
+async def test_a_returned_charger_is_found_by_a_probe_not_the_backoff(module_broker: Broker, tmp_path: Path) -> None:
+    # A reconnect backoff of ten minutes (30 s here): only a probe brings the charger back within 10 s.
+    slow_backoff = {"backoff_min": 600, "backoff_max": 600, "offline_after": 1}
+    async with rig(module_broker, tmp_path, polling=slow_backoff) as charger_only:
+        availability = f"{charger_only.root}/{charger_only.serial}/availability"
+        assert charger_only.app.charger is not None
+        charger = charger_only.app.charger.runner
+        mark = charger_only.probe.mark()
+        await charger_only.server.go_offline()
+        await charger_only.probe.wait_for_payload(availability, "offline", timeout=10, after=mark)
+        reconnects = charger.health.reconnects
+        mark = charger_only.probe.mark()
+        await charger_only.server.come_back()
+        await charger_only.probe.wait_for_payload(availability, "online", timeout=10, after=mark)
+        assert charger.health.reconnects == reconnects + 1  # one reconnect, the one the probe asked for
+
+
 async def test_mode_settings_survive_a_restart(module_broker: Broker, tmp_path: Path) -> None:
     async with rig(module_broker, tmp_path) as first:
         ok(await first.send("setChargingMode", "Solar"))

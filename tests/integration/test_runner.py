@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from givenergy_modbus.model.plant import PlantCapabilities
 
 from givbridge.clock import ScaledClock
+from givbridge.commands.targets import charge_target_writes
 from givbridge.devices.inverter import InverterRunner
 from givbridge.devices.outcome import NotWritable, Unreachable, WriteStatus
 from givbridge.plant.writes import WritePlan
@@ -107,6 +109,33 @@ async def test_write_is_confirmed_by_read_back_and_repeats_are_skipped(tmp_path:
     assert again.status is WriteStatus.OK
     assert again.written == () and len(again.skipped) == 2
     assert writes_after == writes_before
+
+
+async def test_read_back_reads_only_the_banks_of_what_was_written(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    sim.set_holding(20, 1)  # the charge target is already enabled: setChargeTarget skips HR20
+    async with SimulatorServer(sim) as server:
+        # No poll comes due while the write runs, so every request seen is the write's own.
+        quiet = {"poll_interval": 3600, "settings_interval": 3600}
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=quiet), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            assert runner.context is not None
+            plan = WritePlan.of(charge_target_writes(runner.context, 61), "charge target 61 %")
+            before = server.requests.copy()
+            outcome = (await runner.apply(plan)).outcome
+            during = server.requests - before
+        finally:
+            await stop(task)
+    assert outcome.status is WriteStatus.OK
+    assert [w.register for w in outcome.written] == [116]
+    assert [w.register for w in outcome.skipped] == [20]
+    assert outcome.readback == {116: 61, 20: 1}  # HR20 judged by the value that justified skipping it
+    # One write, and one read: HR116's bank. HR20's bank, HR(0,60), is not read.
+    assert dict(during) == {("W", 0x11, 116, 1): 1, ("HR", 0x11, 60, 60): 1}
 
 
 async def test_ignored_write_is_reported_not_persisted(tmp_path: Path) -> None:
@@ -224,6 +253,47 @@ async def test_reconnects_after_the_dongle_drops_the_connection(tmp_path: Path) 
     assert probes_after == probes_before  # the known layout is confirmed, not re-probed
 
 
+async def test_a_returned_inverter_is_found_by_a_probe_not_the_backoff(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 1, clock)
+    # A backoff of ten minutes (30 s here): only a probe can bring the inverter back within 10 s.
+    polling = {"backoff_min": 600, "backoff_max": 600, "offline_after": 1}
+    async with SimulatorServer(sim) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=polling), 0, clock=clock)
+        interval = runner.settings.polling.poll_interval
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.available(True)
+            reconnects = runner.health.reconnects
+            went_down = clock.monotonic()
+            server.faults.refuse_connections = True
+            server.faults.drop_connections()
+            await watch.available(False)
+            refused_from = server.connection_attempts
+            await server.attempted(refused_from + 4)  # probes, refused
+            # Now it accepts connections but answers nothing (a hung dongle): probes go unanswered.
+            server.faults.silence()
+            server.faults.refuse_connections = False
+            silent_from = server.connection_attempts
+            await server.attempted(silent_from + 3)
+            probes = server.connection_attempts - refused_from
+            waited = clock.monotonic() - went_down
+            # Neither a refused nor an unanswered probe cut the backoff short.
+            assert runner.health.reconnects == reconnects  # no connection since the one that was dropped
+            server.faults.end_silence()
+            answering_from = server.connection_attempts
+            await watch.available(True)
+            attempts_to_online = server.connection_attempts - answering_from
+        finally:
+            await stop(task)
+    assert probes <= waited / interval + 1  # at most one probe per poll interval
+    # The answering inverter took one probe (perhaps one more, sent before it answered again and
+    # lost) and the reconnect it triggered.
+    assert attempts_to_online <= 3
+    assert runner.health.reconnects == reconnects + 1
+
+
 async def test_a_different_device_at_the_address_is_refused(tmp_path: Path) -> None:
     clock = fast_clock()
     sim = make_sim("hybrid-gen3", 1, clock)
@@ -260,6 +330,70 @@ async def test_restart_with_the_remembered_layout_skips_the_probe_sweep(tmp_path
             probes = sum(n for (_, addr, _, _), n in (server.requests - before).items() if 1 <= addr <= 8)
             assert (probes > 0) == (attempt == 0)
     assert "capabilities" in JsonStore(tmp_path).load(f"layout-127.0.0.1_{port}")
+
+
+async def test_a_slow_dongle_keeps_its_remembered_layout_across_restarts(tmp_path: Path) -> None:
+    clock = fast_clock()
+    sim = make_sim("hybrid-gen3", 2, clock)
+    present = {0x11, *sim.meter_addresses, 0x32, 0x33}
+    # The defaults' patience: a probe waits 0.5 s, less than the slow dongle's 1.1 s round trip.
+    # One poll per start: every request counted is the start's own.
+    patient = {"timeout": 2.0, "retries": 1, "probe_timeout": 0.5, "poll_interval": 3600, "settings_interval": 3600}
+    async with SimulatorServer(sim) as server:
+        port = server.port
+        identity_reads: list[int] = []
+        for attempt in range(3):
+            runner = InverterRunner(bridge_settings(tmp_path, [port], polling=patient), 0, clock=clock)
+            watch = Watch(runner)
+            before = server.requests.copy()
+            task = await start(runner)
+            try:
+                snapshot = await watch.snapshot(within=60)
+            finally:
+                await stop(task)
+            seen = server.requests - before
+            assert set(snapshot.info.battery_serials) == set(sim.battery_serials)
+            if attempt == 0:
+                assert any(addr not in present for (_, addr, _, _) in seen)  # the first start probed every address
+                server.faults.extra_latency = 1.1  # the layout was remembered on a fast link; now it is slow
+            else:
+                # Restarts on the slow link keep both packs and never probe an absent address.
+                assert not any(addr not in present for (_, addr, _, _) in seen), seen
+                identity_reads.append(seen["HR", 0x11, 0, 60])
+    # The first slow restart remembered a fast link: its check came up short and was repeated
+    # with patience from the round trip it measured (one identity read more than the poll's own).
+    # The second remembered that round trip and checked once.
+    assert identity_reads[1] == identity_reads[0] - 1
+    assert JsonStore(tmp_path).load(f"layout-127.0.0.1_{port}")["round_trip"] >= 1.1
+
+
+async def test_a_pack_gone_since_the_layout_was_remembered_is_noticed_after_one_patient_check(
+    tmp_path: Path,
+) -> None:
+    clock = fast_clock()
+    polling = {"timeout": 1.0, "retries": 0, "probe_timeout": 0.1, "poll_interval": 3600, "settings_interval": 3600}
+    layouts: list[set[str]] = []
+    identity_reads: list[int] = []
+    port = 0  # any free port, then the same one again
+    for batteries in (2, 1):  # the second pack is taken away between the two starts
+        sim = make_sim("hybrid-gen3", batteries, clock, serial="SD2314G100")
+        async with SimulatorServer(sim, port=port, latency=0.3) as server:
+            port = server.port
+            runner = InverterRunner(bridge_settings(tmp_path, [port], polling=polling), 0, clock=clock)
+            watch = Watch(runner)
+            task = await start(runner)
+            try:
+                snapshot = await watch.snapshot(within=30)
+            finally:
+                await stop(task)
+        layouts.append(set(snapshot.info.battery_serials))
+        identity_reads.append(server.requests["HR", 0x11, 0, 60])
+    assert len(layouts[0]) == 2 and len(layouts[1]) == 1
+    # The remembered round trip gave the check enough patience, so it was believed at once: one
+    # check, then the full detect and the poll; not a second check.
+    assert identity_reads[1] == 3
+    remembered = JsonStore(tmp_path).load(f"layout-127.0.0.1_{port}")["capabilities"]
+    assert PlantCapabilities.from_dict(remembered).lv_battery_addresses == [0x32]
 
 
 async def test_write_counts_persist_across_restarts(tmp_path: Path) -> None:

@@ -51,8 +51,8 @@ from typing import NamedTuple
 import pytest
 
 from benchmarks.promql import Scrape, parse_exposition, sample_key
-from givbridge.bridge import InverterRunner
 from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
 from tests.brokers import MosquittoBroker
 from tests.conftest import needs_mosquitto
 from tests.integration.http_helpers import client
