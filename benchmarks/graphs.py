@@ -13,7 +13,7 @@ LATENCY_PANELS = (
 COST_PANELS = (
     ("CPU per poll (ms)", ("CPU per poll",)),
     ("Peak RSS (MB)", ("RSS",)),
-    ("MQTT messages per poll", ("MQTT messages",)),
+    ("MQTT per poll of one inverter", ("MQTT",)),
 )
 
 
@@ -45,6 +45,7 @@ def draw(report: Report, directory: Path) -> list[Path]:
             axis.set_xlabel(xlabel)
             axis.set_ylabel("s" if xlabel.startswith("dongle") else "")
             axis.grid(True, alpha=0.3)
+            axis.set_ylim(bottom=0)
             if axis.lines:
                 axis.legend(fontsize=7)
         figure.tight_layout()

@@ -54,6 +54,8 @@ COMMAND_SLACK = 0.1
 #: Issue 19 item 3: a warm restart reaches the first SOC in at most this share of a cold one.
 WARM_BUDGET = 0.5
 ISSUE = "issue 19"
+#: Seconds without a request after a poll's snapshot that show no other poll follows at once.
+QUIET = 0.2
 
 
 def polling_for(latency: float, **extra: Any) -> dict[str, Any]:
@@ -301,11 +303,21 @@ async def commands(report: Report, latency: float, rounds: int) -> None:
                         read = [bank_of(k) for k in window if is_read(k)]
                         samples.append(CommandSample(name, during_poll, seconds, written, read))
 
+                    async def idle() -> None:
+                        """Until just after a poll's snapshot with no other poll following it at once."""
+                        while True:
+                            await watch.until(polls_done, len(watch.samples) + 1, 120)
+                            seen = len(requests.log)
+                            # An overdue poll starts within milliseconds of the last one's end.
+                            await asyncio.sleep(QUIET)
+                            if not any(is_read(k) for _, k in requests.log[seen:]):
+                                return
+
                     for index in range(rounds):
                         for name, payload in COMMANDS:
-                            # Idle: just after a poll's snapshot, the next poll a poll interval away.
-                            await watch.until(polls_done, len(watch.samples) + 1, 120)
-                            await command(name, payload(index), during_poll=False)
+                            # Idle: after a poll, the next one a poll interval away.
+                            await idle()
+                            await command(name, payload(2 * index), during_poll=False)
                             # During a poll: at a random point of the next one.
                             seen = len(requests.log)
                             snapshots = len(watch.samples)
@@ -316,7 +328,7 @@ async def commands(report: Report, latency: float, rounds: int) -> None:
                             fast = [p.wall for p in watch.samples if not p.full and not p.command] or [latency * 4]
                             await asyncio.sleep(rng.uniform(0, min(fast) * 0.9))
                             running = len(watch.samples) == snapshots
-                            await command(name, payload(index + 1), during_poll=running)
+                            await command(name, payload(2 * index + 1), during_poll=running)
                 finally:
                     await client.stop()
                     await app.stop()
