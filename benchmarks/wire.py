@@ -369,7 +369,7 @@ async def commands(report: Report, latency: float, rounds: int) -> None:
             "1.00",
             f"{ISSUE} item 4: read back only the written banks (counted at the simulator)",
             max(ratios) <= 1 and not extra,
-            f"also read: {', '.join(f'{k}({b})' for k, _, b in extra)} (banks of skipped writes)" if extra else "",
+            f"also read: {', '.join(f'{k}({b})' for k, _, b in extra)} " if extra else "",
         )
 
 
