@@ -18,7 +18,7 @@ COST_PANELS = (
 
 
 def draw(report: Report, directory: Path) -> list[Path]:
-    """Write the graphs next to the doc; none without matplotlib (the ``bench`` extra)."""
+    """Write the graphs next to the doc; none without matplotlib (the ``docs`` extra)."""
     try:
         import matplotlib
 

@@ -91,7 +91,7 @@ def measured_commit() -> str:
 
 def write_doc(report: Report, quick: bool, elapsed: float, graphs: list[Path], label: str | None) -> Path:
     body = (__doc__ or "").strip()
-    images = "\n".join(f"![{path.stem}]({path.name})" for path in graphs) or "(graphs: install the `bench` extra)"
+    images = "\n".join(f"![{path.stem}]({path.name})" for path in graphs) or "(graphs: install the `docs` extra)"
     load = os.getloadavg()[0]
     DOC.write_text(
         "# Benchmarks\n\n"
