@@ -16,8 +16,9 @@ timestamps ISO-8601 with offset, slot times ``HH:MM:SS``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
@@ -83,12 +84,154 @@ def _numeric(value: Scalar) -> float | None:
     return float(value)
 
 
-@dataclass
+def _same(old: object, new: Scalar) -> bool:
+    """Whether ``new`` renders, encodes and compares exactly as ``old`` did (so needs no work).
+
+    Stricter than ``==``: ``1 == 1.0 == True``, ``0.0 == -0.0`` and two datetimes of the same
+    instant in different zones are equal but are written differently.
+    """
+    if old is new:
+        return True
+    if type(old) is not type(new) or old != new:
+        return False
+    if isinstance(new, float) and isinstance(old, float):
+        return math.copysign(1.0, new) == math.copysign(1.0, old)
+    if isinstance(new, datetime | time) and isinstance(old, datetime | time):
+        return new.utcoffset() == old.utcoffset()
+    return True
+
+
+class _Node:
+    """One object of the JSON document, its encoded text kept until a value under it changes."""
+
+    __slots__ = ("children", "keys", "text")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node | str] = {}  # key -> child object, or a value's encoded text
+        self.keys: list[tuple[str, str]] | None = None  # (key, encoded key), sorted as json.dumps sorts
+        self.text: str | None = None
+
+    def encode(self) -> str:
+        """The text ``json.dumps(tree, sort_keys=True, separators=(",", ":"))`` gives this object."""
+        if self.text is None:
+            if self.keys is None:
+                self.keys = [(key, json.dumps(key)) for key in sorted(self.children)]
+            parts = []
+            for key, encoded_key in self.keys:
+                child = self.children[key]
+                parts.append(f"{encoded_key}:{child if isinstance(child, str) else child.encode()}")
+            self.text = "{" + ",".join(parts) + "}"
+        return self.text
+
+
+class _Conflict(Exception):
+    """A path is both a value and an object's parent: :func:`nest` semantics, not a tree's."""
+
+
+class _JsonDocument:
+    """A device's ``<root>/<serial>/json`` text, re-encoded only along the paths whose value changed.
+
+    The text is exactly ``json.dumps(tree, sort_keys=True, separators=(",", ":"))`` of the
+    nested tree of :func:`_tree`: unchanged objects keep their encoded
+    text and a changed value re-joins only the objects above it. A change in which paths
+    exist rebuilds the tree (rare: a pack that did not answer, a value hygiene dropped).
+    """
+
+    def __init__(self, style_for: Callable[[str], ValueStyle]) -> None:
+        self._style_for = style_for
+        self._root: _Node | None = None
+        self._values: Mapping[str, Scalar] = {}
+        self._raw: Mapping[str, Scalar] | None = None
+
+    def text(self, values: Mapping[str, Scalar], raw: Mapping[str, Scalar] | None) -> str:
+        """The document for ``values`` (and GivTCP's ``raw`` section when ``raw`` is given)."""
+        root = self._root
+        old_values, old_raw = self._values, self._raw
+        self._values, self._raw = values, raw
+        if (
+            root is None
+            or values.keys() != old_values.keys()
+            or (raw is None) != (old_raw is None)
+            or (raw is not None and old_raw is not None and raw.keys() != old_raw.keys())
+        ):
+            try:
+                self._root = root = self._build(values, raw)
+            except _Conflict:
+                self._root = None  # a shape only nest() resolves: encode it whole, as the tree says
+                return json.dumps(_tree(values, raw, self._style_for), sort_keys=True, separators=(",", ":"))
+            return root.encode()
+        missing = object()
+        for path, value in values.items():
+            if not _same(old_values.get(path, missing), value):
+                _set(root, path.split("/"), json_value(value, self._style_for(path)))
+        if raw is not None and old_raw is not None:
+            raw_node = root.children["raw"]
+            assert isinstance(raw_node, _Node)
+            for path, value in raw.items():
+                if not _same(old_raw.get(path, missing), value):
+                    root.text = None
+                    _set(raw_node, path.split("/"), json_value(value))
+        return root.encode()
+
+    def _build(self, values: Mapping[str, Scalar], raw: Mapping[str, Scalar] | None) -> _Node:
+        root = _Node()
+        for path, value in values.items():
+            _insert(root, path.split("/"), json_value(value, self._style_for(path)))
+        if raw is not None:
+            if "raw" in root.children:
+                raise _Conflict("raw")
+            raw_node = root.children["raw"] = _Node()
+            for path, value in raw.items():
+                _insert(raw_node, path.split("/"), json_value(value))
+        return root
+
+
+def _insert(root: _Node, parts: list[str], value: Any) -> None:
+    node = root
+    for part in parts[:-1]:
+        child = node.children.setdefault(part, _Node())
+        if isinstance(child, str):
+            raise _Conflict(part)
+        node = child
+    if parts[-1] in node.children:
+        raise _Conflict(parts[-1])
+    node.children[parts[-1]] = json.dumps(value)
+
+
+def _set(root: _Node, parts: list[str], value: Any) -> None:
+    """Replace a value the tree already holds, dropping the encoded text of the objects above it."""
+    node = root
+    node.text = None
+    for part in parts[:-1]:
+        child = node.children[part]
+        assert isinstance(child, _Node)
+        node = child
+        node.text = None
+    node.children[parts[-1]] = json.dumps(value)
+
+
+def _tree(  # the document as one nested object: GivTCP's shape
+    values: Mapping[str, Scalar], raw: Mapping[str, Scalar] | None, style_for: Callable[[str], ValueStyle]
+) -> dict[str, Any]:
+    tree = nest({path: json_value(value, style_for(path)) for path, value in values.items()})
+    if raw is not None:
+        tree["raw"] = nest({p: json_value(v) for p, v in raw.items()})
+    return tree
+
+
+_UNSEEN = object()
+
+
 class _DeviceState:
-    published: dict[str, tuple[str, float | None]] = field(default_factory=dict)  # path -> (payload, number)
-    last_full: float | None = None
-    last_json: str | None = None
-    messages_last_poll: int = 0
+    def __init__(self, style_for: Callable[[str], ValueStyle]) -> None:
+        self.published: dict[str, tuple[str, float | None]] = {}  # path -> (payload, number)
+        # path -> the last value judged against ``published`` whose outcome stands: published,
+        # or not news. The same value again needs no rendering: it would be judged the same.
+        self.settled: dict[str, object] = {}
+        self.last_full: float | None = None
+        self.last_json: str | None = None
+        self.document = _JsonDocument(style_for)
+        self.messages_last_poll = 0
 
 
 class StatePublisher:
@@ -113,30 +256,51 @@ class StatePublisher:
         self.publish_raw = publish_raw
         self.clock = clock or SystemClock()
         self._devices: dict[str, _DeviceState] = {}
+        self._styles: dict[str, ValueStyle] = {}  # path -> style: the catalogue looked up once per path
+        self._raw_paths: dict[str, str] = {}  # raw field -> its leaf path under raw/
 
     def forget(self) -> None:
         """Forget what was published (after a broker reconnect) so the next round sends everything."""
         for device in self._devices.values():
             device.published.clear()
+            device.settled.clear()
             device.last_full = None
             device.last_json = None
 
     def _style_for(self, path: str) -> ValueStyle:
-        return self.style(path.rsplit("/", 1)[-1])
+        style = self._styles.get(path)
+        if style is None:
+            style = self._styles[path] = self.style(path.rsplit("/", 1)[-1])
+        return style
+
+    def _device(self, serial: str) -> _DeviceState:
+        device = self._devices.get(serial)
+        if device is None:
+            device = self._devices[serial] = _DeviceState(self._style_for)
+        return device
 
     def publish_snapshot(self, snapshot: Snapshot) -> int:
         """Publish what changed in ``snapshot``; returns the number of messages sent."""
         serial = snapshot.serial
-        device = self._devices.setdefault(serial, _DeviceState())
+        device = self._device(serial)
         now = self.clock.monotonic()
         full = device.last_full is None or now - device.last_full >= self.full_refresh_interval
-        values: dict[str, Scalar] = dict(snapshot.values)
+        values: Mapping[str, Scalar] = snapshot.values
         if self.publish_raw:
-            values.update({f"raw/{path}": value for path, value in snapshot.raw.items()})
+            raw_paths = self._raw_paths
+            values = dict(values)
+            for path, value in snapshot.raw.items():
+                leaf = raw_paths.get(path)
+                if leaf is None:
+                    leaf = raw_paths[path] = f"raw/{path}"
+                values[leaf] = value
         sent = 0
+        settled = device.settled
         for path, value in values.items():
-            sent += self._publish_leaf(serial, device, path, value, full)
-        document = json.dumps(self._json_tree(snapshot), sort_keys=True, separators=(",", ":"))
+            # A value judged before against what is still published is judged the same again.
+            if full or not _same(settled.get(path, _UNSEEN), value):
+                sent += self._publish_leaf(serial, device, path, value, full)
+        document = device.document.text(snapshot.values, snapshot.raw if self.publish_raw else None)
         changed = full or document != device.last_json
         if changed and self.client.publish(self.topics.json(serial), document, retain=self.retain):
             device.last_json = document
@@ -155,33 +319,31 @@ class StatePublisher:
 
         The next snapshot carries the same values, so it sends them again only if they changed since.
         """
-        device = self._devices.setdefault(serial, _DeviceState())
+        device = self._device(serial)
         return sum(self._publish_leaf(serial, device, path, value, False) for path, value in values.items())
 
     def _publish_leaf(self, serial: str, device: _DeviceState, path: str, value: Scalar, full: bool) -> int:
         style = self._style_for(path)
         payload = render(value, style)
         if payload is None:
+            device.settled[path] = value
             return 0
         number = _numeric(value)
         previous = device.published.get(path)
         if not full and previous is not None:
             old_payload, old_number = previous
             if payload == old_payload:
+                device.settled[path] = value
                 return 0
             if number is not None and old_number is not None and abs(number - old_number) < style.deadband:
+                device.settled[path] = value
                 return 0
         if not self.client.publish(self.topics.state(serial, path), payload, retain=self.retain):
+            device.settled.pop(path, None)  # not sent: judged again next time
             return 0
         device.published[path] = (payload, number)
+        device.settled[path] = value
         return 1
-
-    def _json_tree(self, snapshot: Snapshot) -> dict[str, Any]:
-        values = {path: json_value(value, self._style_for(path)) for path, value in snapshot.values.items()}
-        tree = nest(values)
-        if self.publish_raw:
-            tree["raw"] = nest({p: json_value(v) for p, v in snapshot.raw.items()})
-        return tree
 
     def messages_last_poll(self, serial: str) -> int:
         device = self._devices.get(serial)
