@@ -333,11 +333,13 @@ def _timed(component: dict[str, Any]) -> bool:
 def _matches(component: dict[str, Any], value: str, state: str) -> bool:
     """Whether HA's state shows ``value`` (as HA was asked to set it).
 
-    A timed action's select shows Running while it runs and Normal otherwise; its number shows
-    the minutes left, which may have ticked down by one by the time HA shows it.
+    A timed action's select shows Normal while it does not run; while it runs its state is
+    Running, which nobody can choose, so the select is unknown (its ``<Name> State`` sensor says
+    Running). Its number shows the minutes left, which may have ticked down by one by the time
+    HA shows it.
     """
     if component["platform"] == "select" and _timed(component):
-        return state == ("Normal" if value in ("Normal", "Cancel") else "Running")
+        return state == ("Normal" if value in ("Normal", "Cancel") else "unknown")
     if component["platform"] == "number":
         try:
             shown, wanted = float(state), float(value)
@@ -345,8 +347,18 @@ def _matches(component: dict[str, Any], value: str, state: str) -> bool:
             return False
         if _timed(component) and wanted > 0 and shown == wanted - 1:
             return True
-        return math.isclose(shown, wanted, abs_tol=float(component.get("step", 1)) / 1000)
+        return _same_number(component, wanted, shown)
     return state == value
+
+
+def _same_number(component: dict[str, Any], wanted: float, shown: float) -> bool:
+    """Whether a number control shows ``wanted``. A battery rate steps in 1 % of capacity
+    (95.25 W on a 9.525 kWh battery): the register holds exactly the step HA chose, and its
+    watts are shown whole, as GivTCP shows them (1714.5 W shows as 1714)."""
+    step = float(component.get("step", 1))
+    if component.get("unit_of_measurement") == "W" and not step.is_integer():
+        return shown == math.floor(wanted)
+    return math.isclose(shown, wanted, abs_tol=step / 1000)
 
 
 def _held(component: dict[str, Any], value: str, held: object) -> bool:
@@ -355,7 +367,7 @@ def _held(component: dict[str, Any], value: str, held: object) -> bool:
     if platform == "switch":
         return held == (component["state_on"] if value == "on" else component["state_off"])
     if platform == "number":
-        return isinstance(held, int | float) and math.isclose(held, float(value), abs_tol=1e-6)
+        return isinstance(held, int | float) and _same_number(component, float(value), float(held))
     return str(held) == value
 
 
