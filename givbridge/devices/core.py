@@ -34,7 +34,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 import structlog
@@ -334,14 +334,20 @@ class RunnerCore(ABC):
             values.update(provider())
         return values
 
-    async def publish(self, cleaned: Snapshot) -> Snapshot:
-        """The pipeline's last stages: enrich the cleaned snapshot, then emit it, once."""
+    async def publish(self, cleaned: Snapshot, *, counters_at: datetime | None = None) -> Snapshot:
+        """The pipeline's last stages: enrich the cleaned snapshot, then emit it, once.
+
+        ``counters_at``: when the counters the snapshot carries were read, if not at its
+        ``taken_at`` (see :meth:`_readback_counters_at`); what the stages compute from them is
+        judged as of then.
+        """
         snapshot = cleaned
         guard = self._hygiene.guard
+        judged_at = counters_at or snapshot.taken_at
         for enricher in self._enrichers:
             added = await enricher(snapshot)
             if added and guard is not None:  # what a stage adds meets the same bounds as what was read
-                checked = guard.clean(added, taken_at=snapshot.taken_at, serial=snapshot.serial)
+                checked = guard.clean(added, taken_at=judged_at, serial=snapshot.serial)
                 if checked.rejected:
                     self.log.info("readings rejected", rejected=checked.rejected)
                 added = checked.values
@@ -358,7 +364,11 @@ class RunnerCore(ABC):
         if cleaned is None:
             self.log.warning("read-back sample rejected; keeping the previous state")
             return None
-        return await self.publish(cleaned)
+        return await self.publish(cleaned, counters_at=self._readback_counters_at())
+
+    def _readback_counters_at(self) -> datetime | None:
+        """When the counters in a read-back's snapshot were read, when the read-back does not read them."""
+        return None
 
     # ----------------------------------------------------------------- availability
 

@@ -119,6 +119,7 @@ class InverterRunner(RunnerCore):
         self._next_fast = 0.0
         self._next_full = 0.0
         self._last_snapshot_at: datetime | None = None
+        self._measured_at: datetime | None = None  # taken_at of the last poll's snapshot (its counters)
         self._clock_read_at: datetime | None = None  # when HR(0,60), with the inverter clock, was read
         self._skew_warned = False
         self._unconfirmed: set[int] = set()  # written registers whose read-back failed
@@ -291,10 +292,12 @@ class InverterRunner(RunnerCore):
         setting in the snapshot is the newest the inverter answered, never a pre-write value
         over a post-write read-back. What the write did not touch may have moved with it
         (coupled modes); that is no different from a write between two polls, and is why a
-        write brings the next full read forward (SETTLE_AFTER_WRITE). The read-back's own
-        snapshot, published mid-poll, carries the banks this poll has read so far: each of
-        them newer than the last snapshot's, so the hygiene judges a step forward in time as it
-        would between two polls, and the poll's snapshot follows it with a later ``taken_at``.
+        write brings the next full read forward (SETTLE_AFTER_WRITE). The measurements are
+        where a mid-poll write could mislead: its read-back's snapshot carries counters from
+        the last poll (or some from this one), and judged as read at the read-back's time they
+        would restart the hygiene's clock, so the poll's fresh counters a second later would
+        look like a whole interval's energy in a second. A read-back's counters are judged as
+        of the last poll instead (see ``_build``), and the poll's snapshot follows it.
         """
         client = self._require_client()
         polling = self.settings.polling
@@ -335,7 +338,7 @@ class InverterRunner(RunnerCore):
             await self._settle_extra_settings(answers[len(settings)])
         self.health.last_poll_seconds = round(self.clock.monotonic() - started, 3)
         self.health.last_poll_full = full
-        snapshot, problem = self._build()
+        snapshot, problem = self._build(measured=True)
         if snapshot is None:
             # Read fine, but not believable: no better than no answer.
             await self._failed_poll(f"sample rejected: {problem}")
@@ -371,10 +374,22 @@ class InverterRunner(RunnerCore):
         with contextlib.suppress(TimeoutError, UncleanRead):
             await self._read_block(300, 60)
 
-    def _build(self) -> tuple[Snapshot | None, str | None]:
-        """A snapshot of what the library holds now, cleaned; or None and why it was rejected."""
+    def _build(self, *, measured: bool = False) -> tuple[Snapshot | None, str | None]:
+        """A snapshot of what the library holds now, cleaned; or None and why it was rejected.
+
+        ``measured``: a poll has just read the measurements. Otherwise (a write's read-back,
+        which reads settings only) the counters in the Plant are those of the last poll, or
+        partly of the poll a write interrupted: the hygiene judges them as of that poll, so it
+        holds them (its memory does not advance on a reading it already had). Judged as new at
+        the read-back's time, a stale counter would move the hygiene's "last good" time
+        forward with the old value, and the poll's fresh reading a moment later would look
+        like a jump of a whole poll interval's energy in a second, and be rejected.
+        """
         assert self.context is not None and self._hygiene.guard is not None
         taken_at = self.clock.now()
+        judged_at = taken_at if measured or self._measured_at is None else self._measured_at
+        if measured:
+            self._measured_at = taken_at
         previous = self._last_snapshot_at
         self._last_snapshot_at = taken_at
         plant = self._plant
@@ -404,7 +419,7 @@ class InverterRunner(RunnerCore):
             extras=extras,
             clock_read_at=self._clock_read_at,
         )
-        cleaned = self._hygiene.guard.clean(built.values, taken_at=taken_at, serial=built.serial)
+        cleaned = self._hygiene.guard.clean(built.values, taken_at=judged_at, serial=built.serial)
         if cleaned.sample_rejected is not None:
             self.log.warning("sample rejected", reason=cleaned.sample_rejected)
             return None, cleaned.sample_rejected
@@ -523,6 +538,9 @@ class InverterRunner(RunnerCore):
         """Whether Real Time Control (HR166) is on, as last read."""
         assert self.context is not None
         return bool(self._plant.register_caches.get(self.context.capabilities.inverter_address, {}).get(HR(166)))
+
+    def _readback_counters_at(self) -> datetime | None:
+        return self._measured_at
 
     async def _rebuild(self) -> Snapshot | None:
         snapshot, problem = self._build()

@@ -189,7 +189,10 @@ class SampleGuard:
         self, path: str, value: float, at: datetime, local: datetime, limits: Mapping[str, float | None]
     ) -> float | None:
         """Publish a counter only once readings agree, so a bad first one cannot become the baseline."""
-        candidates = [*self._candidates.get(path, []), (value, at)]
+        earlier = self._candidates.get(path, [])
+        if earlier and at <= earlier[-1][1]:
+            return None  # no newer than the last reading: it confirms nothing
+        candidates = [*earlier, (value, at)]
         if not all(0 <= b - a <= self._allowed(path, limits, t1, t2) for (a, t1), (b, t2) in pairwise(candidates)):
             candidates = [(value, at)]
         if len(candidates) < _CONFIRMATIONS:

@@ -74,6 +74,20 @@ def test_a_bad_first_reading_never_becomes_the_baseline() -> None:
     assert g.clean(sample(at, total=1000.1), taken_at=at, serial=SERIAL).values[TOTAL] == 1000.1
 
 
+def test_a_reading_judged_again_at_its_own_time_confirms_nothing() -> None:
+    # A write's read-back carries the last poll's counters and is judged as of that poll: the
+    # same reading twice is one reading, not two that agree.
+    g = guard()
+    first, second = START, START + timedelta(seconds=15)
+    for at in (first, second, second):
+        assert TOTAL not in g.clean(sample(at, total=1000.0), taken_at=at, serial=SERIAL).values
+    third = second + timedelta(seconds=15)
+    assert g.clean(sample(third, total=1000.0), taken_at=third, serial=SERIAL).values[TOTAL] == 1000.0
+    # Once believed, a reading no newer than the last good one leaves the counter as it was.
+    assert g.clean(sample(second, total=1000.0), taken_at=second, serial=SERIAL).values[TOTAL] == 1000.0
+    assert g.rejected_values == 0
+
+
 def test_out_of_bounds_readings_are_dropped() -> None:
     g = guard()
     result = g.clean(sample(START, soc=250, pv=99999), taken_at=START, serial=SERIAL)
