@@ -17,8 +17,9 @@ from givenergy_modbus.model.plant import Plant
 
 from givbridge.clock import ScaledClock
 from givbridge.devices.inverter import InverterRunner
-from givbridge.devices.outcome import WriteStatus
+from givbridge.devices.outcome import Applied, WriteStatus
 from givbridge.entities import load_catalogue
+from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan, blocks_for
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.sim.server import RequestKey
@@ -55,6 +56,19 @@ async def library_full_poll(server: SimulatorServer) -> tuple[list[RequestKey], 
         return received(server.traffic[before:between]), received(server.traffic[between:])
     finally:
         await client.close()
+
+
+async def write_during_poll(server: SimulatorServer, runner: InverterRunner, reserve: int) -> tuple[Applied, Snapshot]:
+    """Set the battery reserve once a full poll has its first request at the dongle; both results."""
+    mark = server.requests.copy()
+    poll = asyncio.ensure_future(runner.refresh_all())
+    await server.requested(lambda key: key == ("HR", INVERTER, 0, 60), after=mark)
+    applied = await runner.apply(WritePlan.of([(110, reserve)], "battery reserve"))
+    return applied, await poll
+
+
+def other_reserve(sim: SimulatedPlant) -> int:
+    return 20 if sim.holding(110) != 20 else 25
 
 
 async def test_a_full_poll_is_the_librarys_requests_in_one_pipelined_sequence(tmp_path: Path) -> None:
@@ -98,14 +112,9 @@ async def test_a_write_goes_between_the_requests_of_a_running_poll(tmp_path: Pat
         task = await start(runner)
         try:
             await watch.count(1)
-            reserve = 20 if sim.holding(110) != 20 else 25
-            mark = server.requests.copy()
+            reserve = other_reserve(sim)
             before = len(server.traffic)
-            poll = asyncio.ensure_future(runner.refresh_all())
-            # The poll is running: its first request has reached the dongle.
-            await server.requested(lambda key: key == ("HR", INVERTER, 0, 60), after=mark)
-            applied = await runner.apply(WritePlan.of([(110, reserve)], "battery reserve"))
-            snapshot = await poll
+            applied, snapshot = await write_during_poll(server, runner, reserve)
             traffic = server.traffic[before:]
         finally:
             await stop(task)
@@ -152,11 +161,7 @@ async def test_counters_stay_believed_when_a_write_interrupts_a_poll(tmp_path: P
             for _ in range(3):  # counters are published once three readings agree
                 before = await runner.refresh_all()
             clock.advance(1800)
-            mark = server.requests.copy()
-            poll = asyncio.ensure_future(runner.refresh_all())
-            await server.requested(lambda key: key == ("HR", INVERTER, 0, 60), after=mark)
-            applied = await runner.apply(WritePlan.of([(110, 20 if sim.holding(110) != 20 else 25)], "reserve"))
-            after = await poll
+            applied, after = await write_during_poll(server, runner, other_reserve(sim))
         finally:
             await stop(task)
     assert applied.outcome.status is WriteStatus.OK and applied.snapshot is not None
