@@ -167,7 +167,9 @@ def loose_numbers(command: Command, payload: bytes | None) -> list[str]:
         message = decode(payload)
     except CommandFailed:
         return []
-    values: list[Any] = [message.raw] if message.raw is not None else []
+    # A raw value is read only by a command that takes one; a command without a payload
+    # (readData, getCache, a button's word) ignores the text, so it cannot read it loosely.
+    values: list[Any] = [message.raw] if message.raw is not None and command.raw_field is not None else []
     if message.object is not None:
         values += [value for key, value in message.object.items() if key in command.payload.model_fields]
     return [value for value in values if isinstance(value, str) and _reads_as_number(value)]
