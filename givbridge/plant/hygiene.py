@@ -91,6 +91,7 @@ class _Counter:
     at: datetime
     pending: list[tuple[float, datetime]] = field(default_factory=list)  # an unconfirmed jump or reset
     reset_day: date | None = None  # the inverter day whose midnight reset this counter has had
+    day: date | None = None  # the inverter day of the reading it holds (not kept across restarts)
 
 
 def reset_day(local: datetime) -> date:
@@ -198,6 +199,25 @@ class SampleGuard:
         *,
         hold: bool = False,
     ) -> tuple[float | None, str | None]:
+        """:meth:`_judge_counter`, remembering the inverter day of each reading a counter takes."""
+        result = self._judge_counter(path, value, kind, at, local, limits, resets, hold=hold)
+        taken = self._counters.get(path)
+        if taken is not None and taken.at == at:
+            taken.day = local.date()
+        return result
+
+    def _judge_counter(
+        self,
+        path: str,
+        value: float | None,
+        kind: str,
+        at: datetime,
+        local: datetime,
+        limits: Mapping[str, float | None],
+        resets: dict[str, tuple[float, float]],
+        *,
+        hold: bool = False,
+    ) -> tuple[float | None, str | None]:
         """The value to publish for a counter, and why the reading was not used (if it was not).
 
         An accepted reset is added to ``resets``. ``hold``: the counter is derived by a formula
@@ -218,6 +238,12 @@ class SampleGuard:
             at_midnight = midnight_window(local) and (local.hour == 0 or not hold)
             if kind == "today" and at_midnight and value <= _RESET_VALUE_KWH and last.reset_day != day:
                 self._counters[path] = _Counter(value, at, reset_day=day)  # the inverter's midnight reset
+                return value, None
+            if kind == "today" and last.day is not None and local.date() != last.day and value <= _RESET_VALUE_KWH:
+                # The inverter's day changed since the last reading away from midnight (its clock
+                # was set, or jumped): today's counters restarted with it. The daily reset, not
+                # a counter reset to confirm and count.
+                self._counters[path] = _Counter(value, at, reset_day=day)
                 return value, None
             if hold:
                 # PV - export falls while the battery exports (down to the formula's floor of

@@ -163,3 +163,18 @@ def test_a_today_counter_that_restarts_lower_in_the_day_is_followed_too() -> Non
         polls.read(today=12.4)
     assert [polls.read(today=3.0)[TODAY] for _ in range(3)] == [12.4, 12.4, 3.0]
     assert polls.guard.counter_resets == 1
+
+
+def test_today_counters_restart_at_once_when_the_inverter_day_changes_away_from_midnight() -> None:
+    # The inverter's clock is set forward across midnight (to 01:40): today's counters restart
+    # with the new day. That is the daily reset, not a counter reset to confirm and count.
+    polls = Polls()
+    polls.at = confirmed(polls.guard, START, total=13.9, today=5.0)
+    jumped = (polls.at + POLL).astimezone(LONDON).replace(hour=1, minute=40) + timedelta(days=1)
+    assert polls.read(total=13.9, today=0.3, extra={f"{SERIAL}/Invertor_Time": jumped})[TODAY] == 0.3
+    assert polls.guard.counter_resets == 0 and polls.resets_logged() == []
+    assert polls.guard.rejected_values == 0
+    # The same fall without a change of day is still a glitch to hold.
+    polls = Polls()
+    polls.at = confirmed(polls.guard, START, total=13.9, today=5.0)
+    assert polls.read(total=13.9, today=0.3)[TODAY] == 5.0
