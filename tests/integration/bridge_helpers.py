@@ -52,8 +52,6 @@ class Watch:
     def __init__(self, runner: InverterRunner) -> None:
         self.runner = runner
         self.snapshots: list[Snapshot] = []
-        #: Snapshots received ever: unlike ``len(snapshots)``, it counts on when a long run clears the list.
-        self.received = 0
         self.availability: list[bool] = []
         self._changed = asyncio.Condition()
         runner.on_snapshot.connect(self._on_snapshot)
@@ -62,7 +60,6 @@ class Watch:
     async def _on_snapshot(self, snapshot: Snapshot) -> None:
         async with self._changed:
             self.snapshots.append(snapshot)
-            self.received += 1
             self._changed.notify_all()
 
     async def _on_availability(self, runner: InverterRunner) -> None:
@@ -87,12 +84,6 @@ class Watch:
     async def count(self, n: int, *, within: float = 10.0) -> None:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: len(self.snapshots) >= n)
-
-    async def more(self, n: int, *, within: float = 10.0) -> None:
-        """Until ``n`` more snapshots have arrived (whether or not :attr:`snapshots` is cleared meanwhile)."""
-        target = self.received + n
-        async with asyncio.timeout(within), self._changed:
-            await self._changed.wait_for(lambda: self.received >= target)
 
     async def available(self, value: bool, *, within: float = 10.0) -> None:
         """Until the runner reports ``value`` as its latest availability."""

@@ -27,7 +27,7 @@ from givbridge.app import Application
 from givbridge.clock import ScaledClock
 from givbridge.devices.inverter import InverterRunner
 from givbridge.sim import SimulatedPlant, SimulatorServer
-from tests.brokers import Broker, MqttProbe, unique_client_id
+from tests.brokers import Broker
 from tests.integration.bridge_helpers import FAST_POLLING, Watch, bridge_settings
 from tests.reliability.invariants import CrashWatch, InvariantChecker
 
@@ -62,7 +62,7 @@ class Rig:
 
     async def polls(self, count: int, *, within: float = 15.0) -> None:
         """Until ``count`` more snapshots have been published."""
-        await self.watch.more(count, within=within)
+        await self.watch.count(len(self.watch.snapshots) + count, within=within)
 
     async def set_target(self, percent: int, *, within: float = 20.0) -> dict[str, Any]:
         """``setChargeTarget``; an ``ok`` is checked against the simulator's HR116."""
@@ -114,22 +114,6 @@ async def bridge_rig(
         rig = Rig(app, sim, server, checker, crashes, clock, watch)
         yield rig
     rig.assert_clean()
-
-
-async def retained_topics(broker: Broker) -> dict[str, str]:
-    """Every retained message the broker holds under the bridge's root and discovery prefix, now.
-
-    A new subscriber gets them at once; mosquitto queues them when it handles the SUBSCRIBE, so
-    a message the subscriber publishes afterwards to itself arrives after the last of them.
-    """
-    marker = f"test/retained-end/{unique_client_id()}"
-    probe = await MqttProbe.for_broker(broker, topics=("GivEnergy/#", "homeassistant/#", marker)).start()
-    try:
-        await probe.publish(marker, "end")
-        await probe.wait_for(marker)
-        return {m.topic: m.text for m in probe.received if m.retain}
-    finally:
-        await probe.stop()
 
 
 class BridgeProcess:

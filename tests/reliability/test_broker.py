@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from givbridge.clock import ScaledClock
-from tests.brokers import MosquittoBroker, wait_until
+from tests.brokers import MosquittoBroker, MqttProbe, unique_client_id, wait_until
 from tests.conftest import needs_mosquitto
-from tests.reliability.rig import MIDSUMMER_NOON, TARGET_SOC, bridge_rig, retained_topics
+from tests.reliability.rig import MIDSUMMER_NOON, TARGET_SOC, bridge_rig
 
 pytestmark = [pytest.mark.reliability, needs_mosquitto]
 
@@ -93,6 +93,22 @@ async def test_a_command_sent_the_moment_the_bridge_is_online_again_is_answered(
         await rig.checker.value("GivEnergy/bridge/state", lambda v: v == "online", after=mark, within=20)
         answer = await rig.set_target(37)
         assert answer["status"] == "ok", answer
+
+
+async def retained_topics(broker: MosquittoBroker) -> dict[str, str]:
+    """Every retained message the broker holds under the bridge's root and discovery prefix, now.
+
+    A new subscriber gets them at once; mosquitto queues them when it handles the SUBSCRIBE, so
+    a message the subscriber publishes afterwards to itself arrives after the last of them.
+    """
+    marker = f"test/retained-end/{unique_client_id()}"
+    probe = await MqttProbe.for_broker(broker, topics=("GivEnergy/#", "homeassistant/#", marker)).start()
+    try:
+        await probe.publish(marker, "end")
+        await probe.wait_for(marker)
+        return {m.topic: m.text for m in probe.received if m.retain}
+    finally:
+        await probe.stop()
 
 
 async def test_a_returning_broker_gets_every_retained_topic_back_promptly(
