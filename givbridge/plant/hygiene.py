@@ -174,6 +174,8 @@ class SampleGuard:
                 accepted, counter_reason = self._counter(
                     path, reading, definition.counter, taken_at, local, limits, resets, hold=definition.hold_decreases
                 )
+                if (taken := self._counters.get(path)) is not None and taken.at == taken_at:
+                    taken.day = local.date()  # the inverter day of the reading the counter took
                 reason = reason or counter_reason
                 if accepted is not None:
                     cleaned[path] = _as_read(value, accepted)
@@ -188,25 +190,6 @@ class SampleGuard:
         return Cleaned(cleaned, rejected, resets=resets)
 
     def _counter(
-        self,
-        path: str,
-        value: float | None,
-        kind: str,
-        at: datetime,
-        local: datetime,
-        limits: Mapping[str, float | None],
-        resets: dict[str, tuple[float, float]],
-        *,
-        hold: bool = False,
-    ) -> tuple[float | None, str | None]:
-        """:meth:`_judge_counter`, remembering the inverter day of each reading a counter takes."""
-        result = self._judge_counter(path, value, kind, at, local, limits, resets, hold=hold)
-        taken = self._counters.get(path)
-        if taken is not None and taken.at == at:
-            taken.day = local.date()
-        return result
-
-    def _judge_counter(
         self,
         path: str,
         value: float | None,
