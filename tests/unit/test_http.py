@@ -176,34 +176,34 @@ class Conn:
 def test_a_client_over_its_bound_loses_its_longest_idle_connection() -> None:
     guard = ConnectionGuard(per_client=2, total=100)
     first, second, third = Conn("first"), Conn("second"), Conn("third")
-    assert guard.opened(first, "10.0.0.1") and guard.opened(second, "10.0.0.1")
+    assert guard.opened(first, "127.0.0.11") and guard.opened(second, "127.0.0.11")
     other = Conn("other")
-    assert guard.opened(other, "10.0.0.2")
-    assert guard.opened(third, "10.0.0.1")  # room made: the first, idle longest, is closed
+    assert guard.opened(other, "127.0.0.12")
+    assert guard.opened(third, "127.0.0.11")  # room made: the first, idle longest, is closed
     assert first.evicted and not second.evicted and not other.evicted
-    assert guard.of("10.0.0.1") == 2 and len(guard) == 3 and guard.evicted == 1
+    assert guard.of("127.0.0.11") == 2 and len(guard) == 3 and guard.evicted == 1
     guard.closed(first)  # its transport reports the loss later: counted once only
-    assert guard.of("10.0.0.1") == 2
+    assert guard.of("127.0.0.11") == 2
 
 
 def test_a_connection_with_a_request_in_is_never_evicted() -> None:
     guard = ConnectionGuard(per_client=2, total=100)
     working, waiting = Conn("working"), Conn("waiting")
-    guard.opened(working, "10.0.0.1")
-    guard.opened(waiting, "10.0.0.1")
+    guard.opened(working, "127.0.0.11")
+    guard.opened(waiting, "127.0.0.11")
     guard.busy(working)
     new = Conn("new")
-    assert guard.opened(new, "10.0.0.1") and waiting.evicted and not working.evicted
+    assert guard.opened(new, "127.0.0.11") and waiting.evicted and not working.evicted
     guard.busy(new)
-    assert not guard.opened(Conn("refused"), "10.0.0.1")  # every connection of the client is busy
+    assert not guard.opened(Conn("refused"), "127.0.0.11")  # every connection of the client is busy
     guard.idle(working)  # its answer is out: it waits for the next request, and may go
-    assert guard.opened(Conn("later"), "10.0.0.1") and working.evicted
+    assert guard.opened(Conn("later"), "127.0.0.11") and working.evicted
 
 
 def test_over_the_total_the_longest_idle_of_anyone_makes_way() -> None:
     guard = ConnectionGuard(per_client=8, total=3)
     a, b, c = Conn("a"), Conn("b"), Conn("c")
-    for conn, client in ((a, "10.0.0.1"), (b, "10.0.0.2"), (c, "10.0.0.3")):
+    for conn, client in ((a, "127.0.0.11"), (b, "127.0.0.12"), (c, "10.0.0.3")):
         assert guard.opened(conn, client)
     guard.idle(a)  # a waits again after an answer: now b has been idle longest
     assert guard.opened(Conn("d"), "10.0.0.4")
