@@ -203,13 +203,13 @@ def test_a_connection_with_a_request_in_is_never_evicted() -> None:
 def test_over_the_total_the_longest_idle_of_anyone_makes_way() -> None:
     guard = ConnectionGuard(per_client=8, total=3)
     a, b, c = Conn("a"), Conn("b"), Conn("c")
-    for conn, client in ((a, "127.0.0.11"), (b, "127.0.0.12"), (c, "10.0.0.3")):
+    for conn, client in ((a, "127.0.0.11"), (b, "127.0.0.12"), (c, "127.0.0.13")):
         assert guard.opened(conn, client)
     guard.idle(a)  # a waits again after an answer: now b has been idle longest
-    assert guard.opened(Conn("d"), "10.0.0.4")
+    assert guard.opened(Conn("d"), "127.0.0.14")
     assert b.evicted and not a.evicted and not c.evicted and len(guard) == 3
     guard.closed(c)
-    assert guard.opened(Conn("e"), "10.0.0.5") and not a.evicted  # room without evicting
+    assert guard.opened(Conn("e"), "127.0.0.15") and not a.evicted  # room without evicting
 
 
 # --- route table ----------------------------------------------------------------------------------
