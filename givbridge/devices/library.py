@@ -7,14 +7,18 @@
 * :func:`read_bank`: a holding-register bank read until the library would believe it;
 * :func:`detect_remembered`: the library's detection, hinted with the layout found last time;
 * :func:`battery_unchanged_seconds`: how long the packs' data has not changed, from the library's stamps;
-* :func:`default_client`: the library client as the runner builds it.
+* :func:`default_client`: the library client as the runner builds it;
+* :func:`poll_requests`: the requests the library's ``load_config`` / ``refresh`` would send;
+* :func:`send_in_turn`: a poll's requests pipelined as the library would send them, with room
+  between any two of them for a write to go first.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -345,3 +349,144 @@ def battery_unchanged_seconds(plant: Plant, capabilities: PlantCapabilities) -> 
     ages = [plant.content_unchanged_seconds(address, "IR", 60, 60) for address in capabilities.lv_battery_addresses]
     known = [age for age in ages if age is not None]
     return float(round(max(known))) if known else None
+
+
+class _RequestCollector:
+    """Stands in for a connected :class:`Client` to collect the reads one of its polls would send.
+
+    ``Client.load_config`` and ``Client.refresh`` build their request lists from the plant's
+    capabilities (the banks each model has, those detect marked absent) and hand them to
+    ``_execute_reads``; running them against this collector yields exactly those lists with
+    nothing sent, so the runner polls what the library would, in its order.
+    """
+
+    def __init__(self, plant: Plant) -> None:
+        self.plant = plant
+        self.requests: list[Any] = []
+
+    async def _execute_reads(self, requests: list[Any], **_: Any) -> None:
+        self.requests.extend(requests)
+
+
+async def poll_requests(plant: Plant) -> tuple[list[Any], list[Any]]:
+    """The settings reads of the library's ``load_config`` and the measurement reads of its ``refresh``."""
+    settings = _RequestCollector(plant)
+    await Client.load_config(settings)
+    measurements = _RequestCollector(plant)
+    await Client.refresh(measurements)
+    return settings.requests, measurements.requests
+
+
+class Withdrawn(Exception):
+    """A request taken back before it reached the wire, so that a write could go first."""
+
+
+@dataclass(slots=True)
+class _Attempt:
+    index: int
+    request: Any
+    tries: int = 0
+    not_before: float = 0.0
+    task: asyncio.Task[Any] | None = field(default=None, compare=False)
+
+
+async def send_in_turn(
+    client: Client,
+    requests: Sequence[Any],
+    polling: PollingSettings,
+    *,
+    write_waiting: asyncio.Event,
+    serve_writes: Callable[[], Awaitable[None]],
+    retry_delay: float = 0.5,
+) -> list[Any]:
+    """Send ``requests`` pipelined at the client's pacing; the answers (or exceptions), in order.
+
+    The library's client, given a batch, queues every frame at once and its producer sends them
+    ``tx_message_wait`` (+ jitter) apart, so several are in flight together. Here each frame is
+    queued as soon as the one before it has been written, so the producer never waits for
+    one (the same wire timing) but at most one frame of the poll is ever queued unsent. When
+    ``write_waiting`` is set, that frame is taken back (the library skips a queued frame whose
+    answer is settled, without spending a gap on it) and ``serve_writes`` runs the waiting
+    writes; their frames then leave at the producer's next turn, and the poll resumes with
+    the frame it took back. Timeouts are retried here, ``polling.retries`` times after
+    ``retry_delay`` as the library would (and counted in its ``record_retry``), so that no
+    retry of the poll ever reaches the wire while a write is being served.
+
+    ConnectionLost ends the batch at once; any other failure of one request is its result.
+    """
+    loop = asyncio.get_running_loop()
+    pending: deque[_Attempt] = deque(_Attempt(i, r) for i, r in enumerate(requests))
+    results: list[Any] = [None] * len(requests)
+    in_flight: list[_Attempt] = []
+
+    def harvest() -> None:
+        for attempt in [a for a in in_flight if a.task is not None and a.task.done()]:
+            in_flight.remove(attempt)
+            task = attempt.task
+            assert task is not None
+            if task.cancelled():  # replaced by a same-shaped request of someone else: read again
+                error: BaseException | None = TimeoutError("request replaced")
+            else:
+                error = task.exception()
+            if isinstance(error, ConnectionLost):
+                raise error
+            if isinstance(error, Withdrawn):
+                pending.appendleft(attempt)
+            elif isinstance(error, TimeoutError) and attempt.tries < polling.retries:
+                attempt.tries += 1
+                attempt.not_before = loop.time() + retry_delay
+                client.plant.record_retry(attempt.request.device_address)
+                pending.append(attempt)
+            else:
+                results[attempt.index] = error if error is not None else task.result()
+
+    async def first_of(watched: Sequence[asyncio.Future[Any]], *owned: Awaitable[Any], delay: float | None) -> None:
+        """Until one of ``watched`` (left running) or ``owned`` (cancelled after) is done, or ``delay`` passed."""
+        mine = {asyncio.ensure_future(a) for a in owned}
+        if delay is not None:
+            mine.add(asyncio.ensure_future(asyncio.sleep(delay)))
+        try:
+            await asyncio.wait(mine | set(watched), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in mine:
+                waiter.cancel()
+
+    try:
+        while pending or in_flight:
+            harvest()
+            if write_waiting.is_set():
+                await serve_writes()
+                continue
+            ready = next((a for a in pending if a.not_before <= loop.time()), None)
+            if ready is None:
+                if not pending and not in_flight:
+                    break
+                earliest = min((a.not_before for a in pending), default=None)
+                await first_of(
+                    [a.task for a in in_flight if a.task is not None],
+                    write_waiting.wait(),
+                    delay=None if earliest is None else max(0.0, earliest - loop.time()),
+                )
+                continue
+            pending.remove(ready)
+            ready.task = asyncio.ensure_future(
+                client.send_request_and_await_response(ready.request, timeout=polling.timeout, retries=0, retry_delay=0)
+            )
+            in_flight.append(ready)
+            # Until the producer has written it (the queue's work is all done), or it is over,
+            # or a write is waiting.
+            await first_of([ready.task], client.tx_queue.join(), write_waiting.wait(), delay=None)
+            if write_waiting.is_set() and not ready.task.done() and client.tx_queue.qsize() > 0:
+                _withdraw(client, ready.request)
+    finally:
+        for attempt in in_flight:
+            if attempt.task is not None and not attempt.task.done():
+                attempt.task.cancel()
+    return results
+
+
+def _withdraw(client: Client, request: Any) -> None:
+    """Settle the queued, unsent ``request`` with :class:`Withdrawn`: the producer skips it."""
+    future = client.expected_responses.get(request.expected_response().shape_hash())
+    if future is not None and not future.done():
+        future.set_exception(Withdrawn())

@@ -1,0 +1,130 @@
+"""A poll as one pipelined sequence of the library's requests, and writes that go between them.
+
+Against the simulator over TCP with a dongle latency, so that several requests are in flight
+at once. Everything is judged from the order the simulator saw requests arrive and answered
+them (``SimulatorServer.traffic``), never from how long anything took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+from givenergy_modbus.client.client import Client
+from givenergy_modbus.model.plant import Plant
+
+from givbridge.clock import ScaledClock
+from givbridge.devices.inverter import InverterRunner
+from givbridge.devices.outcome import WriteStatus
+from givbridge.plant.writes import WritePlan, blocks_for
+from givbridge.sim import SimulatedPlant, SimulatorServer
+from givbridge.sim.server import RequestKey
+from tests.integration.bridge_helpers import Watch, bridge_settings, start, stop
+
+ZONE = "Europe/London"
+INVERTER = 0x11
+# Polls far apart (nothing scheduled interferes with the poll a test asks for), a dongle that
+# answers each request 0.3 s after it arrives, and requests paced 0.05 s apart on the wire:
+# about six requests are in flight at once.
+LATENCY = 0.3
+POLLING = {"poll_interval": 600, "settings_interval": 3600, "timeout": 3.0, "request_gap": 0.05, "retries": 1}
+PACKS = 2
+
+
+def make_sim(clock: ScaledClock) -> SimulatedPlant:
+    return SimulatedPlant.create("hybrid-gen3", batteries=PACKS, clock=clock, seed=3, tz=ZONE, start_soc=55)
+
+
+def received(traffic: list[tuple[str, RequestKey]]) -> list[RequestKey]:
+    return [key for event, key in traffic if event == "received"]
+
+
+async def library_full_poll(server: SimulatorServer) -> tuple[list[RequestKey], list[RequestKey]]:
+    """What the library's own client sends for ``load_config``, and for ``refresh``, in order."""
+    client = Client("127.0.0.1", server.port, tx_message_wait=0.0, tx_jitter=0.0, plant=Plant())
+    await client.connect()
+    try:
+        await client.detect(timeout=3.0, retries=1, probe_timeout=LATENCY * 2)
+        before = len(server.traffic)
+        await client.load_config(timeout=3.0, retries=1)
+        between = len(server.traffic)
+        await client.refresh(timeout=3.0, retries=1)
+        return received(server.traffic[before:between]), received(server.traffic[between:])
+    finally:
+        await client.close()
+
+
+async def test_a_full_poll_is_the_librarys_requests_in_one_pipelined_sequence(tmp_path: Path) -> None:
+    clock = ScaledClock()
+    sim = make_sim(clock)
+    async with SimulatorServer(sim, latency=LATENCY) as server:
+        settings, measurements = await library_full_poll(server)
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=POLLING), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            before = len(server.traffic)
+            snapshot = await runner.refresh_all()
+            traffic = server.traffic[before:]
+        finally:
+            await stop(task)
+    sent = received(traffic)
+    # The library's settings reads, the extra settings bank Gen3 keeps its pause mode in, then
+    # the library's measurement reads: one sequence, in the library's order.
+    pause_bank: RequestKey = ("HR", INVERTER, 300, 60)
+    assert sent == [*settings, pause_bank, *measurements]
+    # Not stages one after another: requests follow each other onto the wire before the
+    # earlier ones are answered, across the settings/measurements boundary too.
+    answered_before = [sum(1 for event, _ in traffic[:i] if event == "answered") for i, _ in enumerate(traffic)]
+    arrivals = [i for i, (event, _) in enumerate(traffic) if event == "received"]
+    overlapped = sum(1 for n, i in enumerate(arrivals) if answered_before[i] < n)
+    assert overlapped >= len(sent) - 2
+    first_measurement = arrivals[len(settings) + 1]
+    assert answered_before[first_measurement] < len(settings)
+    assert snapshot.values["Control/Battery_Power_Reserve"] == sim.holding(110)
+    assert runner.health.last_poll_full
+
+
+async def test_a_write_goes_between_the_requests_of_a_running_poll(tmp_path: Path) -> None:
+    clock = ScaledClock()
+    sim = make_sim(clock)
+    async with SimulatorServer(sim, latency=LATENCY) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=POLLING), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            reserve = 20 if sim.holding(110) != 20 else 25
+            mark = server.requests.copy()
+            before = len(server.traffic)
+            poll = asyncio.ensure_future(runner.refresh_all())
+            # The poll is running: its first request has reached the dongle.
+            await server.requested(lambda key: key == ("HR", INVERTER, 0, 60), after=mark)
+            applied = await runner.apply(WritePlan.of([(110, reserve)], "battery reserve"))
+            snapshot = await poll
+            traffic = server.traffic[before:]
+        finally:
+            await stop(task)
+    assert applied.outcome.status is WriteStatus.OK
+    sent = received(traffic)
+    write: RequestKey = ("W", INVERTER, 110, 1)
+    readback = [("HR", INVERTER, base, count) for base, count in blocks_for([110])]
+    at = sent.index(write)
+    poll_requests = [key for key in sent if key != write]
+    for key in readback:
+        poll_requests.remove(key)
+    # The write reached the dongle while the poll still had requests to send, and its
+    # read-back followed it with no request of the poll in between.
+    assert 0 < at < len(poll_requests) // 2
+    assert sent[at + 1 : at + 1 + len(readback)] == readback
+    # The poll then resumed where it stopped: each of its banks sent once, none from the start again.
+    assert all(n == 1 for n in Counter(poll_requests).values())
+    assert Counter(poll_requests) == Counter(sent[:at] + sent[at + 1 + len(readback) :])
+    assert ("HR", INVERTER, 0, 60) in sent[:at] and ("IR", INVERTER, 0, 60) in sent[at + 1 :]
+    # One snapshot of the whole poll, after the write: the new reserve, whether the poll had
+    # read that bank before the write (the read-back replaced it) or after.
+    assert snapshot.values["Control/Battery_Power_Reserve"] == reserve == sim.holding(110)
+    assert applied.snapshot is not None and applied.snapshot.taken_at <= snapshot.taken_at
+    assert runner.health.last_poll_full and runner.health.consecutive_failures == 0
