@@ -16,7 +16,9 @@ from givenergy_modbus.model.plant import Plant
 
 from givbridge.clock import ScaledClock
 from givbridge.devices.inverter import InverterRunner
-from givbridge.devices.outcome import WriteStatus
+from givbridge.devices.outcome import Applied, WriteStatus
+from givbridge.entities import load_catalogue
+from givbridge.plant.snapshot import Snapshot
 from givbridge.plant.writes import WritePlan, blocks_for
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.sim.server import RequestKey
@@ -53,6 +55,19 @@ async def library_full_poll(server: SimulatorServer) -> tuple[list[RequestKey], 
         return received(server.traffic[before:between]), received(server.traffic[between:])
     finally:
         await client.close()
+
+
+async def write_during_poll(server: SimulatorServer, runner: InverterRunner, reserve: int) -> tuple[Applied, Snapshot]:
+    """Set the battery reserve once a full poll has its first request at the dongle; both results."""
+    mark = server.requests.copy()
+    poll = asyncio.ensure_future(runner.refresh_all())
+    await server.requested(lambda key: key == ("HR", INVERTER, 0, 60), after=mark)
+    applied = await runner.apply(WritePlan.of([(110, reserve)], "battery reserve"))
+    return applied, await poll
+
+
+def other_reserve(sim: SimulatedPlant) -> int:
+    return 20 if sim.holding(110) != 20 else 25
 
 
 async def test_a_full_poll_is_the_librarys_requests_in_one_pipelined_sequence(tmp_path: Path) -> None:
@@ -96,14 +111,9 @@ async def test_a_write_goes_between_the_requests_of_a_running_poll(tmp_path: Pat
         task = await start(runner)
         try:
             await watch.count(1)
-            reserve = 20 if sim.holding(110) != 20 else 25
-            mark = server.requests.copy()
+            reserve = other_reserve(sim)
             before = len(server.traffic)
-            poll = asyncio.ensure_future(runner.refresh_all())
-            # The poll is running: its first request has reached the dongle.
-            await server.requested(lambda key: key == ("HR", INVERTER, 0, 60), after=mark)
-            applied = await runner.apply(WritePlan.of([(110, reserve)], "battery reserve"))
-            snapshot = await poll
+            applied, snapshot = await write_during_poll(server, runner, reserve)
             traffic = server.traffic[before:]
         finally:
             await stop(task)
@@ -128,3 +138,36 @@ async def test_a_write_goes_between_the_requests_of_a_running_poll(tmp_path: Pat
     assert snapshot.values["Control/Battery_Power_Reserve"] == reserve == sim.holding(110)
     assert applied.snapshot is not None and applied.snapshot.taken_at <= snapshot.taken_at
     assert runner.health.last_poll_full and runner.health.consecutive_failures == 0
+
+
+async def test_counters_stay_believed_when_a_write_interrupts_a_poll(tmp_path: Path) -> None:
+    """The read-back published mid-poll carries the last poll's counters, judged as of that poll.
+
+    Half an hour of sunshine passes between two polls; a write lands before the poll has read
+    the measurements. Its read-back snapshot must not restart the hygiene's clock with the old
+    counters, or the poll's fresh counters a moment later would look like half an hour's
+    energy in a second and be rejected.
+    """
+    clock = ScaledClock(start=datetime(2026, 6, 21, 10, 0, tzinfo=UTC))
+    sim = make_sim(clock)
+    polling = {**POLLING, "poll_interval": 3600, "settings_interval": 3600}
+    async with SimulatorServer(sim, latency=LATENCY) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=polling), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1)
+            for _ in range(3):  # counters are published once three readings agree
+                before = await runner.refresh_all()
+            clock.advance(1800)
+            applied, after = await write_during_poll(server, runner, other_reserve(sim))
+        finally:
+            await stop(task)
+    assert applied.outcome.status is WriteStatus.OK and applied.snapshot is not None
+    catalogue = load_catalogue()
+    counters = [p for p in before.values if (d := catalogue.for_path(p)) is not None and d.counter is not None]
+    grew = [p for p in counters if isinstance(v := after.values.get(p), int | float) and v > before.values[p]]  # type: ignore[operator]
+    assert "Energy/Today/PV_Energy_Today_kWh" in grew
+    assert after.values["Stats/Rejected_Values"] == before.values["Stats/Rejected_Values"]
+    # The read-back's snapshot showed the counters as last believed, not the stale reading at a new time.
+    assert all(applied.snapshot.values.get(p) == before.values[p] for p in counters)
