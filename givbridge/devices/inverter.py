@@ -349,6 +349,9 @@ class InverterRunner(RunnerCore):
                 await self._failed_poll(f"poll failed: all {len(batch)} register reads failed")
                 return None
             partial = partial or failed > 0
+        if partial:
+            failed_reads = [str(r) for r, a in zip(requests, answers, strict=True) if isinstance(a, Exception)]
+            self.log.warning("some register reads failed", failed=failed_reads)
         if full and not any(isinstance(answer, Exception) for answer in settings_answers):
             self._clock_read_at = self.clock.now()
         if extra is not None:

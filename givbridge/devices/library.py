@@ -377,6 +377,10 @@ async def poll_requests(plant: Plant) -> tuple[list[Any], list[Any]]:
     return settings.requests, measurements.requests
 
 
+#: Event-loop steps a request takes from ``send_request_and_await_response`` into the client's queue.
+_STEPS_TO_QUEUE = 3
+
+
 class Withdrawn(Exception):
     """A request taken back before it reached the wire, so that a write could go first."""
 
@@ -470,11 +474,24 @@ async def send_in_turn(
                 continue
             pending.remove(ready)
             ready.task = asyncio.ensure_future(
-                client.send_request_and_await_response(ready.request, timeout=polling.timeout, retries=0, retry_delay=0)
+                client.send_request_and_await_response(
+                    ready.request,
+                    timeout=polling.timeout,
+                    retries=0,
+                    retry_delay=0,
+                    # Warned of (and counted) by the library only when it is the last attempt, as it would.
+                    warn_timeout=ready.tries >= polling.retries,
+                )
             )
             in_flight.append(ready)
             # Until the producer has written it (the queue's work is all done), or it is over,
-            # or a write is waiting.
+            # or a write is waiting. The request reaches the queue a step or two after it starts
+            # (the library puts it there from a task of its own): waiting for the queue's work
+            # before then would find none and let the whole poll into the queue.
+            for _ in range(_STEPS_TO_QUEUE):
+                if ready.task.done() or client.tx_queue.qsize() > 0:
+                    break
+                await asyncio.sleep(0)
             await first_of([ready.task], client.tx_queue.join(), write_waiting.wait(), delay=None)
             if write_waiting.is_set() and not ready.task.done() and client.tx_queue.qsize() > 0:
                 _withdraw(client, ready.request)
