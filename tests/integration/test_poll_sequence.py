@@ -27,10 +27,10 @@ from tests.integration.bridge_helpers import Watch, bridge_settings, start, stop
 ZONE = "Europe/London"
 INVERTER = 0x11
 # Polls far apart (nothing scheduled interferes with the poll a test asks for), a dongle that
-# answers each request 0.3 s after it arrives, and requests paced 0.05 s apart on the wire:
-# about six requests are in flight at once.
+# answers each request 0.3 s after it arrives, and requests paced 0.2 s apart on the wire: the
+# next request leaves before the last is answered, and a write has a whole gap to go first.
 LATENCY = 0.3
-POLLING = {"poll_interval": 600, "settings_interval": 3600, "timeout": 3.0, "request_gap": 0.05, "retries": 1}
+POLLING = {"poll_interval": 600, "settings_interval": 3600, "timeout": 3.0, "request_gap": 0.2, "retries": 1}
 PACKS = 2
 
 
@@ -57,11 +57,13 @@ async def library_full_poll(server: SimulatorServer) -> tuple[list[RequestKey], 
         await client.close()
 
 
-async def write_during_poll(server: SimulatorServer, runner: InverterRunner, reserve: int) -> tuple[Applied, Snapshot]:
-    """Set the battery reserve once a full poll has its first request at the dongle; both results."""
+async def write_during_poll(
+    server: SimulatorServer, runner: InverterRunner, reserve: int, *, once: RequestKey = ("HR", INVERTER, 0, 60)
+) -> tuple[Applied, Snapshot]:
+    """Set the battery reserve once a full poll's request ``once`` is at the dongle; both results."""
     mark = server.requests.copy()
     poll = asyncio.ensure_future(runner.refresh_all())
-    await server.requested(lambda key: key == ("HR", INVERTER, 0, 60), after=mark)
+    await server.requested(lambda key: key == once, after=mark)
     applied = await runner.apply(WritePlan.of([(110, reserve)], "battery reserve"))
     return applied, await poll
 
@@ -79,7 +81,7 @@ async def test_a_full_poll_is_the_librarys_requests_in_one_pipelined_sequence(tm
         watch = Watch(runner)
         task = await start(runner)
         try:
-            await watch.count(1)
+            await watch.count(1, within=60)
             before = len(server.traffic)
             snapshot = await runner.refresh_all()
             traffic = server.traffic[before:]
@@ -97,7 +99,7 @@ async def test_a_full_poll_is_the_librarys_requests_in_one_pipelined_sequence(tm
     overlapped = sum(1 for n, i in enumerate(arrivals) if answered_before[i] < n)
     assert overlapped >= len(sent) - 2
     first_measurement = arrivals[len(settings) + 1]
-    assert answered_before[first_measurement] < len(settings)
+    assert answered_before[first_measurement] < len(settings) + 1  # the pause bank is still unanswered
     assert snapshot.values["Control/Battery_Power_Reserve"] == sim.holding(110)
     assert runner.health.last_poll_full
 
@@ -110,10 +112,11 @@ async def test_a_write_goes_between_the_requests_of_a_running_poll(tmp_path: Pat
         watch = Watch(runner)
         task = await start(runner)
         try:
-            await watch.count(1)
+            await watch.count(1, within=60)
             reserve = other_reserve(sim)
             before = len(server.traffic)
-            applied, snapshot = await write_during_poll(server, runner, reserve)
+            # Midway: the poll's fifth request is at the dongle.
+            applied, snapshot = await write_during_poll(server, runner, reserve, once=("HR", INVERTER, 240, 60))
             traffic = server.traffic[before:]
         finally:
             await stop(task)
@@ -125,14 +128,16 @@ async def test_a_write_goes_between_the_requests_of_a_running_poll(tmp_path: Pat
     poll_requests = [key for key in sent if key != write]
     for key in readback:
         poll_requests.remove(key)
-    # The write reached the dongle while the poll still had requests to send, and its
-    # read-back followed it with no request of the poll in between.
-    assert 0 < at < len(poll_requests) // 2
+    midway = sent.index(("HR", INVERTER, 240, 60))
+    # The write reached the dongle next: the poll's next request, queued for the end of the
+    # gap, was taken back, and none of the rest was queued ahead of it.
+    assert at == midway + 1
+    # Its read-back followed it with no request of the poll in between.
     assert sent[at + 1 : at + 1 + len(readback)] == readback
     # The poll then resumed where it stopped: each of its banks sent once, none from the start again.
     assert all(n == 1 for n in Counter(poll_requests).values())
     assert Counter(poll_requests) == Counter(sent[:at] + sent[at + 1 + len(readback) :])
-    assert ("HR", INVERTER, 0, 60) in sent[:at] and ("IR", INVERTER, 0, 60) in sent[at + 1 :]
+    assert ("IR", INVERTER, 0, 60) in sent[at + 1 :]
     # One snapshot of the whole poll, after the write: the new reserve, whether the poll had
     # read that bank before the write (the read-back replaced it) or after.
     assert snapshot.values["Control/Battery_Power_Reserve"] == reserve == sim.holding(110)
@@ -156,7 +161,7 @@ async def test_counters_stay_believed_when_a_write_interrupts_a_poll(tmp_path: P
         watch = Watch(runner)
         task = await start(runner)
         try:
-            await watch.count(1)
+            await watch.count(1, within=60)
             for _ in range(3):  # counters are published once three readings agree
                 before = await runner.refresh_all()
             clock.advance(1800)
