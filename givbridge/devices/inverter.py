@@ -50,6 +50,7 @@ from givbridge.devices.follower import SerialFollower
 from givbridge.devices.library import (
     ObservedPlant,
     ReadVerdict,
+    ask,
     battery_unchanged_seconds,
     default_client,
     detect_remembered,
@@ -513,7 +514,7 @@ class InverterRunner(RunnerCore):
                 write.register, write.value, device_address=self.context.capabilities.inverter_address
             )
             try:
-                await client.send_request_and_await_response(request, timeout=polling.timeout, retries=polling.retries)
+                await ask(client, self._plant, request, polling)
             except ConnectionLost:
                 raise
             except TimeoutError as exc:
