@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from givenergy_modbus.client.client import Client
 from givenergy_modbus.model.plant import Plant
@@ -69,25 +72,33 @@ async def write_during_poll(
     return applied, await poll
 
 
+@asynccontextmanager
+async def polled(
+    tmp_path: Path, clock: ScaledClock, polling: dict[str, Any] = POLLING
+) -> AsyncIterator[tuple[SimulatedPlant, SimulatorServer, InverterRunner]]:
+    """A simulated Gen3 and its runner, after the runner's first poll."""
+    sim = make_sim(clock)
+    async with SimulatorServer(sim, latency=LATENCY) as server:
+        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=polling), 0, clock=clock)
+        watch = Watch(runner)
+        task = await start(runner)
+        try:
+            await watch.count(1, within=60)
+            yield sim, server, runner
+        finally:
+            await stop(task)
+
+
 def other_reserve(sim: SimulatedPlant) -> int:
     return 20 if sim.holding(110) != 20 else 25
 
 
 async def test_a_full_poll_is_the_librarys_requests_in_one_pipelined_sequence(tmp_path: Path) -> None:
-    clock = ScaledClock()
-    sim = make_sim(clock)
-    async with SimulatorServer(sim, latency=LATENCY) as server:
+    async with polled(tmp_path, ScaledClock()) as (sim, server, runner):
         settings, measurements = await library_full_poll(server)
-        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=POLLING), 0, clock=clock)
-        watch = Watch(runner)
-        task = await start(runner)
-        try:
-            await watch.count(1, within=60)
-            before = len(server.traffic)
-            snapshot = await runner.refresh_all()
-            traffic = server.traffic[before:]
-        finally:
-            await stop(task)
+        before = len(server.traffic)
+        snapshot = await runner.refresh_all()
+        traffic = server.traffic[before:]
     sent = received(traffic)
     # The library's settings reads, the extra settings bank Gen3 keeps its pause mode in, then
     # the library's measurement reads: one sequence, in the library's order.
@@ -106,21 +117,12 @@ async def test_a_full_poll_is_the_librarys_requests_in_one_pipelined_sequence(tm
 
 
 async def test_a_write_goes_between_the_requests_of_a_running_poll(tmp_path: Path) -> None:
-    clock = ScaledClock()
-    sim = make_sim(clock)
-    async with SimulatorServer(sim, latency=LATENCY) as server:
-        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=POLLING), 0, clock=clock)
-        watch = Watch(runner)
-        task = await start(runner)
-        try:
-            await watch.count(1, within=60)
-            reserve = other_reserve(sim)
-            before = len(server.traffic)
-            # Midway: the poll's fifth request is at the dongle.
-            applied, snapshot = await write_during_poll(server, runner, reserve, once=("HR", INVERTER, 240, 60))
-            traffic = server.traffic[before:]
-        finally:
-            await stop(task)
+    async with polled(tmp_path, ScaledClock()) as (sim, server, runner):
+        reserve = other_reserve(sim)
+        before = len(server.traffic)
+        # Midway: the poll's fifth request is at the dongle.
+        applied, snapshot = await write_during_poll(server, runner, reserve, once=("HR", INVERTER, 240, 60))
+        traffic = server.traffic[before:]
     assert applied.outcome.status is WriteStatus.OK
     sent = received(traffic)
     write: RequestKey = ("W", INVERTER, 110, 1)
@@ -155,20 +157,12 @@ async def test_counters_stay_believed_when_a_write_interrupts_a_poll(tmp_path: P
     energy in a second and be rejected.
     """
     clock = ScaledClock(start=datetime(2026, 6, 21, 10, 0, tzinfo=UTC))
-    sim = make_sim(clock)
     polling = {**POLLING, "poll_interval": 3600, "settings_interval": 3600}
-    async with SimulatorServer(sim, latency=LATENCY) as server:
-        runner = InverterRunner(bridge_settings(tmp_path, [server.port], polling=polling), 0, clock=clock)
-        watch = Watch(runner)
-        task = await start(runner)
-        try:
-            await watch.count(1, within=60)
-            for _ in range(3):  # counters are published once three readings agree
-                before = await runner.refresh_all()
-            clock.advance(1800)
-            applied, after = await write_during_poll(server, runner, other_reserve(sim))
-        finally:
-            await stop(task)
+    async with polled(tmp_path, clock, polling) as (sim, server, runner):
+        for _ in range(3):  # counters are published once three readings agree
+            before = await runner.refresh_all()
+        clock.advance(1800)
+        applied, after = await write_during_poll(server, runner, other_reserve(sim))
     assert applied.outcome.status is WriteStatus.OK and applied.snapshot is not None
     catalogue = load_catalogue()
     counters = [p for p in before.values if (d := catalogue.for_path(p)) is not None and d.counter is not None]
