@@ -187,7 +187,12 @@ class InverterSettings(_Section):
 class PollingSettings(_Section):
     poll_interval: float = Field(15.0, ge=2, le=3600, description="seconds between measurement reads")
     settings_interval: float = Field(300.0, ge=10, le=86400, description="seconds between settings reads")
-    timeout: float = Field(2.0, gt=0, le=30, description="seconds to wait for one response")
+    timeout: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="seconds to wait for one response (a later one is set aside, never taken for another request's)",
+    )
     retries: int = Field(1, ge=0, le=5)
     offline_after: int = Field(3, ge=1, le=100, description="failed polls before a device is offline")
     request_gap: float = Field(

@@ -11,7 +11,9 @@ command executor, health, the charger's modes) uses it through :class:`DeviceRun
   poll cadence finds the device answering again; a stop request is never lost
   (:func:`~givbridge.runtime.tasks.honour_cancellation`);
 * one job queue: everything that talks to the device runs as a job, one at a time, writes
-  ahead of reads, and a poll runs whenever none is waiting and one is due;
+  ahead of reads, and a poll runs whenever none is waiting and one is due; a poll that is
+  a sequence of requests lets a waiting write run between two of them
+  (:meth:`RunnerCore._serve_waiting_writes`) and then carries on where it stopped;
 * availability bookkeeping (:class:`~givbridge.runtime.health.Health`, ``on_availability``);
 * the one write path, :meth:`RunnerCore.apply`: the read-only and allowlist checks, the
   device's own write and read-back, and the snapshot rebuilt from what was read back, returned
@@ -127,6 +129,7 @@ class RunnerCore(ABC):
         self._enrichers: list[Enricher] = []
         self._jobs: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
         self._seq = 0
+        self._write_waiting = asyncio.Event()  # a write job is queued (a running poll lets it go first)
         self._wake = asyncio.Event()  # something the serving loop must look at now (a restart, a lost link)
         self.log: structlog.stdlib.BoundLogger = log
 
@@ -275,6 +278,8 @@ class RunnerCore(ABC):
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._seq += 1
         await self._jobs.put(_Job(priority, self._seq, run, future))
+        if priority == WRITE_PRIORITY:
+            self._write_waiting.set()
         return await future
 
     def _fail_pending(self, exc: Exception) -> None:
@@ -290,24 +295,50 @@ class RunnerCore(ABC):
             if job is None:
                 await self._scheduled_poll()
                 continue
-            if job.future.cancelled():
-                continue  # its command was cut off or its caller left: nobody wants it carried out now
-            try:
-                result = await job.run()
-            except self.session_enders as exc:
-                if not job.future.done():
-                    job.future.set_exception(Unreachable(str(exc)))
-                raise
-            except Exception as exc:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            else:
-                if not job.future.done():
-                    job.future.set_result(result)
+            await self._run_job(job)
+
+    async def _run_job(self, job: _Job) -> None:
+        """Carry out ``job`` and settle its future; a session ender is re-raised after."""
+        if job.future.cancelled():
+            return  # its command was cut off or its caller left: nobody wants it carried out now
+        try:
+            result = await job.run()
+        except self.session_enders as exc:
+            if not job.future.done():
+                job.future.set_exception(Unreachable(str(exc)))
+            raise
+        except Exception as exc:
+            if not job.future.done():
+                job.future.set_exception(exc)
+        else:
+            if not job.future.done():
+                job.future.set_result(result)
+
+    async def _serve_waiting_writes(self) -> None:
+        """Run every queued write job now (from inside a poll, between two of its requests).
+
+        Reads stay queued for after the poll. A write cannot tell a paused poll from none: the
+        poll's requests already sent were sent before the write, so their answers reach the
+        plant before the write's own acknowledgement; none of its requests is sent until the
+        write and its read-back are done.
+        """
+        self._write_waiting.clear()
+        later: list[_Job] = []
+        try:
+            while not self._jobs.empty():
+                job = self._jobs.get_nowait()
+                if job.priority == WRITE_PRIORITY:
+                    await self._run_job(job)
+                else:
+                    later.append(job)
+        finally:
+            for job in later:  # back in the queue (failed with it if the session ends)
+                self._jobs.put_nowait(job)
 
     async def _next_job(self) -> _Job | None:
         """The next queued job, or None when a poll is due first."""
         if not self._jobs.empty():
+            self._write_waiting.clear()  # served here, in queue order, not by a poll
             return self._jobs.get_nowait()
         delay = self._next_poll_at() - self.clock.monotonic()
         if delay <= 0:
@@ -322,6 +353,7 @@ class RunnerCore(ABC):
             woken.cancel()
             getter.cancel()
         if getter.done() and not getter.cancelled():
+            self._write_waiting.clear()
             return getter.result()
         self._check_session()
         self._wake.clear()

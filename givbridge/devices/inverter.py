@@ -33,13 +33,12 @@ from givenergy_modbus.client.client import Client
 from givenergy_modbus.exceptions import (
     CommunicationError,
     ConnectionLost,
-    RefreshFailed,
-    RefreshPartiallySucceeded,
 )
 from givenergy_modbus.model.plant import Plant, PlantCapabilities
 from givenergy_modbus.model.register import HR
 from givenergy_modbus.pdu import (
     ReadHoldingRegistersRequest,
+    ReadHoldingRegistersResponse,
 )
 
 from givbridge import __version__
@@ -50,10 +49,14 @@ from givbridge.devices.core import READ_PRIORITY, RunnerCore
 from givbridge.devices.follower import SerialFollower
 from givbridge.devices.library import (
     ObservedPlant,
+    ReadVerdict,
+    ask,
     battery_unchanged_seconds,
     default_client,
     detect_remembered,
+    poll_requests,
     read_bank,
+    send_in_turn,
 )
 from givbridge.devices.outcome import UncleanRead, Unreachable, WriteOutcome
 from givbridge.devices.write_counters import WriteCounters
@@ -295,37 +298,65 @@ class InverterRunner(RunnerCore):
     # ----------------------------------------------------------------- polling
 
     async def _poll(self, *, full: bool) -> Snapshot | None:
-        """One poll; None if it failed (already counted). Raises _Stop to rebuild the connection."""
+        """One poll; None if it failed (already counted). Raises _Stop to rebuild the connection.
+
+        A full poll is the library's ``load_config`` reads, the extra settings bank and its
+        ``refresh`` reads, sent as one pipelined sequence (:func:`~givbridge.devices.library.send_in_turn`)
+        rather than three stages one after another; a write may go between any two of them.
+
+        Why a write in the middle cannot mislead the snapshot: the library's Plant is the one
+        store every answer lands in, each bank judged on arrival exactly as before (dropouts,
+        splices, CRC), and the snapshot is built from it once, after the last answer. A bank
+        the poll read before the write is read back by the write itself when it is one the
+        write touched, and any the poll reads after the write is read after it: so each
+        setting in the snapshot is the newest the inverter answered, never a pre-write value
+        over a post-write read-back. What the write did not touch may have moved with it
+        (coupled modes); that is no different from a write between two polls, and is why a
+        write brings the next full read forward (SETTLE_AFTER_WRITE). The read-back's own
+        snapshot, published mid-poll, carries the banks this poll has read so far: each of
+        them newer than the last snapshot's, so the hygiene judges a step forward in time as it
+        would between two polls, and the poll's snapshot follows it with a later ``taken_at``.
+        """
         client = self._require_client()
         polling = self.settings.polling
         now = self.clock.monotonic()
         self._next_fast = now + polling.poll_interval
         if full:
             self._next_full = now + polling.settings_interval
-        partial = False
         started = self.clock.monotonic()
-        try:
-            if full:
-                try:
-                    await client.load_config(timeout=polling.timeout, retries=polling.retries)
-                except RefreshPartiallySucceeded:
-                    partial = True
-                else:
-                    self._clock_read_at = self.clock.now()
-                await self._read_extra_settings()
-            try:
-                await client.refresh(timeout=polling.timeout, retries=polling.retries)
-            except RefreshPartiallySucceeded:
-                partial = True
-        except ConnectionLost:
-            raise  # the run loop counts it and reconnects
-        except (RefreshFailed, TimeoutError, CommunicationError) as exc:
-            if not client.connected:
-                # The library folds a dropped connection into RefreshFailed; polling a dead
-                # socket again would only fail again (and flap availability): reconnect now.
-                raise ConnectionLost(f"connection lost during a poll: {exc}") from exc
-            await self._failed_poll(f"poll failed: {exc}")
-            return None
+        settings, measurements = await poll_requests(self._plant)
+        if not full:
+            settings = []
+        extra = self._extra_settings_request() if full else None
+        requests = [*settings, *([extra] if extra is not None else []), *measurements]
+        answers = await send_in_turn(
+            client,
+            requests,
+            polling,
+            write_waiting=self._write_waiting,
+            serve_writes=self._serve_waiting_writes,
+        )
+        settings_answers = answers[: len(settings)]
+        measurement_answers = answers[len(requests) - len(measurements) :]
+        partial = False
+        # The library's verdict on each of its batches: all failed is a failed poll, some a partial one.
+        for batch in (settings_answers, measurement_answers):
+            failed = sum(isinstance(answer, Exception) for answer in batch)
+            if batch and failed == len(batch):
+                if not client.connected:
+                    # A dropped connection fails every request; polling a dead socket again
+                    # would only fail again (and flap availability): reconnect now.
+                    raise ConnectionLost("connection lost during a poll: every register read failed")
+                await self._failed_poll(f"poll failed: all {len(batch)} register reads failed")
+                return None
+            partial = partial or failed > 0
+        if partial:
+            failed_reads = [str(r) for r, a in zip(requests, answers, strict=True) if isinstance(a, Exception)]
+            self.log.warning("some register reads failed", failed=failed_reads)
+        if full and not any(isinstance(answer, Exception) for answer in settings_answers):
+            self._clock_read_at = self.clock.now()
+        if extra is not None:
+            await self._settle_extra_settings(answers[len(settings)])
         self.health.last_poll_seconds = round(self.clock.monotonic() - started, 3)
         self.health.last_poll_full = full
         snapshot, problem = self._build()
@@ -341,8 +372,8 @@ class InverterRunner(RunnerCore):
         if self.health.consecutive_failures >= self.settings.polling.offline_after:
             raise _Stop("too many failed polls")
 
-    async def _read_extra_settings(self) -> None:
-        """Holding registers the library does not poll for this model but givbridge needs.
+    def _extra_settings_request(self) -> ReadHoldingRegistersRequest | None:
+        """The holding registers the library does not poll for this model but givbridge needs.
 
         The library only reads HR(300-359) on AC-coupled units and the All-in-One, but Gen2+
         hybrids keep the battery pause mode and slot there (HR318-320).
@@ -350,8 +381,21 @@ class InverterRunner(RunnerCore):
         assert self.context is not None
         caps = self.context.capabilities
         if reg.has_pause_registers(self.context.family) and not caps.has_ac_config_block:
-            with contextlib.suppress(TimeoutError, UncleanRead):  # the poll keeps the last good bank
-                await self._read_block(*holding_block(reg.PAUSE_MODE))
+            base, count = holding_block(reg.PAUSE_MODE)
+            return ReadHoldingRegistersRequest(
+                base_register=base, register_count=count, device_address=caps.inverter_address
+            )
+        return None
+
+    async def _settle_extra_settings(self, answer: object) -> None:
+        """Read the extra settings bank again until believable, unless the poll's answer was.
+
+        Its failure never fails the poll: the poll keeps the last good bank.
+        """
+        if isinstance(answer, ReadHoldingRegistersResponse) and self._plant.verdict(answer) is ReadVerdict.CLEAN:
+            return
+        with contextlib.suppress(TimeoutError, UncleanRead):
+            await self._read_block(*holding_block(reg.PAUSE_MODE))
 
     def _build(self, *, fresh: bool = True) -> tuple[Snapshot | None, str | None]:
         """A snapshot of what the library holds now, cleaned; or None and why it was rejected.
@@ -470,7 +514,7 @@ class InverterRunner(RunnerCore):
                 write.register, write.value, device_address=self.context.capabilities.inverter_address
             )
             try:
-                await client.send_request_and_await_response(request, timeout=polling.timeout, retries=polling.retries)
+                await ask(client, self._plant, request, polling)
             except ConnectionLost:
                 raise
             except TimeoutError as exc:

@@ -78,6 +78,13 @@ class _ModelWriteResponse(WriteHoldingRegisterResponse):  # type: ignore[misc]  
 RequestKey = tuple[str, int, int, int]
 
 
+def _key_of(request: Any) -> RequestKey:
+    """How :attr:`SimulatorServer.requests` names a request."""
+    if isinstance(request, WriteHoldingRegisterRequest):
+        return ("W", request.device_address, request.register, 1)
+    return (_kind_of(request), request.device_address, request.base_register, request.register_count)
+
+
 class Connection:
     """One client socket, with the faults that apply to it alone."""
 
@@ -141,6 +148,9 @@ class SimulatorServer:
         #: Every connection the dongle accepted, refused ones included (a refused one is reset at once).
         self.connection_attempts = 0
         self._attempt_seen = asyncio.Event()
+        #: The same requests in the order they arrived ("received") and were answered ("answered"):
+        #: for tests of what a client sends while its earlier requests are still in flight.
+        self.traffic: list[tuple[str, RequestKey]] = []
 
     @property
     def port(self) -> int:
@@ -241,14 +251,12 @@ class SimulatorServer:
             # The library decodes the write in full but refuses it against its own client-side
             # allowlist; whether the register is writable is the simulated model's call.
             message = message.pdu
-        if isinstance(message, WriteHoldingRegisterRequest):
-            self.requests["W", message.device_address, message.register, 1] += 1
-        elif isinstance(message, _READ_KINDS):
-            kind = _kind_of(message)
-            self.requests[kind, message.device_address, message.base_register, message.register_count] += 1
-        else:
+        if not isinstance(message, (WriteHoldingRegisterRequest, *_READ_KINDS)):
             _logger.debug("ignoring %s", message)
             return
+        key = _key_of(message)
+        self.requests[key] += 1
+        self.traffic.append(("received", key))
         self._queue.put_nowait((connection, message, asyncio.get_running_loop().time()))
         self._request_seen.set()
 
@@ -297,6 +305,7 @@ class SimulatorServer:
             if answer_at > loop.time():
                 await asyncio.sleep(answer_at - loop.time())
             self._free_at = loop.time()
+            self.traffic.append(("answered", _key_of(request)))
             if device.silent or link.silent:
                 continue  # lost on the way: the inverter never sees it
             frame = self.response_to(request)

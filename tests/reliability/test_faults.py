@@ -18,6 +18,7 @@ import pytest_asyncio
 from givenergy_modbus.pdu import ReadInputRegistersRequest
 
 from givbridge.commands.results import ErrorCode
+from givbridge.devices.library import late_patience
 from givbridge.plant.snapshot import Snapshot
 from tests.brokers import Broker
 from tests.integration.sim_helpers import RawLink
@@ -73,7 +74,10 @@ async def test_latency_under_the_timeout_is_tolerated_and_over_it_is_an_outage(r
 async def test_a_silent_window_is_an_outage_that_ends_by_itself(rig: Rig) -> None:
     mark = rig.checker.mark(rig.serial)
     before = rig.sim.holding(TARGET_SOC)
-    rig.server.faults.silence(1.5)
+    # Long enough for offline_after polls to fail: each waits out its timeout, and the next
+    # poll's requests first wait for the lost answers for up to two more (late_patience).
+    polling = rig.app.settings.polling
+    rig.server.faults.silence(polling.offline_after * (polling.timeout + late_patience(polling)) + 0.5)
     transaction = rig.checker.send(
         "setChargeTarget", {"chargeToPercent": 63}, serial=rig.serial, expect={TARGET_SOC: 63}
     )
