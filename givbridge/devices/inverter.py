@@ -50,15 +50,12 @@ from givbridge.devices.follower import SerialFollower
 from givbridge.devices.library import (
     ObservedPlant,
     ReadVerdict,
-    ask,
     battery_unchanged_seconds,
     default_client,
     detect_remembered,
-    poll_requests,
-    read_bank,
-    send_in_turn,
 )
 from givbridge.devices.outcome import UncleanRead, Unreachable, WriteOutcome
+from givbridge.devices.sending import ask, poll_requests, read_bank, send_in_turn
 from givbridge.devices.write_counters import WriteCounters
 from givbridge.entities import load_catalogue
 from givbridge.log import get_logger
@@ -301,7 +298,7 @@ class InverterRunner(RunnerCore):
         """One poll; None if it failed (already counted). Raises _Stop to rebuild the connection.
 
         A full poll is the library's ``load_config`` reads, the extra settings bank and its
-        ``refresh`` reads, sent as one pipelined sequence (:func:`~givbridge.devices.library.send_in_turn`)
+        ``refresh`` reads, sent as one pipelined sequence (:func:`~givbridge.devices.sending.send_in_turn`)
         rather than three stages one after another; a write may go between any two of them.
 
         Why a write in the middle cannot mislead the snapshot: the library's Plant is the one
@@ -466,7 +463,7 @@ class InverterRunner(RunnerCore):
         return self._client
 
     async def _read_block(self, base: int, count: int) -> dict[int, int]:
-        """HR(base, count) as the poll path would believe it (see :func:`~givbridge.devices.library.read_bank`)."""
+        """HR(base, count) as the poll path would believe it (see :func:`~givbridge.devices.sending.read_bank`)."""
         assert self.context is not None
         polling = self.settings.polling
         try:

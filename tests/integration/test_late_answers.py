@@ -18,7 +18,8 @@ from givenergy_modbus.pdu import ReadHoldingRegistersRequest
 
 from givbridge.clock import ScaledClock
 from givbridge.config import PollingSettings
-from givbridge.devices.library import ObservedPlant, ask
+from givbridge.devices.library import ObservedPlant
+from givbridge.devices.sending import ask
 from givbridge.sim import SimulatedPlant, SimulatorServer
 from givbridge.sim.server import RequestKey
 

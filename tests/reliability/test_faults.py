@@ -18,7 +18,7 @@ import pytest_asyncio
 from givenergy_modbus.pdu import ReadInputRegistersRequest
 
 from givbridge.commands.results import ErrorCode
-from givbridge.devices.library import late_patience
+from givbridge.devices.sending import late_patience
 from givbridge.plant.snapshot import Snapshot
 from tests.brokers import Broker
 from tests.integration.sim_helpers import RawLink
