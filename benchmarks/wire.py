@@ -337,13 +337,17 @@ async def commands(report: Report, latency: float, rounds: int) -> None:
     finally:
         await broker.stop()
 
-    # One write and its read-back are two round trips; a plan of more registers writes them one
-    # after another (setChargeTarget also sets HR20 when it is off), each one more round trip,
-    # and no sooner than a request gap after the frame before it.
-    def limit_for(writes: int) -> float:
-        return 2 * latency + gap + (max(1, writes) - 1) * max(latency, gap) + COMMAND_SLACK
+    # One write and its read-back are two round trips. A plan of more registers writes them one
+    # after another (setChargeTarget also sets HR20 when it is off) and reads back one bank per
+    # register: each further frame leaves no sooner than its round trip, or the client's pacing
+    # (the gap plus the library's jitter, default_client) after the frame before it.
+    paced = gap + runner_client("127.0.0.1", 0, Plant(), gap).tx_jitter
 
-    limit = limit_for(1)
+    def limit_for(writes: int, banks: int) -> float:
+        further = (max(1, writes) - 1) * max(latency, paced) + (max(1, banks) - 1) * paced
+        return 2 * latency + gap + further + COMMAND_SLACK
+
+    limit = limit_for(1, 1)
     for name, _ in COMMANDS:
         for during in (False, True):
             picked = [s for s in samples if s.name == name and s.during_poll is during]
@@ -351,10 +355,11 @@ async def commands(report: Report, latency: float, rounds: int) -> None:
                 continue
             times = [s.seconds for s in picked]
             writes = max(s.writes for s in picked)
-            allowed = limit_for(writes)
+            banks = max(len(s.read_banks) for s in picked)
+            allowed = limit_for(writes, banks)
             source = f"{ISSUE} item 1: 2 x latency + request gap ({gap} s) + 100 ms"
-            if writes > 1:
-                source += f", + {writes - 1} x max(latency, gap) for {writes} registers written in turn"
+            if writes > 1 or banks > 1:
+                source += f"; {writes} registers written in turn, {banks} banks read back: each more frame paced"
             p50, p95 = statistics.median(times), percentile(times, 0.95)
             state = "a poll running" if during else "idle"
             report.add(
