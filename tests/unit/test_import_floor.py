@@ -34,6 +34,10 @@ def run_path_modules() -> set[str]:
 @pytest.mark.parametrize(
     "unused",
     [
+        "givbridge.sim",  # the simulator: `simulate` and `demo` only
+        "givbridge.demo",
+        "givbridge.watch",
+        "givbridge.migrate",
         "rich",  # structlog's optional tracebacks: givbridge renders them plainly
         "pygments",
     ],
