@@ -38,6 +38,7 @@ def run_path_modules() -> set[str]:
         "givbridge.demo",
         "givbridge.watch",
         "givbridge.migrate",
+        "pymodbus",  # the EV charger's client: only with a charger configured
         "rich",  # structlog's optional tracebacks: givbridge renders them plainly
         "pygments",
     ],
