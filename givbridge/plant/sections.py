@@ -10,6 +10,7 @@ Gateway) share one reading of it.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, tzinfo
@@ -79,7 +80,10 @@ class ValueSink:
 
     def put(self, leaf: str, value: Scalar) -> None:
         if value is not None:
-            self._values[self._prefix + leaf] = value
+            # Interned: every poll of every inverter names its values with the same few hundred
+            # paths, which the publishers, discovery and hygiene keep as keys; one copy of each
+            # serves them all (and their dict lookups compare by identity).
+            self._values[sys.intern(self._prefix + leaf)] = value
 
 
 def pv_section(inv: ModelView, power: ValueSink, *, pv_1: int | None, pv_2: int | None) -> int | None:
