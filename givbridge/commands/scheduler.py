@@ -62,6 +62,7 @@ from givbridge.commands.timed_results import (
     revert_result,
 )
 from givbridge.commands.writing import carry_out, confirm
+from givbridge.devices.context import DeviceContext
 from givbridge.devices.inverter import InverterRunner
 from givbridge.devices.outcome import NotWritable, UncleanRead, Unreachable, WriteStatus
 from givbridge.devices.supervisor import Bridge
@@ -93,6 +94,7 @@ class TimedActions:
         self._actions: dict[Key, Action] = {}
         self._reverts: dict[Key, asyncio.Task[None]] = {}
         self._shown: dict[Key, dict[str, Scalar]] = {}  # the state last announced per action
+        self._kinds: dict[str, tuple[DeviceContext, tuple[TimedKind, ...]]] = {}  # see _kinds_for
         self._changed = asyncio.Event()  # wakes the countdown: an action started, ended or moved
         self._reported = asyncio.Event()  # pulsed on every snapshot: some inverter answers again
         self._save_lock = asyncio.Lock()
@@ -151,10 +153,22 @@ class TimedActions:
             return {}
         now = self.clock.now()
         values: dict[str, Scalar] = {}
-        for kind in kinds_for(context):
+        for kind in self._kinds_for(context):
             action = self._actions.get((context.serial, kind.name))
             values.update(kind.state(action.ends if action else None, now))
         return values
+
+    def _kinds_for(self, context: DeviceContext) -> tuple[TimedKind, ...]:
+        """The timed actions the device of ``context`` can run, worked out once per detected device.
+
+        Which actions apply depends on the context alone (model, capabilities, write
+        allowlist), and a runner keeps one context until it detects its device again; planning
+        every action on every poll to find out was most of this snapshot extra's cost.
+        """
+        known = self._kinds.get(context.serial)
+        if known is None or known[0] is not context:
+            known = self._kinds[context.serial] = (context, tuple(kinds_for(context)))
+        return known[1]
 
     # ------------------------------------------------------------------ commands (device lock held)
 

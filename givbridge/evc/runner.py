@@ -29,11 +29,9 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
 
 from givbridge.clock import Clock
 from givbridge.config import EvcSettings, Settings
@@ -47,15 +45,30 @@ from givbridge.plant.snapshot import DeviceInfo, Snapshot
 from givbridge.plant.writes import RegisterWrite, WritePlan
 from givbridge.store import JsonStore
 
+if TYPE_CHECKING:
+    from pymodbus.client import AsyncModbusTcpClient
+
+# pymodbus is imported only once a charger is configured (about 1.5 MB of a process's memory
+# that a bridge without one never uses), so its names are fetched where they are needed.
+
 log = get_logger(__name__)
 
-ClientFactory = Callable[[str, int, float, int], AsyncModbusTcpClient]
+ClientFactory = Callable[[str, int, float, int], "AsyncModbusTcpClient"]
 
 
 def _default_client(host: str, port: int, timeout: float, retries: int) -> AsyncModbusTcpClient:
+    from pymodbus.client import AsyncModbusTcpClient
+
     # No automatic reconnection: the runner rebuilds the connection itself, with backoff and
     # availability bookkeeping.
     return AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=retries, reconnect_delay=0)
+
+
+def _link_errors() -> tuple[type[Exception], ...]:
+    """What a lost connection or a silent charger raises (pymodbus's own, timeouts, sockets')."""
+    from pymodbus.exceptions import ModbusException
+
+    return (TimeoutError, OSError, ModbusException)
 
 
 class _Lost(Exception):
@@ -210,7 +223,7 @@ class ChargerRunner(RunnerCore):
         try:
             async with asyncio.timeout(polling.timeout + 5.0):
                 connected = await client.connect()
-        except (TimeoutError, OSError, ModbusException) as exc:
+        except _link_errors() as exc:
             client.close()
             raise _Lost(f"cannot connect to {self.label}: {exc}") from exc
         if not connected:
@@ -235,7 +248,7 @@ class ChargerRunner(RunnerCore):
                     return False
                 response = await client.read_holding_registers(base, count=1, device_id=reg.DEVICE_ID)
             return not response.isError()
-        except (TimeoutError, OSError, ModbusException):  # refused, unreachable, silent: not back yet
+        except _link_errors():  # refused, unreachable, silent: not back yet
             return False
         finally:
             client.close()
@@ -254,7 +267,7 @@ class ChargerRunner(RunnerCore):
         """One request's response; a lost connection or silence becomes :class:`Unreachable`."""
         try:
             return await request()  # pymodbus raises at once, not when awaited, on a dropped connection
-        except (ModbusException, OSError, TimeoutError) as exc:
+        except _link_errors() as exc:
             # pymodbus reports both a dead link and a silent charger as ModbusIOException /
             # ConnectionException; either way the connection is rebuilt.
             client, self._client = self._client, None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -101,6 +102,10 @@ def _same(old: object, new: Scalar) -> bool:
     return True
 
 
+#: An object's keys sorted as ``json.dumps`` sorts them, each with its encoded form.
+Layout = tuple[tuple[str, str], ...]
+
+
 class _Node:
     """One object of the JSON document, its encoded text kept until a value under it changes."""
 
@@ -108,18 +113,26 @@ class _Node:
 
     def __init__(self) -> None:
         self.children: dict[str, _Node | str] = {}  # key -> child object, or a value's encoded text
-        self.keys: list[tuple[str, str]] | None = None  # (key, encoded key), sorted as json.dumps sorts
+        self.keys: Layout | None = None
         self.text: str | None = None
 
-    def encode(self) -> str:
-        """The text ``json.dumps(tree, sort_keys=True, separators=(",", ":"))`` gives this object."""
+    def encode(self, layouts: dict[tuple[str, ...], Layout]) -> str:
+        """The text ``json.dumps(tree, sort_keys=True, separators=(",", ":"))`` gives this object.
+
+        ``layouts`` holds each distinct set of keys' layout once: the same objects (``Power``,
+        a pack's fields) recur in every device's document.
+        """
         if self.text is None:
             if self.keys is None:
-                self.keys = [(key, json.dumps(key)) for key in sorted(self.children)]
+                names = tuple(sorted(self.children))
+                layout = layouts.get(names)
+                if layout is None:
+                    layout = layouts[names] = tuple((key, json.dumps(key)) for key in names)
+                self.keys = layout
             parts = []
             for key, encoded_key in self.keys:
                 child = self.children[key]
-                parts.append(f"{encoded_key}:{child if isinstance(child, str) else child.encode()}")
+                parts.append(f"{encoded_key}:{child if isinstance(child, str) else child.encode(layouts)}")
             self.text = "{" + ",".join(parts) + "}"
         return self.text
 
@@ -137,8 +150,9 @@ class _JsonDocument:
     exist rebuilds the tree (rare: a pack that did not answer, a value hygiene dropped).
     """
 
-    def __init__(self, style_for: Callable[[str], ValueStyle]) -> None:
+    def __init__(self, style_for: Callable[[str], ValueStyle], layouts: dict[tuple[str, ...], Layout]) -> None:
         self._style_for = style_for
+        self._layouts = layouts
         self._root: _Node | None = None
         self._values: Mapping[str, Scalar] = {}
         self._raw: Mapping[str, Scalar] | None = None
@@ -159,7 +173,7 @@ class _JsonDocument:
             except _Conflict:
                 self._root = None  # a shape only nest() resolves: encode it whole, as the tree says
                 return json.dumps(_tree(values, raw, self._style_for), sort_keys=True, separators=(",", ":"))
-            return root.encode()
+            return root.encode(self._layouts)
         missing = object()
         for path, value in values.items():
             if not _same(old_values.get(path, missing), value):
@@ -171,7 +185,7 @@ class _JsonDocument:
                 if not _same(old_raw.get(path, missing), value):
                     root.text = None
                     _set(raw_node, path.split("/"), json_value(value))
-        return root.encode()
+        return root.encode(self._layouts)
 
     def _build(self, values: Mapping[str, Scalar], raw: Mapping[str, Scalar] | None) -> _Node:
         root = _Node()
@@ -189,13 +203,13 @@ class _JsonDocument:
 def _insert(root: _Node, parts: list[str], value: Any) -> None:
     node = root
     for part in parts[:-1]:
-        child = node.children.setdefault(part, _Node())
+        child = node.children.setdefault(sys.intern(part), _Node())  # one copy of each name, all devices
         if isinstance(child, str):
             raise _Conflict(part)
         node = child
     if parts[-1] in node.children:
         raise _Conflict(parts[-1])
-    node.children[parts[-1]] = json.dumps(value)
+    node.children[sys.intern(parts[-1])] = json.dumps(value)
 
 
 def _set(root: _Node, parts: list[str], value: Any) -> None:
@@ -223,14 +237,14 @@ _UNSEEN = object()
 
 
 class _DeviceState:
-    def __init__(self, style_for: Callable[[str], ValueStyle]) -> None:
+    def __init__(self, style_for: Callable[[str], ValueStyle], layouts: dict[tuple[str, ...], Layout]) -> None:
         self.published: dict[str, tuple[str, float | None]] = {}  # path -> (payload, number)
         # path -> the last value judged against ``published`` whose outcome stands: published,
         # or not news. The same value again needs no rendering: it would be judged the same.
         self.settled: dict[str, object] = {}
         self.last_full: float | None = None
         self.last_json: str | None = None
-        self.document = _JsonDocument(style_for)
+        self.document = _JsonDocument(style_for, layouts)
         self.messages_last_poll = 0
 
 
@@ -258,6 +272,7 @@ class StatePublisher:
         self._devices: dict[str, _DeviceState] = {}
         self._styles: dict[str, ValueStyle] = {}  # path -> style: the catalogue looked up once per path
         self._raw_paths: dict[str, str] = {}  # raw field -> its leaf path under raw/
+        self._layouts: dict[tuple[str, ...], Layout] = {}  # the JSON documents' object layouts, shared
 
     def forget(self) -> None:
         """Forget what was published (after a broker reconnect) so the next round sends everything."""
@@ -276,7 +291,7 @@ class StatePublisher:
     def _device(self, serial: str) -> _DeviceState:
         device = self._devices.get(serial)
         if device is None:
-            device = self._devices[serial] = _DeviceState(self._style_for)
+            device = self._devices[serial] = _DeviceState(self._style_for, self._layouts)
         return device
 
     def publish_snapshot(self, snapshot: Snapshot) -> int:

@@ -220,7 +220,7 @@ def read_plant(plant: Any, *, clock_read_at: datetime | None = None) -> PlantVie
     meters: dict[int, Any] = plant.meters
     slot_map = inverter.slot_map
     model = caps.device_type
-    holding = frozenset(r.index for r in cache if r.reg_type == "HR" and cache.get(r) is not None)
+    holding = frozenset(r.index for r, value in cache.items() if value is not None and isinstance(r, HR))
     return PlantView(
         serial=str(serial),
         device_type_code=dtc,

@@ -9,6 +9,8 @@ Gateway) share one reading of it.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, tzinfo
@@ -18,7 +20,7 @@ from givbridge.plant import derive, vocab
 from givbridge.plant import registers as reg
 from givbridge.plant._library import HvStackView, JsonScalar, ModelView, PlantView
 from givbridge.plant.families import Family
-from givbridge.plant.snapshot import DeviceInfo, Scalar
+from givbridge.plant.snapshot import Deferred, DeviceInfo, Scalar
 
 STACK = "Battery_Details/Battery_Stack_1"  # GivTCP puts every LV pack in one stack
 _MIDNIGHT = time(0, 0)
@@ -35,7 +37,7 @@ class DeviceValues:
 
     info: DeviceInfo
     values: dict[str, Scalar] = field(default_factory=dict)
-    raw: dict[str, JsonScalar] = field(default_factory=dict)
+    raw: Mapping[str, Scalar] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -78,7 +80,10 @@ class ValueSink:
 
     def put(self, leaf: str, value: Scalar) -> None:
         if value is not None:
-            self._values[self._prefix + leaf] = value
+            # Interned: every poll of every inverter names its values with the same few hundred
+            # paths, which the publishers, discovery and hygiene keep as keys; one copy of each
+            # serves them all (and their dict lookups compare by identity).
+            self._values[sys.intern(self._prefix + leaf)] = value
 
 
 def pv_section(inv: ModelView, power: ValueSink, *, pv_1: int | None, pv_2: int | None) -> int | None:
@@ -409,34 +414,56 @@ def meter_section(view: PlantView, sink: ValueSink) -> None:
         out.put("Export_Energy_kWh", meter.number("e_export_active"))
 
 
-def raw_section(view: PlantView, family: Family) -> dict[str, JsonScalar]:
-    """GivTCP's ``raw`` tree: every decoded library field, JSON-safe.
+def raw_section(view: PlantView, family: Family) -> Mapping[str, Scalar]:
+    """GivTCP's ``raw`` tree: every decoded library field, JSON-safe; built when first read.
 
     Keys are ``invertor/<field>``, ``batteries/<pack serial>/<field>`` and
     ``meters/Meter_ID_<n>/<field>`` (GivTCP's spellings, including ``invertor``). Field names
     are givenergy-modbus's; the few that Predbat reads under GivTCP's older library names are
-    added under those names too (see ``_givtcp_raw_aliases``).
+    added under those names too (see ``_givtcp_raw_aliases``). The decoded models it is read
+    from are immutable, so it reads the same whenever it is first read.
     """
+    return Deferred(
+        functools.partial(
+            _raw_fields,
+            view.inverter,
+            view.batteries,
+            view.meters,
+            view.hv_stacks,
+            (("ems", view.ems), ("gateway", view.gateway)),
+            family.givtcp_type,
+        )
+    )
+
+
+def _raw_fields(
+    inverter_model: ModelView,
+    batteries: tuple[ModelView, ...],
+    meters: tuple[tuple[int, ModelView], ...],
+    hv_stacks: tuple[HvStackView, ...],
+    controllers: tuple[tuple[str, ModelView | None], ...],
+    givtcp_type: str,
+) -> dict[str, JsonScalar]:
     raw: dict[str, JsonScalar] = {}
-    inverter = view.inverter.dump()
-    inverter.update(_givtcp_raw_aliases(view.inverter))
+    inverter = inverter_model.dump()
+    inverter.update(_givtcp_raw_aliases(inverter_model))
     # GivTCP serves its model enum's name here (Hybrid_gen1, Ac, All_in_one), not the library's
     # coarse code ("2", "8"): Predbat compares it to decide which controls a unit has.
-    inverter["model"] = family.givtcp_type
+    inverter["model"] = givtcp_type
     raw.update({f"invertor/{name}": value for name, value in inverter.items()})
-    for pack in view.batteries:
+    for pack in batteries:
         serial = pack.text("serial_number")
         raw.update({f"batteries/{serial}/{name}": value for name, value in pack.dump().items()})
-    for meter_id, meter in view.meters:
+    for meter_id, meter in meters:
         raw.update({f"meters/Meter_ID_{meter_id}/{name}": value for name, value in meter.dump().items()})
-    for number, stack in enumerate(view.hv_stacks):
+    for number, stack in enumerate(hv_stacks):
         # GivTCP's HV_Battery_Stacks/Stack_<n> (numbered from 0 there), BCU fields then each module.
         prefix = f"HV_Battery_Stacks/Stack_{number}"
         raw.update({f"{prefix}/{name}": value for name, value in stack.bcu.dump().items()})
         for module in stack.modules:
             serial = module.text("serial_number")
             raw.update({f"{prefix}/{serial}/{name}": value for name, value in module.dump().items()})
-    for section, model in (("ems", view.ems), ("gateway", view.gateway)):
+    for section, model in controllers:
         if model is not None:
             raw.update({f"{section}/{name}": value for name, value in model.dump().items()})
     return raw

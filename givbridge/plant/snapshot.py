@@ -8,7 +8,7 @@ the MQTT and HTTP layers can stay GivTCP-compatible without knowing any register
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from types import MappingProxyType
@@ -24,6 +24,53 @@ def as_number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+class Deferred(Mapping[str, Scalar]):
+    """A read-only mapping built the first time it is read, then kept.
+
+    A snapshot's ``raw`` section is one: few bridges read it (it is published only on request
+    and served by the HTTP shim), and building it every poll was a sixth of a poll's work
+    outside the library. What it is built from must not change afterwards (the library's
+    decoded models are immutable).
+    """
+
+    __slots__ = ("_build", "_built")
+
+    def __init__(self, build: Callable[[], Mapping[str, Scalar]]) -> None:
+        self._build: Callable[[], Mapping[str, Scalar]] | None = build
+        self._built: Mapping[str, Scalar] | None = None
+
+    def _mapping(self) -> Mapping[str, Scalar]:
+        if self._built is None:
+            assert self._build is not None
+            self._built = MappingProxyType(dict(self._build()))
+            self._build = None  # what it was built from can go now
+        return self._built
+
+    def __getitem__(self, key: str) -> Scalar:
+        return self._mapping()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._mapping()
+
+    def keys(self) -> KeysView[str]:
+        return self._mapping().keys()
+
+    def items(self) -> ItemsView[str, Scalar]:
+        return self._mapping().items()
+
+    def values(self) -> ValuesView[Scalar]:
+        return self._mapping().values()
+
+    def __repr__(self) -> str:
+        return f"Deferred({dict(self._mapping())!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +101,11 @@ class Snapshot:
     raw: Mapping[str, Scalar] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Freeze the mappings so no consumer can mutate a shared snapshot.
+        # Freeze the mappings so no consumer can mutate a shared snapshot (a Deferred is read-only
+        # already, and copying it would build it).
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
-        object.__setattr__(self, "raw", MappingProxyType(dict(self.raw)))
+        if not isinstance(self.raw, Deferred):
+            object.__setattr__(self, "raw", MappingProxyType(dict(self.raw)))
 
     @property
     def serial(self) -> str:

@@ -58,7 +58,10 @@ def settable_options(definition: EntityDefinition, command: Command) -> tuple[st
     key = (command.payload, command.raw_field, tuple(sorted(command.fixed.items())), options)
     settable = _SETTABLE.get(key)
     if settable is None:
-        settable = _SETTABLE[key] = tuple(option for option in options if accepts(command, option))
+        accepted = tuple(option for option in options if accepts(command, option))
+        # Where every word is accepted (each slot select's 1,440 times) keep the definition's own
+        # tuple rather than a copy per command: twenty-odd copies held a quarter of a megabyte.
+        settable = _SETTABLE[key] = options if accepted == options else accepted
     return settable
 
 

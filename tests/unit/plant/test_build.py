@@ -7,11 +7,13 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from givenergy_modbus.model.register import IR
 
 from givbridge.plant import ExtrasConflict, PlantNotReady, Scalar, Snapshot, UnsupportedFamily, build_snapshot
 from givbridge.plant.families import FAMILIES
 from tests.unit.plant.registers import (
     INVERTER,
+    PACK_1,
     Device,
     ac_one_pack,
     gen1_two_packs,
@@ -210,6 +212,19 @@ def test_gen1_raw_carries_what_predbat_reads(gen1: Snapshot) -> None:
     assert all(isinstance(v, int | float | str | bool) for v in raw.values())
     tree = gen1.as_tree(include_raw=True)
     assert tree["raw"]["invertor"]["battery_nominal_capacity"] == 17.72
+
+
+def test_the_raw_section_is_what_the_poll_read_whenever_it_is_first_read() -> None:
+    # Built on first read (most bridges never read it), from the poll's decoded models: a later
+    # poll that changed the plant's registers must not show through.
+    plant = plant_from(gen1_two_packs())
+    snapshot = build_snapshot(plant, family=FAMILIES["hybrid-gen1"], taken_at=TAKEN_AT, tz=LONDON)
+    plant.register_caches[INVERTER][IR(19)] = 777  # PV2 energy today, as the next poll might read it
+    plant.register_caches[PACK_1][IR(100)] = 10  # the first pack's SOC
+    fresh = build(gen1_two_packs(), "hybrid-gen1")
+    assert dict(snapshot.raw) == dict(fresh.raw)
+    assert snapshot.raw["batteries/BG2134G001/soc"] == 81
+    assert snapshot == fresh  # equal snapshots whether or not either raw section was read
 
 
 # --- Gen3 hybrid, 10-slot firmware ---------------------------------------------------------------
