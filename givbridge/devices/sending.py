@@ -297,8 +297,13 @@ async def send_in_turn(
                 _withdraw(client, ready.request)
     finally:
         for attempt in in_flight:
-            if attempt.task is not None and not attempt.task.done():
+            if attempt.task is None:
+                continue
+            if not attempt.task.done():
                 attempt.task.cancel()
+            elif not attempt.task.cancelled():
+                # Settled too when a connection lost ends the batch: its failure is that one's.
+                attempt.task.exception()
     return results
 
 
