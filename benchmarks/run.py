@@ -108,19 +108,18 @@ def write_doc(report: Report, quick: bool, elapsed: float, graphs: list[Path], l
 
 #: Why a section's limit can be missed, shown under the table for each section that missed one.
 CAUSES = {
-    "polls": """**Polls.** A full poll runs in three stages one after the other (load_config, then the
-HR300 bank, then refresh), each waiting for its last answer before the next starts; at high
-latency the floor overlaps all of them in flight. At 0.2 s latency the request gap (0.25 s plus
-up to 0.1 s of jitter), not the dongle, sets both the poll and its floor.""",
-    "commands": """**Commands.** A command waits for the whole poll in progress (the runner finishes a
-poll before it serves the next job), so with a poll running it costs up to a poll's wall time
-more. Idle, setChargeTarget also reads back the bank of the enable flag it did not write.""",
-    "read-back": """**Read-back.** setChargeTarget reads back the banks of every register in its plan,
-including one whose write it skipped because the inverter already held the value (HR20's
-bank, HR(0)). An HR(0) read in the window of a setBatteryReserve (which writes only HR110) is
-not explained yet: another read of the runner landing in the window is one possibility.""",
-    "restart": """**Restart.** `polling.probe_timeout` (0.5 s) is shorter than a 1.1 s latency: the
-remembered layout's check times a pack out, and a full detect runs after it.""",
+    "polls": """**Polls.** A poll sends the library's own requests pipelined at its pacing, as the
+floor does; a miss means something between them cost a round trip: a retry, or a write served
+between two of the poll's requests.""",
+    "commands": """**Commands.** A command goes between two requests of a poll in progress, but the
+answers of the poll's requests already sent come first (the simulated inverter serves one
+request at a time, 0.1 s each), and the write and its read-back each leave no sooner than the
+request gap plus up to 0.1 s of the library's jitter after the frame before: at 0.2 s latency
+that pacing, not the dongle, sets the time.""",
+    "read-back": """**Read-back.** A write reads back the banks it wrote and no other; a miss means
+another read of the runner landed in the command's window.""",
+    "restart": """**Restart.** The remembered layout's check waits two of the link's measured round
+trips for each device; a miss means it timed a device out and a full detect ran after it.""",
     "cost": """**Cost.** Building the snapshot, hygiene and the state publish (the JSON document of
 the whole tree encoded every poll, every leaf rendered and compared) cost more CPU per poll
 than the library's decoding; memory above the library is givbridge's own modules (catalogue,

@@ -355,7 +355,8 @@ async def commands(report: Report, latency: float, rounds: int) -> None:
                 continue
             times = [s.seconds for s in picked]
             writes = max(s.writes for s in picked)
-            banks = max(len(s.read_banks) for s in picked)
+            # The banks its read-back needs (a poll's reads may share the window).
+            banks = max(len(s.written_banks) for s in picked)
             allowed = limit_for(writes, banks)
             source = f"{ISSUE} item 1: 2 x latency + request gap ({gap} s) + 100 ms"
             if writes > 1 or banks > 1:
