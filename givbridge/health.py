@@ -93,7 +93,8 @@ class HealthWriter:
     async def write(self, *, running: bool = True) -> None:
         document = self.document(running=running)
         try:
-            await asyncio.to_thread(self.store.save, HEALTH_DOCUMENT, document)
+            # Not fsynced: after a power cut the bridge that comes back writes a fresh one.
+            await asyncio.to_thread(self.store.save, HEALTH_DOCUMENT, document, durable=False)
         except OSError as exc:  # a full or read-only disk must not take the bridge down
             log.warning("cannot write the health document", error=str(exc))
 

@@ -59,12 +59,15 @@ class JsonStore:
             return {}
         return data
 
-    def save(self, name: str, data: dict[str, Any], *, private: bool = False) -> None:
+    def save(self, name: str, data: dict[str, Any], *, private: bool = False, durable: bool = True) -> None:
         """Replace the document atomically.
 
         ``private`` (a document holding secrets): the file is made mode 0600 and the mode is
         checked before anything is written; where it does not hold (a FAT or network file system
         that ignores modes) :class:`UnprotectedFile` is raised and nothing is written or replaced.
+        ``durable=False`` skips the fsyncs, for a document that is worthless after a power cut
+        (the health beacon, rewritten every poll interval): it is still replaced atomically, so
+        a reader never sees a torn one.
         """
         path = self.path(name)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -75,12 +78,15 @@ class JsonStore:
                 _make_private(fd, path)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if not durable:
+            return
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # make the rename itself durable

@@ -13,6 +13,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from givbridge.commands.access import AccessPolicy, Kind, MqttAdmin, kind_of
@@ -20,7 +22,7 @@ from givbridge.commands.registry import REGISTRY
 from givbridge.entities import LIMIT_NAMES, TIME_SLOT_OPTIONS, EntityCatalogue, load_catalogue
 from givbridge.log import LOG_LEVELS
 from givbridge.mqtt.discovery.addresses import address_of
-from givbridge.mqtt.discovery.documents import DeviceConfig, DiscoveryBuilder, InverterDiscovery
+from givbridge.mqtt.discovery.documents import DeviceConfig, DiscoveryBuilder, InverterDiscovery, document_text
 from givbridge.mqtt.state import MESSAGES_PATH
 from givbridge.mqtt.topics import DiscoveryTopics, Topics
 from givbridge.plant import Snapshot, build_snapshot
@@ -542,3 +544,19 @@ def test_legacy_object_id_gives_older_home_assistant_givtcps_ids(
     # Without the setting no object_id is sent: HA 2025.10 warns about it and 2026.4 dropped it.
     plain = components(discover(catalogue, snapshot).devices)
     assert not [key for key, component in plain.items() if "object_id" in component]
+
+
+_JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+_JSON = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=8,
+)
+_KEYS = st.text() | st.integers()  # json.dumps turns an int key into a string
+
+
+@given(st.dictionaries(_KEYS, _JSON | st.dictionaries(_KEYS, _JSON, max_size=5), max_size=5))
+def test_a_document_is_encoded_as_json_dumps_encodes_it(document: dict[Any, Any]) -> None:
+    # Discovery encodes a document an entry at a time (a whole inverter's at once peaked at five
+    # times its size); the text must be json.dumps's, byte for byte.
+    assert document_text(document) == json.dumps(document, separators=(",", ":"), ensure_ascii=False)

@@ -69,6 +69,14 @@ def test_store_round_trip_and_atomic_replace(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "state").iterdir()] == ["writes-SA1.json"]
 
 
+def test_a_store_document_saved_without_fsync_is_still_replaced_whole(tmp_path: Path) -> None:
+    store = JsonStore(tmp_path / "state")
+    store.save("health", {"running": True}, durable=False)
+    store.save("health", {"running": False}, durable=False)
+    assert store.load("health") == {"running": False}
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["health.json"]  # no temporary file left
+
+
 def test_store_ignores_garbage(tmp_path: Path) -> None:
     store = JsonStore(tmp_path)
     store.path("bad").write_text("{not json")

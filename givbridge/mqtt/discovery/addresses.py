@@ -119,8 +119,10 @@ def pack_firmware(snapshot: Snapshot) -> dict[str, str]:
     """Each battery pack's firmware version, whichever stack the pack is in."""
     found: dict[str, str] = {}
     for path, value in snapshot.values.items():
+        # Discovery asks on every poll: split only the few paths that can be a pack's firmware.
+        if value is None or not path.endswith("/Battery_Firmware_Version") or not path.startswith("Battery_Details/"):
+            continue
         parts = path.split("/")
-        is_pack_firmware = len(parts) == 4 and parts[0] == "Battery_Details" and parts[3] == "Battery_Firmware_Version"
-        if is_pack_firmware and value is not None:
+        if len(parts) == 4:  # Battery_Details/<stack>/<pack>/Battery_Firmware_Version
             found[parts[2]] = str(value)
     return found

@@ -70,8 +70,12 @@ _SETTABLE: dict[tuple[object, ...], tuple[str, ...]] = {}
 
 def shown_only(definition: EntityDefinition, command: Command) -> tuple[str, ...]:
     """The definition's words the device can report but the command does not take."""
-    settable = set(settable_options(definition, command))
-    return tuple(option for option in definition.option_values() or () if option not in settable)
+    options = definition.option_values() or ()
+    settable = settable_options(definition, command)
+    if settable is options:
+        return ()  # it takes every word (see settable_options): no set of 1,440 times to build
+    taken = set(settable)
+    return tuple(option for option in options if option not in taken)
 
 
 def state_template(options: tuple[str, ...]) -> str:

@@ -237,14 +237,13 @@ class DiscoveryPublisher:
         """Add the snapshot's paths to what the device publishes; True if that grew or was reset."""
         family = snapshot.info.family
         learned = self.record.learned.get(serial)
-        current = {*snapshot.values, MESSAGES_PATH}
         if learned is None or learned.family != family:
             # A different model behind this serial: what the old one published says nothing now.
-            self.record.learned[serial] = Learned(family, current)
+            self.record.learned[serial] = Learned(family, {*snapshot.values, MESSAGES_PATH})
             return True
-        if current <= learned.paths:
-            return False
-        learned.paths |= current
+        if MESSAGES_PATH in learned.paths and learned.paths.issuperset(snapshot.values):
+            return False  # the usual poll: nothing new (asked without building a set of its paths)
+        learned.paths |= {*snapshot.values, MESSAGES_PATH}
         return True
 
     def _limits_for(self, serial: str, snapshot: Snapshot) -> dict[str, float | None]:
