@@ -52,7 +52,9 @@ FAULTS = (
 GROWTH_LIMIT = 150_000  # bytes
 
 
-async def sample_memory(rig: Rig, began: float, samples: list[tuple[float, int]]) -> None:
+async def sample_memory(
+    rig: Rig, caplog: pytest.LogCaptureFixture, began: float, samples: list[tuple[float, int]]
+) -> None:
     """Every simulated hour from the end of the warm-up: what stays allocated (tracing from an hour before)."""
     clock = rig.clock
     await clock.sleep(began + WARM_UP - SAMPLE_EVERY - clock.monotonic())
@@ -63,6 +65,8 @@ async def sample_memory(rig: Rig, began: float, samples: list[tuple[float, int]]
         rig.watch.snapshots.clear()
         rig.checker.forget_results()
         rig.crashes.drain()
+        caplog.clear()  # pytest keeps every log record: the warnings of each faulted poll
+        rig.server.traffic.clear()  # the simulator's record of every request, for tests of their order
         gc.collect()  # count what is reachable, not cycles waiting for the collector
         samples.append((clock.monotonic() - began, tracemalloc.get_traced_memory()[0]))
 
@@ -81,7 +85,7 @@ async def test_a_day_of_random_faults_keeps_the_invariants_and_memory_flat(
         samples: list[tuple[float, int]] = []
         background = [
             asyncio.create_task(FaultScript.parse(FAULTS).run(rig.server.faults)),
-            asyncio.create_task(sample_memory(rig, began, samples)),
+            asyncio.create_task(sample_memory(rig, caplog, began, samples)),
         ]
         rng = random.Random(2026)
         sent = 0
